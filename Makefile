@@ -1,0 +1,11 @@
+# The two commands of the README. Both set everything up first (idempotent, fast the second time).
+.PHONY: setup demo test
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/suite run --task cls --method sema
+
+test: setup
+	.venv/bin/python -m pytest

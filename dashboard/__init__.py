@@ -1,0 +1,1 @@
+"""The Streamlit dashboard (see its issue); the results it reads are plain files under results/."""

@@ -1,0 +1,203 @@
+"""Weight averaging (EMA) and the Switch-EMA copy-back, in plain PyTorch.
+
+This module imports nothing but torch, so it works in any training loop::
+
+    avg = WeightAverager(model, decay=0.999)
+    for batch in data:
+        loss(model, batch).backward(); optimizer.step()
+        avg.update(model)               # after optimizer.step(); the first update copies
+    with avg.swapped(model):            # evaluate the averaged weights ...
+        evaluate(model)                 # ... then the trained ones come back bit-exactly
+    avg.copy_to(model)                  # SEMA's switch: trained weights <- averaged weights
+
+Conventions (timm / ema-pytorch): ``avg <- d * avg + (1 - d) * w`` with ``d`` close to 1. Floating-point
+parameters and buffers (BatchNorm statistics) are averaged; integer buffers are copied. Low-precision
+parameters (fp16/bf16) are averaged in a float32 copy, because a 1e-3 step vanishes in bf16's 8-bit
+mantissa. The update is one fused ``torch._foreach_lerp_`` per (device, dtype) group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+@dataclass(frozen=True)
+class DecayWarmup:
+    """Linear warm-up of the decay: from ``start_factor * decay`` to ``decay`` over ``steps`` updates.
+
+    Early weights are far from the optimum, so a full-strength average would drag them along for too long.
+    """
+
+    steps: int
+    start_factor: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"warm-up steps must be >= 0, got {self.steps}")
+        if not 0.0 <= self.start_factor <= 1.0:
+            raise ValueError(f"warm-up start_factor must be in [0, 1], got {self.start_factor}")
+
+    def factor(self, position: int) -> float:
+        if self.steps == 0 or position >= self.steps:
+            return 1.0
+        return self.start_factor + (1.0 - self.start_factor) * position / self.steps
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module under DDP / DataParallel / mmengine wrappers (they all keep it as ``.module``)."""
+    while isinstance(getattr(model, "module", None), nn.Module):
+        model = model.module
+    return model
+
+
+@dataclass
+class _Group:
+    """Averaged tensors that share (device, dtype), so one fused kernel updates them all."""
+
+    names: list[str]
+    averaged: list[torch.Tensor]
+
+
+class WeightAverager:
+    """An exponential moving average of a model's weights, with SEMA's copy-back.
+
+    Args:
+        model: the model being trained (wrappers such as DDP are unwrapped).
+        decay: ``d`` in ``avg <- d * avg + (1 - d) * w``; close to 1.
+        warmup: optional linear warm-up of the decay (a :class:`DecayWarmup` or a number of updates).
+        average_buffers: average floating-point buffers too (BatchNorm statistics); otherwise copy them.
+        update_interval: average once every this many :meth:`update` calls (optimizer steps).
+        exclude: name prefixes left out entirely (e.g. an SSL method's momentum target network).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        decay: float = 0.999,
+        warmup: DecayWarmup | int | None = None,
+        average_buffers: bool = True,
+        update_interval: int = 1,
+        exclude: Sequence[str] = (),
+    ) -> None:
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"decay must be in [0, 1] (close to 1, e.g. 0.999), got {decay}")
+        if update_interval < 1:
+            raise ValueError(f"update_interval must be >= 1, got {update_interval}")
+        self.decay = decay
+        self.warmup = DecayWarmup(warmup) if isinstance(warmup, int) else warmup
+        self.average_buffers = average_buffers
+        self.update_interval = update_interval
+        self.exclude = tuple(exclude)
+        self.num_calls = 0  # update() calls, i.e. optimizer steps seen
+        self.num_updates = 0  # averaging updates made (the first one copies)
+
+        module = unwrap_model(model)
+        param_names = {name for name, _ in module.named_parameters()}
+        averaged: dict[tuple[torch.device, torch.dtype], _Group] = {}
+        copied: dict[str, torch.Tensor] = {}
+        for name, tensor in self._tensors(module):
+            if tensor.is_floating_point() and (self.average_buffers or name in param_names):
+                dtype = torch.float32 if tensor.dtype in _LOW_PRECISION else tensor.dtype
+                group = averaged.setdefault((tensor.device, dtype), _Group([], []))
+                group.names.append(name)
+                group.averaged.append(tensor.detach().to(dtype=dtype, copy=True))
+            else:
+                copied[name] = tensor.detach().clone()
+        self._groups = list(averaged.values())
+        self._copied = copied
+
+    # -- what is averaged ---------------------------------------------------------------------------------
+
+    def _tensors(self, module: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+        for name, tensor in (*module.named_parameters(), *module.named_buffers()):
+            if not name.startswith(self.exclude):
+                yield name, tensor
+
+    def _model_tensors(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        return dict(self._tensors(unwrap_model(model)))
+
+    # -- the method ---------------------------------------------------------------------------------------
+
+    def current_decay(self) -> float:
+        """``d_t``: the configured decay scaled by the warm-up at the current update."""
+        warm = self.warmup.factor(max(self.num_updates - 1, 0)) if self.warmup else 1.0
+        return self.decay * warm
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> bool:
+        """Fold the model's current weights into the average; call after every optimizer step.
+
+        Returns whether an averaging update happened (``update_interval`` may skip calls).
+        """
+        self.num_calls += 1
+        if self.num_calls % self.update_interval:
+            return False
+        tensors = self._model_tensors(model)
+        weight = 1.0 if self.num_updates == 0 else 1.0 - self.current_decay()
+        for group in self._groups:
+            current = [tensors[name].detach() for name in group.names]
+            if current[0].dtype != group.averaged[0].dtype:
+                current = [t.to(group.averaged[0].dtype) for t in current]
+            torch._foreach_lerp_(group.averaged, current, weight)
+        if self._copied:
+            names = list(self._copied)
+            torch._foreach_copy_([self._copied[n] for n in names], [tensors[n].detach() for n in names])
+        self.num_updates += 1
+        return True
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """SEMA's switch: overwrite the model's weights with the averaged ones (optimizer state untouched)."""
+        tensors = self._model_tensors(model)
+        for group in self._groups:
+            torch._foreach_copy_([tensors[name] for name in group.names], group.averaged)
+        for name, value in self._copied.items():
+            tensors[name].copy_(value)
+
+    @contextlib.contextmanager
+    def swapped(self, model: nn.Module) -> Iterator[nn.Module]:
+        """Put the averaged weights into ``model`` for the block, then restore the trained ones exactly."""
+        tensors = self._model_tensors(model)
+        with torch.no_grad():
+            saved = {name: tensor.detach().clone() for name, tensor in tensors.items()}
+        self.copy_to(model)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for name, tensor in tensors.items():
+                    tensor.copy_(saved[name])
+
+    def averaged_state(self) -> dict[str, torch.Tensor]:
+        """The averaged tensors by name (float32 where the model is fp16/bf16)."""
+        state = {n: t for g in self._groups for n, t in zip(g.names, g.averaged)}
+        return {**state, **self._copied}
+
+    # -- checkpointing ------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "decay": self.decay,
+            "num_calls": self.num_calls,
+            "num_updates": self.num_updates,
+            "averaged": {name: t.clone() for name, t in self.averaged_state().items()},
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        mine = self.averaged_state()
+        theirs = state["averaged"]
+        if set(mine) != set(theirs):
+            missing, extra = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
+            raise KeyError(f"averaged state does not match the model: missing {missing[:5]}, unexpected {extra[:5]}")
+        for name, tensor in mine.items():
+            tensor.copy_(theirs[name])
+        self.num_calls = int(state["num_calls"])
+        self.num_updates = int(state["num_updates"])

@@ -1,0 +1,149 @@
+"""The ``suite`` command. Heavy imports (torch, mmengine) happen inside the commands, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from suite.errors import SuiteError
+
+DEFAULT_RESULTS = Path("results")
+DEFAULT_DATA = Path("data")
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {text!r}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from suite import leaderboard
+    from suite.jobs import expand_matrix, parse_overrides
+    from suite.scheduler import prepare, run_jobs, worker_slots
+
+    jobs = expand_matrix(args.task, args.method, args.seeds, args.preset, parse_overrides(args.set))
+    if args.dry_run:
+        from suite.dry_run import dry_run
+
+        for job in jobs:
+            print(dry_run(job, args.results_dir, args.data_root))
+        return 0
+    for job in jobs:  # before anything is built or written: is the data there?
+        job.task.check_data(job.preset, job.context(args.data_root, args.results_dir / job.job_id, args.download))
+    todo, skipped = prepare(jobs, args.results_dir, args.data_root, args.download)
+    print(f"{len(jobs)} job(s): {len(todo)} to run, {len(skipped)} already done; results in {args.results_dir}/",
+          file=sys.stderr)
+    outcomes = skipped + run_jobs(todo, worker_slots(args.gpus, args.workers))
+    counts = {state: sum(o.state == state for o in outcomes) for state in ("done", "skipped", "failed", "busy")}
+    print("\n" + ", ".join(f"{n} {state}" for state, n in counts.items() if n))
+    for outcome in outcomes:
+        if outcome.error:
+            print(f"  {outcome.state}: {outcome.job_id}: {outcome.error}")
+    table = [row for row in leaderboard.build(args.results_dir)
+             if (row["task"], row["preset"]) in {(j.spec.task, j.spec.preset) for j in jobs}]
+    if table:
+        print("\n" + leaderboard.format_table(table))
+    return 1 if counts["failed"] or counts["busy"] else 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from suite import leaderboard
+
+    table = leaderboard.build(args.results_dir)
+    if not table:
+        raise SuiteError(f"no finished jobs under {args.results_dir}/; run `suite run` first "
+                         f"(the existing {args.out} is left as it is)")
+    leaderboard.write(table, args.out)
+    print(leaderboard.format_table(table))
+    print(f"\nwrote {len(table)} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from suite.methods import AVERAGING_DEFAULTS, METHODS
+    from suite.registry import get_task, task_names
+
+    print("methods:")
+    for name, text in METHODS.items():
+        print(f"  {name:6s} {text}")
+    print("averaging keys (--set): " + ", ".join(f"{k}={v}" for k, v in AVERAGING_DEFAULTS.items()))
+    for name in task_names():
+        task = get_task(name)
+        print(f"\ntask {name}: {task.description}")
+        print("  metrics: " + ", ".join(
+            f"{m.name} ({'higher' if m.higher_is_better else 'lower'} is better{', primary' if m.primary else ''})"
+            for m in task.metrics))
+        for preset in task.presets.values():
+            default = " (default)" if preset.name == task.default_preset else ""
+            print(f"  preset {preset.name}{default}: {preset.description}")
+            print("    params: " + ", ".join(f"{k}={v}" for k, v in preset.params.items()))
+            if preset.averaging:
+                print("    averaging: " + ", ".join(f"{k}={v}" for k, v in preset.averaging.items()))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from suite.bench import bench_ema
+
+    bench_ema(models=args.models, device=args.device, repeats=args.repeats)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="suite", description="SEMA Bench: Switch EMA vs EMA vs plain training.")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a matrix of jobs (tasks x methods x seeds)")
+    run.add_argument("--task", type=_csv, default=["cls"], help="task(s), comma-separated (default: cls)")
+    run.add_argument("--method", type=_csv, default=["none", "ema", "sema"], help="none,ema,sema (default: all)")
+    run.add_argument("--preset", default=None, help="preset of each task (default: the task's default, tiny)")
+    run.add_argument("--seeds", type=_seeds, default=[0], help="seeds, comma-separated (default: 0)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a preset or averaging parameter (see `suite list`), or cfg.<mmengine key>")
+    run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    run.add_argument("--data-root", type=Path, default=DEFAULT_DATA, help="where paper-scale datasets live")
+    run.add_argument("--download", action="store_true", help="download datasets that allow it into --data-root")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--gpus", type=_csv, help="GPU ids, one worker pinned to each (e.g. 0,1)")
+    where.add_argument("--workers", type=int, default=1, help="number of CPU worker processes (default: 1)")
+    run.add_argument("--dry-run", action="store_true", help="print each job's full config and build its model")
+    run.set_defaults(func=cmd_run)
+
+    board = sub.add_parser("leaderboard", help="aggregate finished jobs over seeds into a CSV")
+    board.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    board.add_argument("--out", type=Path, default=Path("leaderboard.csv"))
+    board.set_defaults(func=cmd_leaderboard)
+
+    lst = sub.add_parser("list", help="tasks, presets, methods and metrics")
+    lst.set_defaults(func=cmd_list)
+
+    bench = sub.add_parser("bench", help="time one averaging update against other EMA implementations")
+    bench.add_argument("what", choices=["ema"])
+    bench.add_argument("--models", type=_csv, default=["resnet18", "resnet50"])
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--repeats", type=int, default=30)
+    bench.set_defaults(func=cmd_bench)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SuiteError as err:
+        print(f"suite: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nsuite: interrupted; re-run the same command to resume where it stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

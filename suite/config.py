@@ -1,0 +1,60 @@
+"""Turn a resolved job into a full mmengine config: the adapter's part plus what every task shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmengine.config import Config
+
+from suite.jobs import ResolvedJob
+from suite.methods import averaging_hook
+from suite.task import BuildContext
+
+
+def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path) -> Config:
+    """The adapter's config with the shared pieces injected: averaging hook, results hook, checkpoints, seed.
+
+    Checkpoints are kept small (the newest one) and written every epoch (or every evaluation interval of an
+    iteration-based task) so an interrupted job loses at most that much work.
+    """
+    task = job.task
+    cfg = Config(task.build_config(job.preset, ctx))
+    by_epoch = task.by_epoch
+    interval = cfg.train_cfg.get("val_interval", 1)
+    default_hooks = dict(cfg.get("default_hooks", {}))
+    default_hooks["checkpoint"] = {
+        **default_hooks.get("checkpoint", {"type": "CheckpointHook"}),
+        "interval": interval, "by_epoch": by_epoch, "max_keep_ckpts": 1, "save_best": None,
+    }
+    default_hooks.setdefault("logger", {"type": "LoggerHook", "interval": 10})
+    hooks = [h for h in cfg.get("custom_hooks", []) if h.get("type") not in ("EMAHook", "SemaHook")]
+    sema = averaging_hook(job.spec.method, job.averaging)
+    if sema:
+        hooks.append(sema)
+    hooks.append({
+        "type": "ResultsHook",
+        "results_dir": str(results_dir),
+        "job_id": job.job_id,
+        "row": {"job_id": job.job_id, "task": job.spec.task, "preset": job.spec.preset,
+                "dataset": job.preset.dataset, "model": job.preset.model, "method": job.spec.method,
+                "seed": job.spec.seed},
+        "metrics": {m.name: m.higher_is_better for m in task.metrics},
+        "by_epoch": by_epoch,
+    })
+    cfg.merge_from_dict({
+        "work_dir": str(ctx.work_dir),
+        "default_hooks": default_hooks,
+        "custom_hooks": hooks,
+        "randomness": {"seed": job.spec.seed, "diff_rank_seed": False, "deterministic": False},
+        "resume": True,  # continue from work_dir's last checkpoint when there is one
+        "load_from": None,
+        "launcher": "none",
+        "env_cfg": {"cudnn_benchmark": False, "mp_cfg": {"mp_start_method": "fork", "opencv_num_threads": 0},
+                    "dist_cfg": {"backend": "nccl"}},
+        "log_processor": {"by_epoch": by_epoch},
+        "default_scope": cfg.get("default_scope", "mmengine"),
+        "visualizer": cfg.get("visualizer", {"type": "Visualizer", "vis_backends": [{"type": "LocalVisBackend"}]}),
+    })
+    if job.config_edits:
+        cfg.merge_from_dict(job.config_edits)
+    return cfg

@@ -1,0 +1,45 @@
+"""Offline data the tiny presets share: scikit-learn's bundled handwritten digits, split once, for all jobs.
+
+The split is fixed (not the job's seed) so every method and seed is evaluated on the same images.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import torch
+import torch.nn.functional as F
+
+DIGITS_CLASSES = 10
+
+
+@cache
+def _digits() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # N x 1 x 8 x 8 in [0, 1]
+    return images, torch.as_tensor(bunch.target, dtype=torch.long)
+
+
+def load_digits_split(split: str, size: int = 8, val_fraction: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N x 1 x size x size, in [0, 1]) and labels of the ``train`` or ``val`` part of the digits."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    images, labels = _digits()
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    n_val = int(len(labels) * val_fraction)
+    index = order[:n_val] if split == "val" else order[n_val:]
+    images = images[index]
+    if size != images.shape[-1]:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return images, labels[index]
+
+
+def random_shift(image: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Translate a C x H x W image by up to ``max_shift`` pixels (zero padding): cheap, label-preserving."""
+    if max_shift == 0:
+        return image
+    padded = F.pad(image, (max_shift,) * 4)
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2,)).tolist()
+    return padded[:, dy:dy + image.shape[1], dx:dx + image.shape[2]]

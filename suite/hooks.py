@@ -1,0 +1,242 @@
+"""The mmengine hooks every task shares: :class:`SemaHook` (the averaging methods) and :class:`ResultsHook`.
+
+Lifecycle of :class:`SemaHook` inside ``Runner.train()``::
+
+    before_run            build the WeightAverager on the (unwrapped) model
+    after_load_checkpoint restore the averaged weights and counters (resume continues exactly)
+    after_train_iter      update the average after each optimizer step; maybe switch (iteration mode)
+    after_train_epoch     maybe switch (epoch mode) -- before validation and before the checkpoint is saved
+    before/after_val_epoch, before/after_test_epoch   evaluate the averaged weights, then swap back
+    before_save_checkpoint  store the averaged weights and counters
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Any
+
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from mmengine.runner import EpochBasedTrainLoop
+
+from suite.averaging import DecayWarmup, WeightAverager, unwrap_model
+from suite.errors import NonFiniteLoss
+from suite.results import JobDir
+
+
+@HOOKS.register_module()
+class SemaHook(Hook):
+    """EMA of the weights (``switch=False``) or Switch EMA (``switch=True``): one hook for both methods.
+
+    Args:
+        decay: EMA decay ``d`` close to 1 (not mmengine's ``momentum = 1 - d``).
+        warmup: ``None`` or ``dict(epochs=E | iters=N, start_factor=0.9)``: linear decay warm-up.
+        update_interval: average every this many optimizer steps.
+        average_buffers: average float buffers (BatchNorm statistics) too, else copy them.
+        switch: copy the average back into the trained weights (SEMA) at the switch points.
+        switch_interval: switch at the end of every this many epochs ...
+        switch_start: ... from this epoch on (1-based: ``switch_start=5`` first switches after epoch 5).
+        switch_interval_iters: switch every this many iterations instead (iteration-based loops; for
+            those, ``None`` means one pass over the training data).
+    """
+
+    priority = "NORMAL"  # before CheckpointHook (VERY_LOW): a checkpoint holds the switched weights
+
+    def __init__(
+        self,
+        decay: float = 0.999,
+        warmup: dict[str, Any] | None = None,
+        update_interval: int = 1,
+        average_buffers: bool = True,
+        switch: bool = False,
+        switch_interval: int = 1,
+        switch_start: int = 1,
+        switch_interval_iters: int | None = None,
+    ) -> None:
+        if switch_interval < 1:
+            raise ValueError(f"switch_interval must be >= 1, got {switch_interval}")
+        if switch_interval_iters is not None and switch_interval_iters < 1:
+            raise ValueError(f"switch_interval_iters must be >= 1, got {switch_interval_iters}")
+        if warmup is not None and not (set(warmup) <= {"epochs", "iters", "start_factor"}):
+            raise ValueError(f"warmup takes epochs or iters, and start_factor; got {sorted(warmup)}")
+        self.decay = decay
+        self.warmup = warmup
+        self.update_interval = update_interval
+        self.average_buffers = average_buffers
+        self.switch = switch
+        self.switch_interval = switch_interval
+        self.switch_start = switch_start
+        self.switch_interval_iters = switch_interval_iters
+        self.switches: list[dict[str, int]] = []  # where each switch happened: {"epoch": e, "iter": i}
+        self.averager: WeightAverager | None = None
+        self._swap: contextlib.ExitStack | None = None
+
+    # -- set-up -------------------------------------------------------------------------------------------
+
+    def before_run(self, runner) -> None:
+        model = unwrap_model(runner.model)
+        self.averager = WeightAverager(
+            model,
+            decay=self.decay,
+            warmup=self._warmup(runner),
+            average_buffers=self.average_buffers,
+            update_interval=self.update_interval,
+            exclude=getattr(model, "averaging_exclude", ()),
+        )
+        by_epoch = isinstance(runner.train_loop, EpochBasedTrainLoop)
+        if not by_epoch and self.switch_interval_iters is None:
+            self.switch_interval_iters = len(runner.train_dataloader)
+
+    def _warmup(self, runner) -> DecayWarmup | None:
+        if not self.warmup:
+            return None
+        iters = self.warmup.get("iters")
+        if iters is None:
+            iters = self.warmup.get("epochs", 0) * len(runner.train_dataloader)
+        return DecayWarmup(steps=math.ceil(iters / self.update_interval),
+                           start_factor=self.warmup.get("start_factor", 0.9))
+
+    # -- training -----------------------------------------------------------------------------------------
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if not getattr(runner.optim_wrapper, "should_update", lambda: True)():
+            return  # gradient accumulation: no optimizer step happened in this iteration
+        self.averager.update(runner.model)
+        done = runner.iter + 1
+        if self.switch_interval_iters and done >= self.switch_start and done % self.switch_interval_iters == 0:
+            self._switch(runner, epoch=runner.epoch, iteration=done)
+
+    def after_train_epoch(self, runner) -> None:
+        done = runner.epoch + 1  # mmengine increments the epoch after this hook
+        if self.switch_interval_iters is None and done >= self.switch_start and done % self.switch_interval == 0:
+            self._switch(runner, epoch=done, iteration=runner.iter)
+
+    def _switch(self, runner, epoch: int, iteration: int) -> None:
+        if not self.switch:
+            return
+        self.averager.copy_to(runner.model)
+        self.switches.append({"epoch": epoch, "iter": iteration})
+
+    # -- evaluation: the averaged weights are what the method reports -------------------------------------
+
+    def _swap_in(self, runner) -> None:
+        self._swap = contextlib.ExitStack()
+        self._swap.enter_context(self.averager.swapped(runner.model))
+
+    def _swap_out(self, runner, metrics=None) -> None:
+        if self._swap is not None:
+            self._swap.close()
+            self._swap = None
+
+    before_val_epoch = before_test_epoch = _swap_in
+    after_val_epoch = after_test_epoch = _swap_out
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint["sema_hook"] = {"averager": self.averager.state_dict(), "switches": list(self.switches)}
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get("sema_hook")
+        if state is None:  # e.g. fine-tuning from a checkpoint trained without averaging
+            runner.logger.warning("checkpoint has no averaged weights; the average starts from the loaded weights")
+            return
+        self.averager.load_state_dict(state["averager"])
+        self.switches = list(state["switches"])
+
+    def counts(self) -> dict[str, Any]:
+        """What the hook did, so a user can check that a ``sema`` run really switched."""
+        return {
+            "updates": self.averager.num_updates if self.averager else 0,
+            "switches": len(self.switches),
+            "switch_points": self.switches,
+        }
+
+
+@HOOKS.register_module()
+class ResultsHook(Hook):
+    """Appends every evaluation's metrics to the job's ``metrics.csv`` and keeps ``status.json`` current.
+
+    Also stops a run whose loss is NaN/inf with a clear error, and on resume removes rows the interrupted
+    run wrote past its last checkpoint -- and re-evaluates a checkpoint that was saved before its
+    evaluation was recorded -- so each evaluation appears exactly once.
+    """
+
+    priority = "LOW"  # after SemaHook has swapped the averaged weights in
+
+    def __init__(self, results_dir: str, job_id: str, row: dict[str, Any], metrics: dict[str, bool],
+                 by_epoch: bool = True) -> None:
+        self.job = JobDir(results_dir, job_id)
+        self.row = row  # the constant columns: job_id, task, preset, dataset, model, method, seed
+        self.metrics = metrics  # metric name -> higher_is_better
+        self.by_epoch = by_epoch
+        self.elapsed_before = 0.0  # training wall time of earlier (interrupted) attempts
+        self.started = time.monotonic()
+        self._last_progress = 0.0
+
+    def wall_time(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def before_train(self, runner) -> None:
+        self.started = time.monotonic()
+        epoch, iteration = self._position(runner)
+        self.job.drop_metrics(lambda r: r["iter"] <= iteration)
+        if iteration and self._val_due(runner) and not any(r["iter"] == iteration for r in self.job.metrics()):
+            runner.logger.info(f"re-running the evaluation at epoch {epoch} (its rows were not recorded)")
+            runner.val_loop.run()
+
+    def _position(self, runner) -> tuple[float, int]:
+        if self.by_epoch:
+            return runner.epoch, runner.iter
+        return round(runner.iter / len(runner.train_dataloader), 4), runner.iter
+
+    def _val_due(self, runner) -> bool:
+        loop = runner.train_loop
+        done = runner.epoch if self.by_epoch else runner.iter
+        return runner.val_loop is not None and done >= loop.val_begin and done % loop.val_interval == 0
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        loss = (outputs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLoss(
+                f"loss became {float(loss)} at epoch {runner.epoch + 1}, iteration {runner.iter + 1}. "
+                "Lower the learning rate (--set lr=...) or check the data; the job is marked failed."
+            )
+        now = time.monotonic()
+        if now - self._last_progress > 2.0:
+            self._last_progress = now
+            self._progress(runner, runner.epoch + 1, runner.iter + 1)
+
+    def _progress(self, runner, epoch: float, iteration: int) -> None:
+        """The current (1-based) epoch and iteration, for the console and the dashboard."""
+        loop = runner.train_loop
+        self.job.update_status(progress={"epoch": epoch if self.by_epoch else None, "iter": iteration,
+                                         "max_epochs": getattr(loop, "max_epochs", None),
+                                         "max_iters": loop.max_iters})
+
+    def after_val_epoch(self, runner, metrics: dict[str, float] | None = None) -> None:
+        self._record(runner, "val", metrics or {})
+
+    def after_test_epoch(self, runner, metrics: dict[str, float] | None = None) -> None:
+        self._record(runner, "test", metrics or {})
+
+    def _record(self, runner, split: str, metrics: dict[str, float]) -> None:
+        epoch, iteration = self._position(runner)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        rows = []
+        for key, value in metrics.items():
+            name = key.rsplit("/", 1)[-1]  # evaluators prefix their names, e.g. "coco/bbox_mAP"
+            if name in self.metrics:
+                rows.append({**self.row, "epoch": epoch, "iter": iteration, "split": split, "metric": name,
+                             "value": float(value), "higher_is_better": self.metrics[name],
+                             "wall_time_s": round(self.wall_time(), 3), "timestamp": stamp})
+        self.job.append_metrics(rows)
+        self._progress(runner, epoch, iteration)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint["results_hook"] = {"wall_time_s": self.wall_time()}
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self.elapsed_before = checkpoint.get("results_hook", {}).get("wall_time_s", 0.0)

@@ -1,0 +1,138 @@
+"""Aggregate finished jobs over seeds into the leaderboard, one row per (task, preset, metric, method).
+
+Per row: seeds, final mean/std (the last evaluation of each seed), best mean/std (the best evaluation of each
+seed, by the metric's direction), the delta of the final mean against ``none``, and convergence speed: the
+first epoch at which the method's seed-mean curve reaches ``none``'s final mean (``none``'s own row holds
+the epoch at which it first gets there itself).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from suite.results import JobDir, read_json, write_atomic
+
+COLUMNS = (
+    "task", "preset", "dataset", "model", "metric", "higher_is_better", "method", "seeds",
+    "final_mean", "final_std", "best_mean", "best_std", "delta_vs_none", "delta_vs_none_pct",
+    "epochs", "epoch_reach_none_final",
+)
+METHOD_ORDER = {"none": 0, "ema": 1, "sema": 2}
+
+
+def finished_jobs(results_dir: Path) -> Iterable[JobDir]:
+    """Jobs whose status is done. A corrupt status/metrics file raises CorruptResults naming it."""
+    for status in sorted(Path(results_dir).glob("*/status.json")):
+        job = JobDir(results_dir, status.parent.name)
+        if read_json(status).get("state") == "done":
+            yield job
+
+
+def _curves(rows: list[dict[str, Any]]) -> dict[tuple, dict[int, list[tuple[float, float]]]]:
+    """(task, preset, dataset, model, metric, hib, method) -> seed -> [(epoch, value)] sorted by epoch."""
+    curves: dict[tuple, dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        key = (r["task"], r["preset"], r["dataset"], r["model"], r["metric"], r["higher_is_better"], r["method"])
+        curves[key][r["seed"]].append((r["epoch"], r["value"]))
+    for seeds in curves.values():
+        for points in seeds.values():
+            points.sort()
+    return curves
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def _mean_curve(seeds: dict[int, list[tuple[float, float]]]) -> list[tuple[float, float]]:
+    by_epoch: dict[float, list[float]] = defaultdict(list)
+    for points in seeds.values():
+        for epoch, value in points:
+            by_epoch[epoch].append(value)
+    return [(epoch, statistics.fmean(vals)) for epoch, vals in sorted(by_epoch.items()) if len(vals) == len(seeds)]
+
+
+def _reaches(curve: list[tuple[float, float]], target: float, higher: bool) -> float | None:
+    # a small tolerance so that a curve ending exactly on the target (none's own) counts as reaching it
+    tol = 1e-9 * max(1.0, abs(target))
+    for epoch, value in curve:
+        if (value >= target - tol) if higher else (value <= target + tol):
+            return epoch
+    return None
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    curves = _curves(rows)
+    table = []
+    finals: dict[tuple, float] = {}
+    for key, seeds in curves.items():
+        higher = key[5]
+        final_mean, final_std = _mean_std([points[-1][1] for points in seeds.values()])
+        pick = max if higher else min
+        best_mean, best_std = _mean_std([pick(v for _, v in points) for points in seeds.values()])
+        finals[key] = final_mean
+        table.append({
+            "task": key[0], "preset": key[1], "dataset": key[2], "model": key[3], "metric": key[4],
+            "higher_is_better": higher, "method": key[6], "seeds": len(seeds),
+            "final_mean": final_mean, "final_std": final_std, "best_mean": best_mean, "best_std": best_std,
+            "epochs": max(points[-1][0] for points in seeds.values()),
+        })
+    for row in table:
+        base_key = (row["task"], row["preset"], row["dataset"], row["model"], row["metric"],
+                    row["higher_is_better"], "none")
+        base = finals.get(base_key)
+        row["delta_vs_none"] = None if base is None else row["final_mean"] - base
+        row["delta_vs_none_pct"] = None if not base else 100.0 * (row["final_mean"] - base) / abs(base)
+        own_key = (*base_key[:6], row["method"])
+        row["epoch_reach_none_final"] = None if base is None else _reaches(
+            _mean_curve(curves[own_key]), base, row["higher_is_better"])
+    table.sort(key=lambda r: (r["task"], r["preset"], r["metric"], METHOD_ORDER.get(r["method"], 9), r["method"]))
+    return table
+
+
+def build(results_dir: Path) -> list[dict[str, Any]]:
+    rows = [row for job in finished_jobs(results_dir) for row in job.metrics()]
+    return aggregate(rows)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def to_csv(table: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({c: _fmt(r[c]) for c in COLUMNS} for r in table)
+    return buffer.getvalue()
+
+
+def write(table: list[dict[str, Any]], out: Path) -> None:
+    write_atomic(Path(out), to_csv(table))
+
+
+def _pm(mean: float, std: float | None) -> str:
+    return f"{mean:.4g}" + (f" ± {std:.2g}" if std is not None else "")
+
+
+def format_table(table: list[dict[str, Any]]) -> str:
+    """A compact console table: mean +- std of final and best, delta vs none, convergence epoch."""
+    header = ("task", "preset", "metric", "method", "seeds", "final", "best", "delta", "reach@ep")
+    lines = [header]
+    for r in table:
+        lines.append((r["task"], r["preset"], r["metric"] + ("↑" if r["higher_is_better"] else "↓"), r["method"],
+                      str(r["seeds"]), _pm(r["final_mean"], r["final_std"]), _pm(r["best_mean"], r["best_std"]),
+                      "" if r["delta_vs_none"] is None else f"{r['delta_vs_none']:+.3g}",
+                      _fmt(r["epoch_reach_none_final"])))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)

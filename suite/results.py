@@ -1,0 +1,149 @@
+"""The results directory: one folder per job, files written atomically so a kill never leaves half a row.
+
+    results/<job_id>/job.json      resolved spec + environment
+    results/<job_id>/status.json   pending | running | done | failed (+ error, timings, progress, hook counts)
+    results/<job_id>/metrics.csv   one row per (evaluation, metric), long format
+    results/<job_id>/work/         mmengine work dir (checkpoints, logs)
+
+Plain standard library: the CLI, the leaderboard and the dashboard read these without importing torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from suite.errors import CorruptResults
+
+METRIC_COLUMNS = (
+    "job_id", "task", "preset", "dataset", "model", "method", "seed",
+    "epoch", "iter", "split", "metric", "value", "higher_is_better", "wall_time_s", "timestamp",
+)
+STATUSES = ("pending", "running", "done", "failed")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CorruptResults(path, f"not readable JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise CorruptResults(path, "expected a JSON object")
+    return data
+
+
+def _rows_to_csv(rows: Iterable[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Rows of a ``metrics.csv`` with typed values; a malformed file raises :class:`CorruptResults`."""
+    if not path.exists():
+        return []
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = set(METRIC_COLUMNS) - set(reader.fieldnames or ())
+            if missing:
+                raise CorruptResults(path, f"missing columns {sorted(missing)}")
+            rows = []
+            for line, raw in enumerate(reader, start=2):
+                if None in raw or any(raw[c] is None for c in METRIC_COLUMNS):
+                    raise CorruptResults(path, f"line {line} has the wrong number of fields")
+                try:
+                    rows.append({
+                        **raw,
+                        "seed": int(raw["seed"]),
+                        "epoch": float(raw["epoch"]),
+                        "iter": int(raw["iter"]),
+                        "value": float(raw["value"]),
+                        "higher_is_better": raw["higher_is_better"] == "True",
+                        "wall_time_s": float(raw["wall_time_s"]),
+                    })
+                except ValueError as err:
+                    raise CorruptResults(path, f"line {line}: {err}") from err
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise CorruptResults(path, str(err)) from err
+    return rows
+
+
+class JobDir:
+    """The files of one job, and the only code that writes them."""
+
+    def __init__(self, results_dir: Path, job_id: str) -> None:
+        self.job_id = job_id
+        self.path = Path(results_dir) / job_id
+        self.job_json = self.path / "job.json"
+        self.status_json = self.path / "status.json"
+        self.metrics_csv = self.path / "metrics.csv"
+        self.work_dir = self.path / "work"
+        self.log_file = self.path / "job.log"
+
+    def exists(self) -> bool:
+        return self.job_json.exists()
+
+    def status(self) -> dict[str, Any]:
+        if not self.status_json.exists():
+            return {"state": "pending"}
+        return read_json(self.status_json)
+
+    def update_status(self, **fields: Any) -> dict[str, Any]:
+        status = {**self.status(), **fields, "updated": time.time()}
+        write_json(self.status_json, status)
+        return status
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_metrics(self.metrics_csv)
+
+    def append_metrics(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            if not math.isfinite(float(row["value"])):
+                raise ValueError(f"metric {row['metric']} is {row['value']}; refusing to record a non-finite value")
+        write_atomic(self.metrics_csv, _rows_to_csv([*self.metrics(), *rows]))
+
+    def drop_metrics(self, keep: Callable[[dict[str, Any]], bool]) -> int:
+        """Remove rows that a resumed run will compute again; returns how many went."""
+        rows = self.metrics()
+        kept = [row for row in rows if keep(row)]
+        if len(kept) != len(rows):
+            write_atomic(self.metrics_csv, _rows_to_csv(kept))
+        return len(rows) - len(kept)
+
+    def last_checkpoint(self) -> Path | None:
+        """mmengine records its newest checkpoint in ``work/last_checkpoint``."""
+        marker = self.work_dir / "last_checkpoint"
+        if not marker.exists():
+            return None
+        path = Path(marker.read_text().strip())
+        return path if path.exists() else None

@@ -1,0 +1,84 @@
+"""The narrow interface every task adapter implements (in the spirit of AlgoPerf's workload spec).
+
+An adapter says what it measures (:class:`Metric`), which setups it offers (:class:`Preset`), and builds
+the task-specific part of an mmengine config for one job. Everything else -- the averaging hook, the
+results hook, checkpoints, seeds, logging -- the suite adds the same way for every task.
+
+This module must stay import-light (no torch): ``suite list`` and ``suite --help`` read it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    primary: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One experimental setup of a task.
+
+    ``params`` are the task's own knobs (epochs, lr, ...); ``averaging`` the defaults for the ``ema`` and
+    ``sema`` methods (decay, warm-up, switch interval, ...). Both can be overridden with ``--set key=value``.
+    """
+
+    name: str
+    description: str
+    dataset: str
+    model: str
+    params: dict[str, Any]
+    averaging: dict[str, Any] = field(default_factory=dict)
+    offline: bool = False  # needs no download and no --data-root (the tiny presets)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What an adapter needs to know about the job it builds a config for."""
+
+    params: dict[str, Any]  # the preset's params with the job's overrides applied
+    seed: int
+    data_root: Path
+    work_dir: Path
+    download: bool = False
+    dry_run: bool = False
+
+
+class Task(ABC):
+    """A task adapter. Subclass it, fill in the class attributes, implement :meth:`build_config`."""
+
+    name: str
+    description: str
+    metrics: tuple[Metric, ...]
+    presets: dict[str, Preset]
+    default_preset: str = "tiny"
+    by_epoch: bool = True  # False for iteration-based training (the hook then switches every N iterations)
+
+    @property
+    def primary_metric(self) -> Metric:
+        return next(m for m in self.metrics if m.primary)
+
+    def metric(self, name: str) -> Metric | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+    def check_data(self, preset: Preset, ctx: BuildContext) -> None:
+        """Fail early, before anything is built or written, when the preset's data is not there.
+
+        Raise :class:`suite.errors.DatasetMissing` naming the expected layout. The default accepts anything.
+        """
+
+    @abstractmethod
+    def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:
+        """The task's part of an mmengine config: ``model``, ``train_dataloader``, ``train_cfg``,
+        ``val_dataloader``, ``val_cfg``, ``val_evaluator``, ``optim_wrapper``, ``param_scheduler``...
+
+        The evaluator's metric names must be the names in :attr:`metrics` (without any prefix).
+        """

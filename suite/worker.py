@@ -1,0 +1,99 @@
+"""Run one job in its own process: ``python -m suite.worker RESULTS_DIR JOB_ID``.
+
+One process per job keeps a crash, a NaN or a leak inside that job, frees its memory when it ends, and
+lets the scheduler pin it to one GPU through ``CUDA_VISIBLE_DEVICES`` before torch is imported.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from suite.jobs import JobSpec, ResolvedJob
+from suite.results import JobDir, read_json
+
+EXIT_LOCKED = 3  # another process is running this job
+
+
+def load_job(job: JobDir) -> tuple[ResolvedJob, dict[str, Any]]:
+    doc = read_json(job.job_json)
+    spec = doc["spec"]
+    resolved = JobSpec(spec["task"], spec["preset"], spec["method"], int(spec["seed"]),
+                       tuple(sorted(spec["overrides"].items()))).resolve()
+    return resolved, doc
+
+
+def build_runner(resolved: ResolvedJob, job: JobDir, data_root: Path, download: bool):
+    """The mmengine Runner for a job, with the suite's hooks and checkpoint loader registered."""
+    from mmengine.runner import Runner
+
+    import suite.hooks  # noqa: F401  (registers SemaHook and ResultsHook)
+    from suite.compat import trust_checkpoints_under
+    from suite.config import build_config
+
+    ctx = resolved.context(data_root, job.work_dir, download=download)
+    resolved.task.check_data(resolved.preset, ctx)
+    trust_checkpoints_under(job.work_dir)
+    return Runner.from_cfg(build_config(resolved, ctx, job.path.parent))
+
+
+def _hook_counts(runner) -> dict[str, Any] | None:
+    from suite.hooks import SemaHook
+
+    hook = next((h for h in getattr(runner, "hooks", ()) if isinstance(h, SemaHook)), None)
+    return hook.counts() if hook else None
+
+
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
+def run_job(results_dir: Path, job_id: str) -> int:
+    signal.signal(signal.SIGTERM, _terminated)  # the scheduler stops workers with SIGTERM: record it
+    job = JobDir(results_dir, job_id)
+    lock = open(job.path / ".lock", "w")  # noqa: SIM115  (held for the whole process)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"job {job_id} is running in another process", file=sys.stderr)
+        return EXIT_LOCKED
+
+    threads = os.environ.get("SUITE_THREADS")
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    from suite.environment import device_info
+
+    started = time.time()
+    attempts = job.status().get("attempts", 0) + 1
+    resumed_from = job.last_checkpoint()
+    job.update_status(state="running", pid=os.getpid(), started=started, attempts=attempts, error=None,
+                      resumed_from=str(resumed_from) if resumed_from else None, device=device_info())
+    runner = None
+    try:
+        resolved, doc = load_job(job)
+        runner = build_runner(resolved, job, Path(doc["data_root"]), doc.get("download", False))
+        runner.train()
+        if runner.cfg.get("test_dataloader"):
+            runner.test()
+    except BaseException as err:  # noqa: BLE001  (record every failure, including Ctrl-C, then re-raise)
+        traceback.print_exc()
+        job.update_status(state="failed", error=f"{type(err).__name__}: {err}", finished=time.time(),
+                          averaging=_hook_counts(runner))
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        return 1
+    job.update_status(state="done", finished=time.time(), seconds=round(time.time() - started, 2),
+                      averaging=_hook_counts(runner))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_job(Path(sys.argv[1]), sys.argv[2]))

@@ -1,0 +1,1 @@
+"""The built-in task adapters, one package each. Their ``__init__`` stays light; components load in build."""

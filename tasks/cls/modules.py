@@ -1,0 +1,107 @@
+"""mmengine components of the classification task: datasets, a CIFAR-style ResNet, top-k accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.evaluator import BaseMetric
+from mmengine.model import BaseModel
+from mmengine.registry import DATASETS, METRICS, MODELS
+from torch import nn
+from torch.utils.data import Dataset
+from torchvision.models.resnet import BasicBlock
+
+from suite.data import load_digits_split, random_shift
+
+_CIFAR_MEAN, _CIFAR_STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
+
+
+@DATASETS.register_module()
+class DigitsClassification(Dataset):
+    """scikit-learn's 1,797 handwritten digits, upsampled; random 2-pixel shifts when training."""
+
+    def __init__(self, split: str, image_size: int = 16) -> None:
+        self.images, self.labels = load_digits_split(split, image_size)
+        self.images = (self.images - 0.5) / 0.5
+        self.train = split == "train"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        image = self.images[index]
+        return {"inputs": random_shift(image, 2) if self.train else image, "labels": self.labels[index]}
+
+
+@DATASETS.register_module()
+class CifarClassification(Dataset):
+    """torchvision's CIFAR-10/100 with the standard crop-and-flip augmentation."""
+
+    def __init__(self, root: str, split: str, classes: int = 100, download: bool = False) -> None:
+        from torchvision import datasets, transforms
+
+        cls = datasets.CIFAR100 if classes == 100 else datasets.CIFAR10
+        normalize = [transforms.ToTensor(), transforms.Normalize(_CIFAR_MEAN, _CIFAR_STD)]
+        augment = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if split == "train" else []
+        self.data = cls(root, train=split == "train", download=download,
+                        transform=transforms.Compose(augment + normalize))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict:
+        image, label = self.data[index]
+        return {"inputs": image, "labels": label}
+
+
+def cifar_resnet(depths: Sequence[int], width: int, num_classes: int, in_channels: int = 3) -> nn.Sequential:
+    """A ResNet with the CIFAR stem (3x3 conv, no max-pool); depths (2, 2, 2, 2) at width 64 is ResNet-18."""
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                               nn.ReLU(inplace=True)]
+    channels = width
+    for stage, depth in enumerate(depths):
+        out = width * 2 ** stage
+        for block in range(depth):
+            stride = 2 if stage > 0 and block == 0 else 1
+            downsample = None
+            if stride != 1 or channels != out:
+                downsample = nn.Sequential(nn.Conv2d(channels, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+            layers.append(BasicBlock(channels, out, stride, downsample))
+            channels = out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
+    return nn.Sequential(*layers)
+
+
+@MODELS.register_module()
+class ImageClassifier(BaseModel):
+    def __init__(self, num_classes: int, depths: Sequence[int], width: int, in_channels: int = 3) -> None:
+        super().__init__()
+        self.net = cifar_resnet(depths, width, num_classes, in_channels)
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None = None, mode: str = "tensor"):
+        logits = self.net(inputs)
+        if mode == "loss":
+            return {"loss": F.cross_entropy(logits, labels)}
+        if mode == "predict":
+            return [{"scores": s, "label": l} for s, l in zip(logits.detach(), labels)]
+        return logits
+
+
+@METRICS.register_module()
+class TopKAccuracy(BaseMetric):
+    """Top-k accuracy in percent; reported as ``top1`` (and ``top5`` when k includes 5)."""
+
+    def __init__(self, topk: Sequence[int] = (1,), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.topk = tuple(topk)
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            ranked = sample["scores"].topk(max(self.topk)).indices
+            self.results.append([bool((ranked[:k] == sample["label"]).any()) for k in self.topk])
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        hits = torch.tensor(results, dtype=torch.float32)
+        return {f"top{k}": 100.0 * hits[:, i].mean().item() for i, k in enumerate(self.topk)}
