@@ -31,6 +31,7 @@ def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path) -> Conf
     sema = averaging_hook(job.spec.method, job.averaging)
     if sema:
         hooks.append(sema)
+    hooks.append({"type": "RandomStateHook"})
     hooks.append({
         "type": "ResultsHook",
         "results_dir": str(results_dir),

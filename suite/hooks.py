@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import time
 from typing import Any
 
+import numpy as np
+import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
@@ -156,6 +159,28 @@ class SemaHook(Hook):
 
 
 @HOOKS.register_module()
+class RandomStateHook(Hook):
+    """Saves the random number generators' state in checkpoints, so a resumed run draws the same
+    augmentations, dropout masks and noise as an uninterrupted one (mmengine only re-seeds)."""
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint["random_state"] = {
+            "python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get("random_state")
+        if state is None:
+            return
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@HOOKS.register_module()
 class ResultsHook(Hook):
     """Appends every evaluation's metrics to the job's ``metrics.csv`` and keeps ``status.json`` current.
 
@@ -199,9 +224,9 @@ class ResultsHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         loss = (outputs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        if loss is not None and not math.isfinite(loss := float(torch.as_tensor(loss).detach())):
             raise NonFiniteLoss(
-                f"loss became {float(loss)} at epoch {runner.epoch + 1}, iteration {runner.iter + 1}. "
+                f"loss became {loss} at epoch {runner.epoch + 1}, iteration {runner.iter + 1}. "
                 "Lower the learning rate (--set lr=...) or check the data; the job is marked failed."
             )
         now = time.monotonic()

@@ -23,12 +23,14 @@ CONFIG_PREFIX = "cfg."  # --set cfg.a.b=value edits the final mmengine config di
 
 
 def parse_value(text: str) -> Any:
-    """``3`` -> 3, ``0.1`` -> 0.1, ``true`` -> True, ``[1,2]`` -> [1, 2], anything else stays a string."""
+    """``3`` -> 3, ``0.1`` -> 0.1, ``true`` -> True, ``nan`` -> nan, ``[1,2]`` -> [1, 2]; else the string."""
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
     if lowered in ("none", "null"):
         return None
+    if lowered in ("nan", "inf", "-inf"):
+        return float(lowered)
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

@@ -1,0 +1,180 @@
+"""The averaging core against a straightforward per-tensor reference loop."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from suite.averaging import DecayWarmup, WeightAverager
+
+
+def small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer) -> None:
+    model.train()
+    loss = model(torch.randn(8, 1, 8, 8)).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+class Reference:
+    """avg <- d_t * avg + (1 - d_t) * w, one tensor at a time, float buffers averaged, int buffers copied."""
+
+    def __init__(self, decays, average_buffers=True, interval=1):
+        self.decays, self.average_buffers, self.interval = iter(decays), average_buffers, interval
+        self.calls, self.state = 0, None
+
+    def update(self, model: nn.Module) -> None:
+        self.calls += 1
+        if self.calls % self.interval:
+            return
+        params = dict(model.named_parameters())
+        current = {**params, **dict(model.named_buffers())}
+        if self.state is None:
+            self.state = {n: t.detach().clone().float() if t.is_floating_point() else t.clone() for n, t in current.items()}
+            return
+        d = next(self.decays)
+        for n, t in current.items():
+            if t.is_floating_point() and (self.average_buffers or n in params):
+                self.state[n] = d * self.state[n] + (1 - d) * t.detach().float()
+            else:
+                self.state[n] = t.detach().clone()
+
+
+def assert_state_equal(avg: WeightAverager, ref: Reference) -> None:
+    mine = avg.averaged_state()
+    assert set(mine) == set(ref.state)
+    for name, tensor in ref.state.items():
+        torch.testing.assert_close(mine[name].float(), tensor.float(), rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("average_buffers", [True, False])
+def test_update_matches_reference(average_buffers: bool) -> None:
+    model = small_net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    avg = WeightAverager(model, decay=0.9, average_buffers=average_buffers)
+    ref = Reference([0.9] * 100, average_buffers=average_buffers)
+    for _ in range(6):
+        train_step(model, opt)
+        avg.update(model)
+        ref.update(model)
+        assert_state_equal(avg, ref)
+    # the average really lags the weights (so the test above could fail)
+    assert not torch.allclose(avg.averaged_state()["4.weight"], model[4].weight)
+    running = avg.averaged_state()["1.running_mean"]
+    assert torch.equal(running, model[1].running_mean) != average_buffers
+    assert avg.averaged_state()["1.num_batches_tracked"] == model[1].num_batches_tracked
+
+
+def test_warmup_and_interval_match_reference() -> None:
+    model = small_net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    warm = DecayWarmup(steps=3, start_factor=0.5)
+    avg = WeightAverager(model, decay=0.9, warmup=warm, update_interval=2)
+    decays = [0.9 * warm.factor(k) for k in range(10)]
+    assert decays[:4] == pytest.approx([0.45, 0.6, 0.75, 0.9])
+    ref = Reference(decays, interval=2)
+    for step in range(1, 11):
+        train_step(model, opt)
+        assert avg.update(model) == (step % 2 == 0)
+        ref.update(model)
+        if ref.state is not None:
+            assert_state_equal(avg, ref)
+    assert (avg.num_calls, avg.num_updates) == (10, 5)
+
+
+def test_copy_to_is_the_switch_and_swapped_restores_bit_exactly() -> None:
+    model = small_net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    avg = WeightAverager(model, decay=0.5)
+    for _ in range(3):
+        train_step(model, opt)
+        avg.update(model)
+    trained = copy.deepcopy(model.state_dict())
+    with avg.swapped(model):
+        for name, value in model.state_dict().items():
+            assert torch.equal(value, avg.averaged_state()[name].to(value.dtype)), name
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, trained[name]), name  # bit-exact restore
+    assert any(not torch.equal(trained[n], avg.averaged_state()[n]) for n in trained)
+    avg.copy_to(model)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, avg.averaged_state()[name]), name
+    state_before = copy.deepcopy(avg.state_dict())
+    avg.update(model)  # the average keeps its value through a switch: w == avg, so lerp leaves it unchanged
+    for name, value in avg.averaged_state().items():
+        torch.testing.assert_close(value, state_before["averaged"][name])
+
+
+def test_state_dict_round_trip_continues_identically() -> None:
+    model = small_net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    avg = WeightAverager(model, decay=0.8, warmup=DecayWarmup(5))
+    for _ in range(3):
+        train_step(model, opt)
+        avg.update(model)
+    clone = WeightAverager(small_net(), decay=0.8, warmup=DecayWarmup(5))
+    clone.load_state_dict(avg.state_dict())
+    assert (clone.num_calls, clone.num_updates) == (avg.num_calls, avg.num_updates)
+    train_step(model, opt)
+    avg.update(model)
+    clone.update(model)
+    for name, value in avg.averaged_state().items():
+        assert torch.equal(value, clone.averaged_state()[name]), name
+
+
+def test_load_state_dict_rejects_another_model() -> None:
+    avg = WeightAverager(small_net())
+    other = WeightAverager(nn.Linear(2, 2))
+    with pytest.raises(KeyError, match="does not match"):
+        avg.load_state_dict(other.state_dict())
+
+
+def test_low_precision_params_are_averaged_in_float32() -> None:
+    model = small_net().to(torch.bfloat16)
+    with torch.no_grad():
+        model[4].weight.fill_(1.0)
+    avg = WeightAverager(model, decay=0.999)
+    avg.update(model)
+    before = model[4].weight.float().clone()
+    with torch.no_grad():
+        model[4].weight.add_(1.0)
+    avg.update(model)
+    averaged = avg.averaged_state()["4.weight"]
+    assert averaged.dtype == torch.float32
+    expected = 0.999 * before + 0.001 * model[4].weight.float()
+    torch.testing.assert_close(averaged, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(averaged, torch.full_like(averaged, 1.001))
+    # in bf16 (spacing 2**-7 at 1.0) the same step would round away: why the average is kept in float32
+    assert torch.all(averaged.to(torch.bfloat16) == 1.0)
+
+
+def test_wrapped_model_and_excluded_prefixes() -> None:
+    class Wrapper(nn.Module):  # the shape of DDP / mmengine wrappers: the real model under `.module`
+        def __init__(self, module: nn.Module) -> None:
+            super().__init__()
+            self.module = module
+
+    net = nn.ModuleDict({"online": nn.Linear(2, 2), "target": nn.Linear(2, 2)})
+    avg = WeightAverager(Wrapper(net), decay=0.5, exclude=("target.",))
+    assert set(avg.averaged_state()) == {"online.weight", "online.bias"}
+    avg.update(Wrapper(net))
+    target_before = net["target"].weight.detach().clone()
+    with torch.no_grad():
+        net["target"].weight.add_(5.0)
+    avg.copy_to(net)
+    assert torch.equal(net["target"].weight, target_before + 5.0)
+
+
+def test_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverager(small_net(), decay=1.5)
+    with pytest.raises(ValueError, match="update_interval"):
+        WeightAverager(small_net(), update_interval=0)
