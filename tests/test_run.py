@@ -1,0 +1,102 @@
+"""`suite run` end to end: real tiny jobs in worker processes, resume after a kill, failures, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from suite.jobs import JobSpec
+from suite.results import JobDir
+from suite.scheduler import prepare, run_jobs, worker_slots
+
+FAST = ["depths=[1]", "width=4", "image_size=8", "batch_size=128"]
+
+
+def suite(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True, **kwargs)
+
+
+def run_args(results: Path, epochs: int, method: str = "sema") -> list[str]:
+    sets = [x for s in [*FAST, f"epochs={epochs}", "switch_start=1"] for x in ("--set", s)]
+    return ["run", "--task", "cls", "--method", method, "--results-dir", str(results), *sets]
+
+
+def curve(results: Path) -> list[tuple[float, float]]:
+    (job,) = [JobDir(results, p.name) for p in results.iterdir() if p.is_dir()]
+    return [(r["epoch"], r["value"]) for r in job.metrics()]
+
+
+def test_kill_and_rerun_resumes_exactly(tmp_path: Path) -> None:
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    first = suite(*run_args(clean, epochs=4))
+    assert first.returncode == 0, first.stderr
+    reference = curve(clean)
+    assert [e for e, _ in reference] == [1, 2, 3, 4]
+
+    proc = subprocess.Popen([sys.executable, "-m", "suite.cli", *run_args(killed, epochs=4)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and (not list(killed.glob("*/metrics.csv")) or len(curve(killed)) < 2):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the scheduler and its worker die mid-run, as in a crash
+    proc.wait()
+    assert 2 <= len(curve(killed)) < 4
+
+    again = suite(*run_args(killed, epochs=4))
+    assert again.returncode == 0, again.stderr
+    assert curve(killed) == reference  # each evaluation exactly once, and the same numbers
+    (job,) = [JobDir(killed, p.name) for p in killed.iterdir() if p.is_dir()]
+    status = job.status()
+    assert status["attempts"] == 2 and status["resumed_from"]
+    assert status["averaging"]["switches"] == 4
+
+    skipped = suite(*run_args(clean, epochs=4))
+    assert skipped.returncode == 0 and "0 to run, 1 already done" in skipped.stderr
+
+
+def test_nan_loss_fails_that_job_and_the_others_go_on(tmp_path: Path) -> None:
+    overrides = (("depths", [1]), ("width", 4), ("image_size", 8), ("batch_size", 128), ("epochs", 1))
+    bad = JobSpec("cls", "tiny", "ema", 0, (*overrides, ("lr", float("nan")))).resolve()
+    good = JobSpec("cls", "tiny", "ema", 0, overrides).resolve()
+    todo, _ = prepare([bad, good], tmp_path, tmp_path / "data", download=False)
+    outcomes = {o.job_id: o for o in run_jobs(todo, worker_slots(None, 1), poll_s=0.1)}
+    assert outcomes[bad.job_id].state == "failed"
+    assert "loss became nan" in outcomes[bad.job_id].error
+    assert outcomes[good.job_id].state == "done"
+    assert JobDir(tmp_path, bad.job_id).status()["state"] == "failed"
+
+    result = suite("run", "--task", "cls", "--method", "ema", "--results-dir", str(tmp_path),
+                   *[x for s in [*FAST, "epochs=1", "lr=nan"] for x in ("--set", s)])
+    assert result.returncode == 1
+    assert "loss became nan" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--task", "nope"], "unknown task 'nope'; valid tasks: cls"),
+    (["--method", "swa"], "unknown method 'swa'; valid methods: ema, none, sema"),
+    (["--preset", "huge"], "valid preset of task 'cls's: cifar10, cifar100, tiny"),
+    (["--set", "epoch=3"], "unknown override key for cls/tiny 'epoch'"),
+    (["--set", "epochs"], "write it as key=value"),
+    (["--set", "epochs=many"], "epochs takes a int"),
+    (["--preset", "cifar100", "--data-root", "/nonexistent"], "/nonexistent/cifar-100-python/"),
+])
+def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+    results = tmp_path / "results"
+    result = suite("run", "--results-dir", str(results), *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not results.exists()
+
+
+def test_dry_run_builds_paper_preset_without_data(tmp_path: Path) -> None:
+    result = suite("run", "--preset", "cifar100", "--method", "sema", "--dry-run", "--data-root", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "type='SemaHook'" in result.stdout and "switch=True" in result.stdout
+    assert "# model: ImageClassifier, 11.2" in result.stdout  # ResNet-18 with 100 classes
