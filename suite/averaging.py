@@ -19,6 +19,7 @@ mantissa. The update is one fused ``torch._foreach_lerp_`` per (device, dtype) g
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -112,6 +113,8 @@ class WeightAverager:
                 copied[name] = tensor.detach().clone()
         self._groups = list(averaged.values())
         self._copied = copied
+        self._source_model: weakref.ref[nn.Module] | None = None
+        self._source_lists: tuple[list[list[torch.Tensor]], list[torch.Tensor]] = ([], [])
 
     # -- what is averaged ---------------------------------------------------------------------------------
 
@@ -120,8 +123,19 @@ class WeightAverager:
             if not name.startswith(self.exclude):
                 yield name, tensor
 
-    def _model_tensors(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        return dict(self._tensors(unwrap_model(model)))
+    def _sources(self, model: nn.Module) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]]:
+        """The model's tensors in the order of the averaged ones, looked up once per model object.
+
+        Walking ``named_parameters()`` costs ~10% of a ResNet-50 update on CPU, so the lists are cached;
+        they alias the live parameters, which optimizers update in place.
+        """
+        module = unwrap_model(model)
+        if self._source_model is None or self._source_model() is not module:
+            tensors = {name: tensor.detach() for name, tensor in self._tensors(module)}
+            self._source_lists = ([[tensors[n] for n in g.names] for g in self._groups],
+                                  [tensors[n] for n in self._copied])
+            self._source_model = weakref.ref(module)
+        return self._source_lists
 
     # -- the method ---------------------------------------------------------------------------------------
 
@@ -139,41 +153,39 @@ class WeightAverager:
         self.num_calls += 1
         if self.num_calls % self.update_interval:
             return False
-        tensors = self._model_tensors(model)
+        grouped, copied = self._sources(model)
         weight = 1.0 if self.num_updates == 0 else 1.0 - self.current_decay()
-        for group in self._groups:
-            current = [tensors[name].detach() for name in group.names]
+        for group, current in zip(self._groups, grouped):
             if current[0].dtype != group.averaged[0].dtype:
                 current = [t.to(group.averaged[0].dtype) for t in current]
             torch._foreach_lerp_(group.averaged, current, weight)
-        if self._copied:
-            names = list(self._copied)
-            torch._foreach_copy_([self._copied[n] for n in names], [tensors[n].detach() for n in names])
+        if copied:
+            torch._foreach_copy_(list(self._copied.values()), copied)
         self.num_updates += 1
         return True
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         """SEMA's switch: overwrite the model's weights with the averaged ones (optimizer state untouched)."""
-        tensors = self._model_tensors(model)
-        for group in self._groups:
-            torch._foreach_copy_([tensors[name] for name in group.names], group.averaged)
-        for name, value in self._copied.items():
-            tensors[name].copy_(value)
+        grouped, copied = self._sources(model)
+        for group, current in zip(self._groups, grouped):
+            torch._foreach_copy_(current, group.averaged)
+        if copied:
+            torch._foreach_copy_(copied, list(self._copied.values()))
 
     @contextlib.contextmanager
     def swapped(self, model: nn.Module) -> Iterator[nn.Module]:
         """Put the averaged weights into ``model`` for the block, then restore the trained ones exactly."""
-        tensors = self._model_tensors(model)
+        grouped, copied = self._sources(model)
+        live = [t for current in grouped for t in current] + copied
         with torch.no_grad():
-            saved = {name: tensor.detach().clone() for name, tensor in tensors.items()}
+            saved = [t.clone() for t in live]
         self.copy_to(model)
         try:
             yield model
         finally:
             with torch.no_grad():
-                for name, tensor in tensors.items():
-                    tensor.copy_(saved[name])
+                torch._foreach_copy_(live, saved)
 
     def averaged_state(self) -> dict[str, torch.Tensor]:
         """The averaged tensors by name (float32 where the model is fp16/bf16)."""

@@ -92,6 +92,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from suite.bench import bench_ema
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     bench_ema(models=args.models, device=args.device, repeats=args.repeats)
     return 0
 
@@ -129,6 +133,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--models", type=_csv, default=["resnet18", "resnet50"])
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--repeats", type=int, default=30)
+    bench.add_argument("--threads", type=int, help="torch CPU threads (1 avoids thread-barrier stalls on a busy machine)")
     bench.set_defaults(func=cmd_bench)
     return top
 
