@@ -38,7 +38,7 @@ def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path) -> Conf
         "job_id": job.job_id,
         "row": {"job_id": job.job_id, "task": job.spec.task, "preset": job.spec.preset,
                 "dataset": job.preset.dataset, "model": job.preset.model, "method": job.spec.method,
-                "seed": job.spec.seed},
+                "seed": job.spec.seed, "variant": job.variant},
         "metrics": {m.name: m.higher_is_better for m in task.metrics},
         "by_epoch": by_epoch,
     })

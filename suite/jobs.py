@@ -110,6 +110,11 @@ class ResolvedJob:
                             work_dir=Path(work_dir), download=download, dry_run=dry_run)
 
     @property
+    def variant(self) -> str:
+        """The overrides as ``k=v,k=v`` ('' for the preset as shipped): runs of other settings never mix."""
+        return ",".join(f"{k}={v}" for k, v in self.spec.overrides)
+
+    @property
     def job_id(self) -> str:
         digest = hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True, default=str).encode()).hexdigest()
         return f"{self.spec.task}-{self.spec.preset}-{self.spec.method}-s{self.spec.seed}-{digest[:8]}"

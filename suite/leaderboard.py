@@ -1,5 +1,8 @@
 """Aggregate finished jobs over seeds into the leaderboard, one row per (task, preset, metric, method).
 
+Rows are also kept apart by ``variant`` (the job's ``--set`` overrides) and ``split`` (val / test), so runs
+with other settings never mix with the presets as shipped.
+
 Per row: seeds, final mean/std (the last evaluation of each seed), best mean/std (the best evaluation of each
 seed, by the metric's direction), the delta of the final mean against ``none``, and convergence speed: the
 first epoch at which the method's seed-mean curve reaches ``none``'s final mean (``none``'s own row holds
@@ -14,12 +17,12 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from suite.results import JobDir, read_json, write_atomic
 
 COLUMNS = (
-    "task", "preset", "dataset", "model", "metric", "higher_is_better", "method", "seeds",
+    "task", "preset", "variant", "dataset", "model", "split", "metric", "higher_is_better", "method", "seeds",
     "final_mean", "final_std", "best_mean", "best_std", "delta_vs_none", "delta_vs_none_pct",
     "epochs", "epoch_reach_none_final",
 )
@@ -34,11 +37,26 @@ def finished_jobs(results_dir: Path) -> Iterable[JobDir]:
             yield job
 
 
-def _curves(rows: list[dict[str, Any]]) -> dict[tuple, dict[int, list[tuple[float, float]]]]:
-    """(task, preset, dataset, model, metric, hib, method) -> seed -> [(epoch, value)] sorted by epoch."""
-    curves: dict[tuple, dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+class Key(NamedTuple):
+    """What one leaderboard row aggregates: a metric of one method in one setting, over seeds."""
+
+    task: str
+    preset: str
+    variant: str  # the job's --set overrides; runs with other settings are other rows
+    dataset: str
+    model: str
+    split: str
+    metric: str
+    higher_is_better: bool
+    method: str
+
+
+def _curves(rows: list[dict[str, Any]]) -> dict[Key, dict[int, list[tuple[float, float]]]]:
+    """Key -> seed -> [(epoch, value)] sorted by epoch."""
+    curves: dict[Key, dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        key = (r["task"], r["preset"], r["dataset"], r["model"], r["metric"], r["higher_is_better"], r["method"])
+        key = Key(r["task"], r["preset"], r.get("variant", ""), r["dataset"], r["model"], r["split"], r["metric"],
+                  r["higher_is_better"], r["method"])
         curves[key][r["seed"]].append((r["epoch"], r["value"]))
     for seeds in curves.values():
         for points in seeds.values():
@@ -70,29 +88,27 @@ def _reaches(curve: list[tuple[float, float]], target: float, higher: bool) -> f
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     curves = _curves(rows)
     table = []
-    finals: dict[tuple, float] = {}
+    finals: dict[Key, float] = {}
     for key, seeds in curves.items():
-        higher = key[5]
+        higher = key.higher_is_better
         final_mean, final_std = _mean_std([points[-1][1] for points in seeds.values()])
         pick = max if higher else min
         best_mean, best_std = _mean_std([pick(v for _, v in points) for points in seeds.values()])
         finals[key] = final_mean
         table.append({
-            "task": key[0], "preset": key[1], "dataset": key[2], "model": key[3], "metric": key[4],
-            "higher_is_better": higher, "method": key[6], "seeds": len(seeds),
+            **key._asdict(), "seeds": len(seeds),
             "final_mean": final_mean, "final_std": final_std, "best_mean": best_mean, "best_std": best_std,
             "epochs": max(points[-1][0] for points in seeds.values()),
         })
     for row in table:
-        base_key = (row["task"], row["preset"], row["dataset"], row["model"], row["metric"],
-                    row["higher_is_better"], "none")
-        base = finals.get(base_key)
+        own_key = Key(**{field: row[field] for field in Key._fields})
+        base = finals.get(own_key._replace(method="none"))
         row["delta_vs_none"] = None if base is None else row["final_mean"] - base
         row["delta_vs_none_pct"] = None if not base else 100.0 * (row["final_mean"] - base) / abs(base)
-        own_key = (*base_key[:6], row["method"])
         row["epoch_reach_none_final"] = None if base is None else _reaches(
             _mean_curve(curves[own_key]), base, row["higher_is_better"])
-    table.sort(key=lambda r: (r["task"], r["preset"], r["metric"], METHOD_ORDER.get(r["method"], 9), r["method"]))
+    table.sort(key=lambda r: (r["task"], r["preset"], r["variant"], r["split"], r["metric"],
+                              METHOD_ORDER.get(r["method"], 9), r["method"]))
     return table
 
 
@@ -130,7 +146,8 @@ def format_table(table: list[dict[str, Any]]) -> str:
     header = ("task", "preset", "metric", "method", "seeds", "final", "best", "delta", "reach@ep")
     lines = [header]
     for r in table:
-        lines.append((r["task"], r["preset"], r["metric"] + ("↑" if r["higher_is_better"] else "↓"), r["method"],
+        preset = r["preset"] + (f" [{r['variant']}]" if r["variant"] else "")
+        lines.append((r["task"], preset, r["metric"] + ("↑" if r["higher_is_better"] else "↓"), r["method"],
                       str(r["seeds"]), _pm(r["final_mean"], r["final_std"]), _pm(r["best_mean"], r["best_std"]),
                       "" if r["delta_vs_none"] is None else f"{r['delta_vs_none']:+.3g}",
                       _fmt(r["epoch_reach_none_final"])))

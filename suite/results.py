@@ -24,7 +24,7 @@ from typing import Any
 from suite.errors import CorruptResults
 
 METRIC_COLUMNS = (
-    "job_id", "task", "preset", "dataset", "model", "method", "seed",
+    "job_id", "task", "preset", "dataset", "model", "method", "seed", "variant",
     "epoch", "iter", "split", "metric", "value", "higher_is_better", "wall_time_s", "timestamp",
 )
 STATUSES = ("pending", "running", "done", "failed")
@@ -63,7 +63,7 @@ def _rows_to_csv(rows: Iterable[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({**row, "epoch": f"{float(row['epoch']):g}"} for row in rows)
     return buffer.getvalue()
 
 
