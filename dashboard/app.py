@@ -115,7 +115,7 @@ def show_leaderboard(frame: pd.DataFrame, higher: bool) -> None:
     shown = frame[["rank", "method", "seeds", "final_mean", "final_std", "best_mean", "best_std",
                    "delta_vs_none", "delta_vs_none_pct", "epoch_reach_none_final", "speedup", "epochs"]]
     styled = shown.style.map(colour, subset=["delta_vs_none", "delta_vs_none_pct"])
-    st.dataframe(styled, hide_index=True, key="leaderboard-table", column_config={
+    st.dataframe(styled, hide_index=True, column_config={
         "final_mean": st.column_config.NumberColumn("final mean", format="%.4g"),
         "final_std": st.column_config.NumberColumn("± std", format="%.2g"),
         "best_mean": st.column_config.NumberColumn("best mean", format="%.4g"),
@@ -146,10 +146,10 @@ def across_view(snapshot: Snapshot) -> None:
         return "background-color: #dafbe1" if value > 0 else "background-color: #ffebe9"
 
     styled = frame.style.map(colour, subset=task_columns).format("{:+.2f}%", subset=task_columns, na_rep="")
-    st.dataframe(styled.format("{:.2f}", subset=["mean rank"]), key="across-table")
+    st.dataframe(styled.format("{:.2f}", subset=["mean rank"]))
     with st.container(key="full-leaderboard"):
         st.subheader("Full leaderboard (as `suite leaderboard` writes it)")
-        st.dataframe(tables.full_leaderboard(table), hide_index=True, key="full-table")
+        st.dataframe(tables.full_leaderboard(table), hide_index=True)
         st.download_button("Download leaderboard.csv", leaderboard.to_csv(table), file_name="leaderboard.csv",
                            mime="text/csv", key="download-all")
 
@@ -165,12 +165,13 @@ def jobs_view(snapshot: Snapshot) -> None:
     present = [s for s in STATES if counts.get(s)] + sorted(other)
     states = st.multiselect("show states", present, default=present, key="state", bind="query-params")
     jobs = [j for j in snapshot.jobs if j.state in states]
-    st.dataframe(tables.jobs_frame(jobs), hide_index=True, key="jobs-table", column_config={
-        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
-        "updated": st.column_config.DatetimeColumn("updated", format="distance"),
-        "updates": st.column_config.NumberColumn("avg updates", help="weight-averaging updates the SEMA hook made"),
-        "switches": st.column_config.NumberColumn("switches", help="times SEMA copied the average into the model"),
-    })
+    with st.container(key="jobs"):
+        st.dataframe(tables.jobs_frame(jobs), hide_index=True, column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+            "updated": st.column_config.DatetimeColumn("updated", format="distance"),
+            "updates": st.column_config.NumberColumn("avg updates", help="weight-averaging updates the hook made"),
+            "switches": st.column_config.NumberColumn("switches", help="times SEMA copied the average into the model"),
+        })
     failed = [j for j in jobs if j.state in ("failed", "unreadable") and j.status.get("error")]
     if failed:
         with st.expander(f"Errors of {len(failed)} failed job(s)"):

@@ -143,5 +143,5 @@ def jobs_frame(jobs: list[JobRecord]) -> pd.DataFrame:
             "error": status.get("error") or "",
         })
     return pd.DataFrame.from_records(records, columns=[
-        "job_id", "task", "preset", "method", "seed", "state", "progress", "position", "last metrics",
-        "updated", "updates", "switches", "error"])
+        "job_id", "state", "progress", "position", "last metrics", "updates", "switches", "error", "updated",
+        "task", "preset", "method", "seed"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboard.store import ResultsStore  # noqa: E402
 from results_fixture import make_results  # noqa: E402
-from suite import cli  # noqa: E402
+from suite import cli, leaderboard  # noqa: E402
 from suite.results import JobDir  # noqa: E402
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -175,3 +176,21 @@ def test_cli_dashboard_command_binds_localhost_and_keeps_startup_light(tmp_path:
     out = subprocess.run([sys.executable, "-c", "import json; " + code], cwd=REPO, capture_output=True, text=True,
                          check=True, env={**env, "PYTHONPATH": str(REPO)})
     assert json.loads(out.stdout) == []
+
+
+@pytest.mark.slow
+def test_a_real_tiny_run_shows_up(tmp_path: Path, monkeypatch) -> None:
+    """One real cls job (2 epochs) through `suite run`: its curve, leaderboard row and hook counts."""
+    results = tmp_path / "results"
+    subprocess.run([sys.executable, "-m", "suite.cli", "run", "--task", "cls", "--method", "sema", "--seeds", "0",
+                    "--set", "epochs=2", "--results-dir", str(results)], cwd=REPO, check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO), "SUITE_THREADS": "1"})
+    at = run_app(results, monkeypatch)
+    board = at.dataframe[0].value
+    expected = leaderboard.build(results)
+    assert list(board["final_mean"]) == [pytest.approx(expected[0]["final_mean"])]
+    assert {r["x"] for r in chart_data(at) if "mean" in r} == {1.0, 2.0}
+    jobs = run_app(results, monkeypatch, view="Jobs").dataframe[0].value
+    job = jobs.iloc[0]
+    assert (job["state"], job["position"], job["switches"]) == ("done", "epoch 2/2", 1)  # switch_start=2 in tiny
+    assert job["updates"] > 0
