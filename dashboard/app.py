@@ -75,7 +75,8 @@ def curves(rows: list[dict], metric: str, higher: bool) -> None:
     with st.container(key="curves"):
         st.subheader(f"Convergence: {metric} ({direction(higher)})")
         st.altair_chart(charts.curve_chart(summary, points if show_seeds else None, x_title,
-                                           f"{metric} ({direction(higher)})"), width="stretch")
+                                           f"{metric} ({direction(higher)})", counts=x != "wall-clock"),
+                        width="stretch")
         seeds = summary.groupby("method")["n"].max().to_dict()
         st.caption("Line: mean over seeds; shaded band: mean ± 1 standard deviation over seeds ("
                    + ", ".join(f"{m}: {n}" for m, n in sorted(seeds.items(), key=lambda kv: tables.method_key(kv[0])))
@@ -96,12 +97,12 @@ def task_view(snapshot: Snapshot, task: str, preset: str, metric: str, higher: b
             return
         frame = tables.leaderboard_frame(board_rows)
         show_leaderboard(frame, higher)
-        st.download_button("Download as CSV", leaderboard.to_csv(board_rows), file_name=f"leaderboard-{task}-{preset}-{metric}.csv",
-                           mime="text/csv", key="download-task")
+        st.download_button("Download as CSV", leaderboard.to_csv(board_rows), mime="text/csv", key="download-task",
+                           file_name=f"leaderboard-{task}-{preset}-{metric}.csv")
         st.caption("Ranked by the final mean (last evaluation, averaged over seeds). Δ vs none is the difference "
                    "of final means (green: better than plain training). *Reaches none at* is the first epoch at "
                    "which the method's seed-mean curve reaches `none`'s final mean; *speed-up* is `none`'s own "
-                   "such epoch divided by the method's. Click a column header to sort.")
+                   "such epoch divided by the method's (None: never reached). Click a column header to sort.")
 
 
 def show_leaderboard(frame: pd.DataFrame, higher: bool) -> None:
@@ -195,7 +196,7 @@ def samples_view(snapshot: Snapshot, task: str, preset: str) -> None:
     if len(steps) > 1:
         with cols[1]:
             step = st.select_slider("epoch / iteration", steps, value=steps[-1], key="sample_step",
-                                    bind="query-params")
+                                    format_func=lambda v: f"{v:g}", bind="query-params")
     chosen = sorted((j for j in jobs if j.get("seed") == seed), key=lambda j: tables.method_key(str(j.get("method"))))
     for col, job in zip(st.columns(max(1, len(chosen))), chosen):
         with col:
@@ -210,10 +211,9 @@ def samples_view(snapshot: Snapshot, task: str, preset: str) -> None:
 def page(store: ResultsStore) -> None:
     snapshot = store.snapshot()
     counts = snapshot.counts
-    st.title("SEMA Bench")
     st.caption(f"`{snapshot.results_dir}` · {len(snapshot.jobs)} job(s): "
                + (", ".join(f"{counts[s]} {s}" for s in [*STATES, *sorted(set(counts) - set(STATES))] if counts.get(s))
-                  or "none yet"))
+                  or "none yet") + ". Selections are kept in the address bar: copy it to share this view.")
     show_problems(snapshot)
     if not snapshot.jobs:
         st.info(f"No jobs under `{snapshot.results_dir}` yet. Start some with "
@@ -252,13 +252,12 @@ def page(store: ResultsStore) -> None:
 def main() -> None:
     st.set_page_config(page_title="SEMA Bench", page_icon="📈", layout="wide")
     results_dir = Path(os.environ.get(RESULTS_ENV, "results")).expanduser().resolve()
-    with st.sidebar:
-        st.markdown(f"**Results**  \n`{results_dir}`")
-        live = st.toggle("live refresh", value=True, key="live", bind="query-params")
-        every = st.select_slider("refresh every (s)", [2, 5, 10, 30, 60], value=5, key="every", bind="query-params",
-                                 disabled=not live)
-        st.caption("Only what changed on disk is read again. Selections are kept in the address bar: copy it to "
-                   "share this view.")
+    head = st.columns([4, 1, 1], vertical_alignment="bottom")
+    head[0].title("SEMA Bench")
+    live = head[1].toggle("live refresh", value=True, key="live", bind="query-params",
+                          help="Re-read the results every few seconds; only files that changed are parsed again.")
+    every = head[2].selectbox("every (s)", [2, 5, 10, 30, 60], index=1, key="every", bind="query-params",
+                              disabled=not live)
     st.fragment(page, run_every=every if live else None)(store_for(str(results_dir)))
 
 

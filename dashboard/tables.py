@@ -52,7 +52,8 @@ def curve_summary(points: pd.DataFrame, x: str) -> pd.DataFrame:
 
 def leaderboard_rows(table: list[dict[str, Any]], task: str, preset: str, metric: str | None = None
                      ) -> list[dict[str, Any]]:
-    return [r for r in table if r["task"] == task and r["preset"] == preset and (metric is None or r["metric"] == metric)]
+    return [r for r in table
+            if r["task"] == task and r["preset"] == preset and (metric is None or r["metric"] == metric)]
 
 
 def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -88,7 +89,7 @@ def across_tasks(table: list[dict[str, Any]], primary: Callable[[str], str | Non
         rows = leaderboard_rows(table, task, preset)
         metric = primary(task)
         if metric not in {r["metric"] for r in rows}:
-            metric = sorted(r["metric"] for r in rows)[0]
+            metric = min(r["metric"] for r in rows)
         rows = [r for r in rows if r["metric"] == metric]
         higher = rows[0]["higher_is_better"]
         sign = 1.0 if higher else -1.0
@@ -123,7 +124,8 @@ def _last_metrics(job: JobRecord) -> str:
         return ""
     last = max(r["iter"] for r in job.rows)
     rows = [r for r in job.rows if r["iter"] == last]
-    return ", ".join(f"{r['metric']}={r['value']:.4g}" for r in rows) + f" ({rows[0]['split']}, epoch {rows[0]['epoch']:g})"
+    values = ", ".join(f"{r['metric']}={r['value']:.4g}" for r in rows)
+    return f"{values} ({rows[0]['split']}, epoch {rows[0]['epoch']:g})"
 
 
 def jobs_frame(jobs: list[JobRecord]) -> pd.DataFrame:

@@ -73,7 +73,8 @@ def _browser_endpoint(proc: subprocess.Popen, deadline: float) -> str:
     raise RuntimeError("Chromium did not start its DevTools endpoint")
 
 
-async def _shoot(endpoint: str, url: str, out: Path, selector: str, timeout: float, size: tuple[int, int]) -> tuple[float | None, str]:
+async def _shoot(endpoint: str, url: str, out: Path, selector: str, timeout: float, size: tuple[int, int]
+                 ) -> tuple[float | None, str]:
     async with connect(endpoint, max_size=None) as connection:
         return await _drive(DevTools(connection), url, out, selector, timeout, size)
 
@@ -135,7 +136,10 @@ def main() -> int:
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     ready, text = screenshot(args.url, args.out, args.wait_for, args.timeout, (width, height))
-    print(f"ready after {ready:.2f} s" if ready is not None else f"{args.wait_for!r} did not appear in {args.timeout} s")
+    if ready is None:
+        print(f"{args.wait_for!r} did not appear in {args.timeout} s")
+    else:
+        print(f"ready after {ready:.2f} s")
     print(f"screenshot: {args.out}\n--- text ---\n{text}")
     return 0 if ready is not None else 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -13,10 +14,10 @@ import pytest
 
 pytest.importorskip("streamlit")
 pyarrow = pytest.importorskip("pyarrow")
+from results_fixture import make_results  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboard.store import ResultsStore  # noqa: E402
-from results_fixture import make_results  # noqa: E402
 from suite import cli, leaderboard  # noqa: E402
 from suite.results import JobDir  # noqa: E402
 
@@ -88,7 +89,7 @@ def test_leaderboard_numbers_equal_the_cli(results: Path, monkeypatch, tmp_path:
         for column, text in row.items():
             value = shown[column]
             if text == "":
-                assert value is None or value != value, (column, value)
+                assert value is None or math.isnan(value), (column, value)
             elif isinstance(value, float):
                 assert value == pytest.approx(float(text), rel=1e-5), column
             else:
