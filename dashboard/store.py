@@ -31,10 +31,6 @@ class Sample:
     path: Path
     step: float | None
 
-    @property
-    def label(self) -> str:
-        return self.path.stem
-
 
 @dataclass(frozen=True)
 class JobRecord:
