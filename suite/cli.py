@@ -89,6 +89,37 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def dashboard_command(results_dir: Path, port: int, host: str) -> tuple[list[str], dict[str, str]]:
+    """The ``streamlit run`` command line and environment behind ``suite dashboard``.
+
+    The app finds the results through ``SUITE_RESULTS_DIR``, and imports this same ``suite`` (PYTHONPATH),
+    so a checkout run with ``python -m suite.cli`` shows its own dashboard. Streamlit is not imported here.
+    """
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise SuiteError("the dashboard needs Streamlit and Altair: pip install 'sema-bench[dashboard]'")
+    root = Path(__file__).resolve().parent.parent
+    app = root / "dashboard" / "app.py"
+    env = {**os.environ, "SUITE_RESULTS_DIR": str(results_dir.resolve()),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)}
+    argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", host, "--server.port", str(port),
+            "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "viewer"]
+    return argv, env
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import os
+
+    argv, env = dashboard_command(args.results_dir, args.port, args.host)
+    print(f"SEMA Bench dashboard for {args.results_dir.resolve()}/ at http://{args.host}:{args.port} (Ctrl-C stops it)",
+          file=sys.stderr)
+    sys.stderr.flush()
+    os.execve(argv[0], argv, env)  # becomes the server: Ctrl-C and signals reach Streamlit directly
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from suite.bench import bench_ema
 
@@ -127,6 +158,13 @@ def parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="tasks, presets, methods and metrics")
     lst.set_defaults(func=cmd_list)
+
+    dash = sub.add_parser("dashboard", help="browse results: curves, leaderboards, job status (Streamlit)")
+    dash.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    dash.add_argument("--port", type=int, default=8501)
+    dash.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only; "
+                      "0.0.0.0 exposes it to the network)")
+    dash.set_defaults(func=cmd_dashboard)
 
     bench = sub.add_parser("bench", help="time one averaging update against other EMA implementations")
     bench.add_argument("what", choices=["ema"])

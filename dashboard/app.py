@@ -1,0 +1,264 @@
+"""SEMA Bench dashboard: ``suite dashboard`` runs it (``streamlit run dashboard/app.py`` underneath).
+
+It reads the results directory named by ``SUITE_RESULTS_DIR`` (default ``results``) and never writes there.
+Every selection is bound to a URL query parameter, so a view can be shared by copying the address.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, tables
+from dashboard.store import ResultsStore, Snapshot
+from suite import leaderboard
+from suite.registry import get_task
+
+RESULTS_ENV = "SUITE_RESULTS_DIR"
+VIEWS = ["Task", "Across tasks", "Jobs", "Samples"]
+STATES = ["pending", "running", "done", "failed"]
+
+
+@st.cache_resource(show_spinner=False)
+def store_for(results_dir: str) -> ResultsStore:
+    """One store per directory, shared by all sessions: its file cache is what keeps reruns cheap."""
+    return ResultsStore(Path(results_dir))
+
+
+def primary_metric(task: str) -> str | None:
+    """The task's primary metric from its adapter; None for results of a task not installed here."""
+    try:
+        return get_task(task).primary_metric.name
+    except Exception:  # noqa: BLE001  (an unknown or broken adapter must not break the page)
+        return None
+
+
+def direction(higher: bool) -> str:
+    return "higher is better" if higher else "lower is better"
+
+
+def show_problems(snapshot: Snapshot) -> None:
+    if not snapshot.problems:
+        return
+    st.warning(f"Skipped {len(snapshot.problems)} unreadable results file(s); the rest of the page is complete "
+               "without them.", icon="⚠️")
+    with st.expander("Unreadable files"):
+        for problem in snapshot.problems[:50]:
+            st.text(problem)
+        if len(snapshot.problems) > 50:
+            st.text(f"... and {len(snapshot.problems) - 50} more")
+
+
+def choose(label: str, options: list[str], key: str, default: str | None = None) -> str:
+    index = options.index(default) if default in options else 0
+    return st.selectbox(label, options, index=index, key=key, bind="query-params")
+
+
+def curves(rows: list[dict], metric: str, higher: bool) -> None:
+    """Seed-mean curves per method with a std band, against epoch, iteration or wall-clock time."""
+    cols = st.columns([1, 1, 1])
+    splits = sorted({r["split"] for r in rows})
+    with cols[0]:
+        split = choose("split", splits, "split", default="val")
+    with cols[1]:
+        x = st.segmented_control("x axis", list(tables.X_AXES), default="epoch", key="x", bind="query-params",
+                                 required=True)
+    with cols[2]:
+        show_seeds = st.toggle("show individual seeds", value=False, key="seeds", bind="query-params")
+    points = tables.curve_points(tables.select(rows, split=split))
+    summary = tables.curve_summary(points, x)
+    points["x"] = points[tables.X_AXES[x]]
+    x_title = {"epoch": "epoch", "iteration": "iteration", "wall-clock": "wall-clock time (s)"}[x]
+    with st.container(key="curves"):
+        st.subheader(f"Convergence: {metric} ({direction(higher)})")
+        st.altair_chart(charts.curve_chart(summary, points if show_seeds else None, x_title,
+                                           f"{metric} ({direction(higher)})", counts=x != "wall-clock"),
+                        width="stretch")
+        seeds = summary.groupby("method")["n"].max().to_dict()
+        st.caption("Line: mean over seeds; shaded band: mean ± 1 standard deviation over seeds ("
+                   + ", ".join(f"{m}: {n}" for m, n in sorted(seeds.items(), key=lambda kv: tables.method_key(kv[0])))
+                   + " seeds). Curves include running jobs (not failed ones).")
+
+
+def task_view(snapshot: Snapshot, task: str, preset: str, metric: str, higher: bool) -> None:
+    rows = tables.select(snapshot.curve_rows, task=task, preset=preset, metric=metric)
+    if rows:
+        curves(rows, metric, higher)
+    else:
+        st.info(f"No evaluation of {metric} from a done or running job of {task} / {preset} yet.")
+    board_rows = tables.leaderboard_rows(snapshot.leaderboard, task, preset, metric)
+    with st.container(key="leaderboard"):
+        st.subheader(f"Leaderboard: {task} / {preset} · {metric} ({direction(higher)})")
+        if not board_rows:
+            st.info("No finished jobs for this task and preset yet; the leaderboard fills in as jobs finish.")
+            return
+        frame = tables.leaderboard_frame(board_rows)
+        show_leaderboard(frame, higher)
+        st.download_button("Download as CSV", leaderboard.to_csv(board_rows), mime="text/csv", key="download-task",
+                           file_name=f"leaderboard-{task}-{preset}-{metric}.csv")
+        st.caption("Ranked by the final mean (last evaluation, averaged over seeds). Δ vs none is the difference "
+                   "of final means (green: better than plain training). *Reaches none at* is the first epoch at "
+                   "which the method's seed-mean curve reaches `none`'s final mean; *speed-up* is `none`'s own "
+                   "such epoch divided by the method's (None: never reached). Click a column header to sort.")
+
+
+def show_leaderboard(frame: pd.DataFrame, higher: bool) -> None:
+    sign = 1 if higher else -1
+
+    def colour(value: float | None) -> str:
+        if value is None or pd.isna(value) or value == 0:
+            return ""
+        return "color: #1a7f37" if sign * value > 0 else "color: #cf222e"
+
+    shown = frame[["rank", "method", "seeds", "final_mean", "final_std", "best_mean", "best_std",
+                   "delta_vs_none", "delta_vs_none_pct", "epoch_reach_none_final", "speedup", "epochs"]]
+    styled = shown.style.map(colour, subset=["delta_vs_none", "delta_vs_none_pct"])
+    st.dataframe(styled, hide_index=True, column_config={
+        "final_mean": st.column_config.NumberColumn("final mean", format="%.4g"),
+        "final_std": st.column_config.NumberColumn("± std", format="%.2g"),
+        "best_mean": st.column_config.NumberColumn("best mean", format="%.4g"),
+        "best_std": st.column_config.NumberColumn("± std ", format="%.2g"),
+        "delta_vs_none": st.column_config.NumberColumn("Δ vs none", format="%+.3g"),
+        "delta_vs_none_pct": st.column_config.NumberColumn("Δ vs none %", format="%+.2f%%"),
+        "epoch_reach_none_final": st.column_config.NumberColumn("reaches none at", format="%g"),
+        "speedup": st.column_config.NumberColumn("speed-up", format="%.2f×"),
+        "epochs": st.column_config.NumberColumn("epochs", format="%g"),
+    })
+
+
+def across_view(snapshot: Snapshot) -> None:
+    table = snapshot.leaderboard
+    if not table:
+        st.info("No finished jobs yet.")
+        return
+    st.subheader("All tasks at a glance")
+    st.markdown("Each cell is how much a method's final primary metric improves on plain training (`none`) for "
+                "that task, in percent of `none`'s value and signed so that **positive is better**; *mean rank* "
+                "averages the method's place among the methods over the tasks (1 = best).")
+    frame = tables.across_tasks(table, primary_metric)
+    task_columns = [c for c in frame.columns if c not in ("mean rank", "tasks")]
+
+    def colour(value: float) -> str:
+        if pd.isna(value) or value == 0:
+            return ""
+        return "background-color: #dafbe1" if value > 0 else "background-color: #ffebe9"
+
+    styled = frame.style.map(colour, subset=task_columns).format("{:+.2f}%", subset=task_columns, na_rep="")
+    st.dataframe(styled.format("{:.2f}", subset=["mean rank"]))
+    with st.container(key="full-leaderboard"):
+        st.subheader("Full leaderboard (as `suite leaderboard` writes it)")
+        st.dataframe(tables.full_leaderboard(table), hide_index=True)
+        st.download_button("Download leaderboard.csv", leaderboard.to_csv(table), file_name="leaderboard.csv",
+                           mime="text/csv", key="download-all")
+
+
+def jobs_view(snapshot: Snapshot) -> None:
+    counts = snapshot.counts
+    cols = st.columns(len(STATES))
+    for col, state in zip(cols, STATES):
+        col.metric(state, counts.get(state, 0))
+    other = {s: n for s, n in counts.items() if s not in STATES}
+    if other:
+        st.caption("Also: " + ", ".join(f"{n} {s}" for s, n in other.items()))
+    present = [s for s in STATES if counts.get(s)] + sorted(other)
+    states = st.multiselect("show states", present, default=present, key="state", bind="query-params")
+    jobs = [j for j in snapshot.jobs if j.state in states]
+    with st.container(key="jobs"):
+        st.dataframe(tables.jobs_frame(jobs), hide_index=True, column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+            "updated": st.column_config.DatetimeColumn("updated", format="distance"),
+            "updates": st.column_config.NumberColumn("avg updates", help="weight-averaging updates the hook made"),
+            "switches": st.column_config.NumberColumn("switches", help="times SEMA copied the average into the model"),
+        })
+    failed = [j for j in jobs if j.state in ("failed", "unreadable") and j.status.get("error")]
+    if failed:
+        with st.expander(f"Errors of {len(failed)} failed job(s)"):
+            for job in failed[:50]:
+                st.markdown(f"**{job.job_id}**")
+                st.code(job.status["error"], language=None)
+
+
+def samples_view(snapshot: Snapshot, task: str, preset: str) -> None:
+    jobs = [j for j in snapshot.jobs if j.get("task") == task and j.get("preset") == preset and j.samples]
+    if not jobs:
+        st.info(f"No samples for {task} / {preset}. Generation and video tasks write PNGs to "
+                "`results/<job_id>/samples/` (named by epoch or iteration); they appear here as they are written.")
+        return
+    seeds = sorted({j.get("seed") for j in jobs}, key=str)
+    steps = sorted({s.step for j in jobs for s in j.samples if s.step is not None})
+    cols = st.columns([1, 3])
+    with cols[0]:
+        seed = st.selectbox("seed", seeds, key="sample_seed", bind="query-params")
+    step = steps[-1] if steps else None
+    if len(steps) > 1:
+        with cols[1]:
+            step = st.select_slider("epoch / iteration", steps, value=steps[-1], key="sample_step",
+                                    format_func=lambda v: f"{v:g}", bind="query-params")
+    chosen = sorted((j for j in jobs if j.get("seed") == seed), key=lambda j: tables.method_key(str(j.get("method"))))
+    for col, job in zip(st.columns(max(1, len(chosen))), chosen):
+        with col:
+            match = [s for s in job.samples if s.step == step] or ([] if steps else list(job.samples[-1:]))
+            st.markdown(f"**{job.get('method')}** · seed {seed}")
+            if match:
+                st.image(str(match[-1].path), caption=match[-1].path.name, width="stretch", output_format="PNG")
+            else:
+                st.caption(f"no sample at {step:g}")
+
+
+def page(store: ResultsStore) -> None:
+    snapshot = store.snapshot()
+    counts = snapshot.counts
+    st.caption(f"`{snapshot.results_dir}` · {len(snapshot.jobs)} job(s): "
+               + (", ".join(f"{counts[s]} {s}" for s in [*STATES, *sorted(set(counts) - set(STATES))] if counts.get(s))
+                  or "none yet") + ". Selections are kept in the address bar: copy it to share this view.")
+    show_problems(snapshot)
+    if not snapshot.jobs:
+        st.info(f"No jobs under `{snapshot.results_dir}` yet. Start some with "
+                "`suite run --task cls --method none,ema,sema --seeds 0,1,2`; this page picks them up as they run.")
+        return
+    specs = {(j.get("task"), j.get("preset")) for j in snapshot.jobs if j.get("task")}
+    metrics_of = {}
+    for r in snapshot.rows:
+        metrics_of.setdefault((r["task"], r["preset"]), {})[r["metric"]] = r["higher_is_better"]
+    cols = st.columns(3)
+    with cols[0]:
+        task = choose("task", sorted({t for t, _ in specs}), "task")
+    with cols[1]:
+        preset = choose("preset", sorted(p for t, p in specs if t == task), "preset", default="tiny")
+    metrics = metrics_of.get((task, preset), {})
+    with cols[2]:
+        metric = choose("metric", sorted(metrics), "metric", default=primary_metric(task)) if metrics else None
+    view = st.tabs(VIEWS, key="view", bind="query-params")
+    with view[0]:
+        if view[0].open:
+            if metric is None:
+                st.info(f"No evaluations recorded for {task} / {preset} yet.")
+            else:
+                task_view(snapshot, task, preset, metric, metrics[metric])
+    with view[1]:
+        if view[1].open:
+            across_view(snapshot)
+    with view[2]:
+        if view[2].open:
+            jobs_view(snapshot)
+    with view[3]:
+        if view[3].open:
+            samples_view(snapshot, task, preset)
+
+
+def main() -> None:
+    st.set_page_config(page_title="SEMA Bench", page_icon="📈", layout="wide")
+    results_dir = Path(os.environ.get(RESULTS_ENV, "results")).expanduser().resolve()
+    head = st.columns([4, 1, 1], vertical_alignment="bottom")
+    head[0].title("SEMA Bench")
+    live = head[1].toggle("live refresh", value=True, key="live", bind="query-params",
+                          help="Re-read the results every few seconds; only files that changed are parsed again.")
+    every = head[2].selectbox("every (s)", [2, 5, 10, 30, 60], index=1, key="every", bind="query-params",
+                              disabled=not live)
+    st.fragment(page, run_every=every if live else None)(store_for(str(results_dir)))
+
+
+main()

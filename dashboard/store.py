@@ -1,0 +1,169 @@
+"""Read a results directory for the dashboard, fast and read-only.
+
+Every file is parsed through the suite's own readers (:mod:`suite.results`) and cached under its
+modification time and size, so a page refresh over a thousand jobs re-parses only what changed. A file that
+cannot be read (corrupt, or half-copied by hand) is skipped and reported as a problem, never raised.
+No Streamlit here: the app keeps one :class:`ResultsStore` per directory in ``st.cache_resource``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from suite.errors import CorruptResults
+from suite.leaderboard import aggregate
+from suite.results import JobDir, read_json, read_metrics
+
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)(?!.*\d)")  # the last number in a file name: "epoch_12" -> 12
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One PNG a generation/video task wrote under ``<job>/samples/``; ``step`` is its epoch or iteration."""
+
+    path: Path
+    step: float | None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: str
+    spec: dict[str, Any]  # job.json's "spec": task, preset, method, seed, overrides, params, averaging...
+    status: dict[str, Any]  # status.json: state, error, progress, averaging, updated...
+    rows: list[dict[str, Any]]  # metrics.csv, typed
+    samples: tuple[Sample, ...] = ()
+
+    @property
+    def state(self) -> str:
+        return str(self.status.get("state", "pending"))
+
+    def get(self, key: str) -> Any:
+        """A spec field, falling back to the metrics rows (a job whose job.json could not be read)."""
+        if key in self.spec:
+            return self.spec[key]
+        return self.rows[0][key] if self.rows else None
+
+
+@dataclass
+class Snapshot:
+    """The whole results directory at one moment; derived tables are computed once per snapshot."""
+
+    results_dir: Path
+    jobs: list[JobRecord]
+    problems: list[str] = field(default_factory=list)
+
+    @cached_property
+    def rows(self) -> list[dict[str, Any]]:
+        """Every recorded evaluation, from jobs in any state."""
+        return [row for job in self.jobs for row in job.rows]
+
+    @cached_property
+    def curve_rows(self) -> list[dict[str, Any]]:
+        """Evaluations of done and running jobs: the curves are live, and a failed run would bend the mean."""
+        return [row for job in self.jobs if job.state in ("done", "running") for row in job.rows]
+
+    @cached_property
+    def leaderboard(self) -> list[dict[str, Any]]:
+        """Exactly what ``suite leaderboard`` computes: :func:`suite.leaderboard.aggregate` over done jobs."""
+        return aggregate([row for job in self.jobs if job.state == "done" for row in job.rows])
+
+    @cached_property
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for job in self.jobs:
+            counts[job.state] = counts.get(job.state, 0) + 1
+        return counts
+
+
+def _stat_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _sample_step(path: Path) -> float | None:
+    match = _NUMBER.search(path.stem)
+    return float(match.group(1)) if match else None
+
+
+def _list_samples(folder: Path) -> tuple[Sample, ...]:
+    samples = [Sample(p, _sample_step(p)) for p in folder.glob("*.png") if p.is_file()]
+    return tuple(sorted(samples, key=lambda s: (s.step is None, s.step or 0.0, s.path.name)))
+
+
+class ResultsStore:
+    """Parsed files of one results directory, each re-read only when its mtime or size changes."""
+
+    def __init__(self, results_dir: Path) -> None:
+        self.results_dir = Path(results_dir)
+        self._files: dict[Path, tuple[Any, Any]] = {}  # path -> (stat key, parsed value or CorruptResults)
+        self._lock = threading.Lock()  # Streamlit serves each browser session from its own thread
+        self._last: tuple[tuple, Snapshot] | None = None
+
+    def _read(self, path: Path, key: Any, reader: Callable[[Path], Any]) -> Any:
+        cached = self._files.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            value = reader(path)
+        except CorruptResults as err:
+            value = err
+        self._files[path] = (key, value)
+        return value
+
+    def snapshot(self) -> Snapshot:
+        """The current state; the same object as last time when no file changed."""
+        with self._lock:
+            folders = self._job_folders()
+            keys = {folder: tuple(_stat_key(folder / name) for name in ("job.json", "status.json", "metrics.csv",
+                                                                       "samples"))
+                    for folder in folders}
+            fingerprint = tuple(sorted((str(f), k) for f, k in keys.items()))
+            if self._last is not None and self._last[0] == fingerprint:
+                return self._last[1]
+            snapshot = self._build(folders, keys)
+            live = {f / n for f in folders for n in ("job.json", "status.json", "metrics.csv", "samples")}
+            self._files = {p: v for p, v in self._files.items() if p in live}  # forget deleted jobs
+            self._last = (fingerprint, snapshot)
+            return snapshot
+
+    def _job_folders(self) -> list[Path]:
+        try:
+            entries = list(os.scandir(self.results_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(Path(e.path) for e in entries
+                      if e.is_dir() and not e.name.startswith(".") and
+                      any(os.path.exists(os.path.join(e.path, n)) for n in ("job.json", "status.json")))
+
+    def _build(self, folders: list[Path], keys: dict[Path, tuple]) -> Snapshot:
+        jobs, problems = [], []
+        for folder in folders:
+            job = JobDir(self.results_dir, folder.name)
+            k_job, k_status, k_metrics, k_samples = keys[folder]
+            doc = self._read(job.job_json, k_job, read_json) if k_job else {}
+            status = self._read(job.status_json, k_status, read_json) if k_status else {"state": "pending"}
+            rows = self._read(job.metrics_csv, k_metrics, read_metrics) if k_metrics else []
+            for value in (doc, status, rows):
+                if isinstance(value, CorruptResults):
+                    problems.append(str(value))
+            if isinstance(status, CorruptResults):
+                status = {"state": "unreadable", "error": str(status)}
+            samples = self._read(folder / "samples", k_samples, _list_samples) if k_samples else ()
+            jobs.append(JobRecord(
+                job_id=folder.name,
+                spec=doc.get("spec", {}) if isinstance(doc, dict) else {},
+                status=status,
+                rows=rows if isinstance(rows, list) else [],
+                samples=samples,
+            ))
+        return Snapshot(self.results_dir, jobs, problems)
