@@ -8,4 +8,5 @@ demo: setup
 	.venv/bin/suite run --task cls --method sema
 
 test: setup
+	@bash scripts/install_chromium.sh
 	.venv/bin/python -m pytest
