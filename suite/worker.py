@@ -16,17 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from suite.jobs import JobSpec, ResolvedJob
-from suite.results import JobDir, read_json
+from suite.results import JobDir, read_json, write_json
 
 EXIT_LOCKED = 3  # another process is running this job
 
 
-def load_job(job: JobDir) -> tuple[ResolvedJob, dict[str, Any]]:
-    doc = read_json(job.job_json)
+def load_job(doc: dict[str, Any]) -> ResolvedJob:
     spec = doc["spec"]
-    resolved = JobSpec(spec["task"], spec["preset"], spec["method"], int(spec["seed"]),
-                       tuple(sorted(spec["overrides"].items()))).resolve()
-    return resolved, doc
+    return JobSpec(spec["task"], spec["preset"], spec["method"], int(spec["seed"]),
+                   tuple(sorted(spec["overrides"].items()))).resolve()
 
 
 def build_runner(resolved: ResolvedJob, job: JobDir, data_root: Path, download: bool):
@@ -75,10 +73,13 @@ def run_job(results_dir: Path, job_id: str) -> int:
     attempts = job.status().get("attempts", 0) + 1
     resumed_from = job.last_checkpoint()
     job.update_status(state="running", pid=os.getpid(), started=started, attempts=attempts, error=None,
-                      resumed_from=str(resumed_from) if resumed_from else None, device=device_info())
+                      resumed_from=str(resumed_from) if resumed_from else None)
     runner = None
     try:
-        resolved, doc = load_job(job)
+        doc = read_json(job.job_json)
+        doc["environment"]["device"] = device_info()
+        write_json(job.job_json, doc)
+        resolved = load_job(doc)
         runner = build_runner(resolved, job, Path(doc["data_root"]), doc.get("download", False))
         runner.train()
         if runner.cfg.get("test_dataloader"):
