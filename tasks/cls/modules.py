@@ -74,11 +74,12 @@ def cifar_resnet(depths: Sequence[int], width: int, num_classes: int, in_channel
     return nn.Sequential(*layers)
 
 
-@MODELS.register_module()
-class ImageClassifier(BaseModel):
-    def __init__(self, num_classes: int, depths: Sequence[int], width: int, in_channels: int = 3) -> None:
+class Classifier(BaseModel):
+    """Cross-entropy training and per-sample scores for :class:`TopKAccuracy` around any logits network."""
+
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        self.net = cifar_resnet(depths, width, num_classes, in_channels)
+        self.net = net
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None = None, mode: str = "tensor"):
         logits = self.net(inputs)
@@ -87,6 +88,12 @@ class ImageClassifier(BaseModel):
         if mode == "predict":
             return [{"scores": s, "label": l} for s, l in zip(logits.detach(), labels)]
         return logits
+
+
+@MODELS.register_module()
+class ImageClassifier(Classifier):
+    def __init__(self, num_classes: int, depths: Sequence[int], width: int, in_channels: int = 3) -> None:
+        super().__init__(cifar_resnet(depths, width, num_classes, in_channels))
 
 
 @METRICS.register_module()
