@@ -158,26 +158,49 @@ class SemaHook(Hook):
         }
 
 
+def _random_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_random_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 @HOOKS.register_module()
 class RandomStateHook(Hook):
-    """Saves the random number generators' state in checkpoints, so a resumed run draws the same
-    augmentations, dropout masks and noise as an uninterrupted one (mmengine only re-seeds)."""
+    """Makes a resumed run draw the same random numbers as an uninterrupted one.
+
+    mmengine only re-seeds on resume, so the generators' state goes into every checkpoint. And evaluation
+    is made neutral to the training's random stream (a DataLoader draws a seed from it, sampling draws
+    noise): a resumed run that skips an evaluation already recorded, or a run that evaluates more often,
+    trains on exactly the same random numbers.
+    """
+
+    def __init__(self) -> None:
+        self._paused: dict[str, Any] | None = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint["random_state"] = {
-            "python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        }
+        checkpoint["random_state"] = _random_state()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        state = checkpoint.get("random_state")
-        if state is None:
-            return
-        random.setstate(state["python"])
-        np.random.set_state(state["numpy"])
-        torch.set_rng_state(state["torch"])
-        if state["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
+        if "random_state" in checkpoint:
+            _set_random_state(checkpoint["random_state"])
+
+    def _pause(self, runner) -> None:
+        self._paused = _random_state()
+
+    def _resume(self, runner, metrics=None) -> None:
+        if self._paused is not None:
+            _set_random_state(self._paused)
+            self._paused = None
+
+    before_val_epoch = before_test_epoch = _pause
+    after_val_epoch = after_test_epoch = _resume
 
 
 @HOOKS.register_module()
