@@ -46,8 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for outcome in outcomes:
         if outcome.error:
             print(f"  {outcome.state}: {outcome.job_id}: {outcome.error}")
-    table = [row for row in leaderboard.build(args.results_dir)
-             if (row["task"], row["preset"]) in {(j.spec.task, j.spec.preset) for j in jobs}]
+    table = leaderboard.build(args.results_dir, [job.job_id for job in jobs])
     if table:
         print("\n" + leaderboard.format_table(table))
     return 1 if counts["failed"] or counts["busy"] else 0

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from suite.results import JobDir, read_json, write_atomic
+from suite.results import JobDir, write_atomic
 
 COLUMNS = (
     "task", "preset", "variant", "dataset", "model", "split", "metric", "higher_is_better", "method", "seeds",
@@ -29,11 +29,12 @@ COLUMNS = (
 METHOD_ORDER = {"none": 0, "ema": 1, "sema": 2}
 
 
-def finished_jobs(results_dir: Path) -> Iterable[JobDir]:
-    """Jobs whose status is done. A corrupt status/metrics file raises CorruptResults naming it."""
-    for status in sorted(Path(results_dir).glob("*/status.json")):
-        job = JobDir(results_dir, status.parent.name)
-        if read_json(status).get("state") == "done":
+def finished_jobs(results_dir: Path, job_ids: Iterable[str] | None = None) -> Iterable[JobDir]:
+    """Jobs whose status is done (all of them, or those of ``job_ids``). A corrupt file raises CorruptResults."""
+    names = sorted(p.parent.name for p in Path(results_dir).glob("*/status.json")) if job_ids is None else job_ids
+    for name in names:
+        job = JobDir(results_dir, name)
+        if job.status().get("state") == "done":
             yield job
 
 
@@ -112,8 +113,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return table
 
 
-def build(results_dir: Path) -> list[dict[str, Any]]:
-    rows = [row for job in finished_jobs(results_dir) for row in job.metrics()]
+def build(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    rows = [row for job in finished_jobs(results_dir, job_ids) for row in job.metrics()]
     return aggregate(rows)
 
 

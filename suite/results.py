@@ -27,7 +27,7 @@ METRIC_COLUMNS = (
     "job_id", "task", "preset", "dataset", "model", "method", "seed", "variant",
     "epoch", "iter", "split", "metric", "value", "higher_is_better", "wall_time_s", "timestamp",
 )
-STATUSES = ("pending", "running", "done", "failed")
+OPTIONAL_COLUMNS = {"variant": ""}  # absent from files written before it existed
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -74,11 +74,12 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     try:
         with path.open(newline="") as handle:
             reader = csv.DictReader(handle)
-            missing = set(METRIC_COLUMNS) - set(reader.fieldnames or ())
+            missing = set(METRIC_COLUMNS) - set(reader.fieldnames or ()) - set(OPTIONAL_COLUMNS)
             if missing:
                 raise CorruptResults(path, f"missing columns {sorted(missing)}")
             rows = []
             for line, raw in enumerate(reader, start=2):
+                raw = {**OPTIONAL_COLUMNS, **raw}
                 if None in raw or any(raw[c] is None for c in METRIC_COLUMNS):
                     raise CorruptResults(path, f"line {line} has the wrong number of fields")
                 try:
