@@ -74,24 +74,25 @@ def _train(image_size: int) -> tuple[DigitsFeatures, float]:
 def load_digits_features(image_size: int) -> DigitsFeatures:
     """The cached extractor for ``image_size`` images, trained (and cached) on first use.
 
-    Training runs under a forked RNG and one thread, so it neither shifts the calling job's random stream
-    nor depends on how many threads the job uses.
+    Runs under a forked RNG (and trains on one thread), so it neither shifts the calling job's random stream
+    -- whether the cache is there or not -- nor depends on how many threads the job uses.
     """
     path = cache_dir() / f"fid_digits_{image_size}px_v{VERSION}.pt"
-    model = DigitsFeatures()
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
-    else:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_SEED)
+        if path.exists():
+            model = DigitsFeatures()
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+            return model.eval().requires_grad_(False)
         threads = torch.get_num_threads()
         try:
             torch.set_num_threads(1)
-            with torch.random.fork_rng(devices=[]), torch.enable_grad():  # may be called inside an evaluation
-                torch.manual_seed(_SEED)
+            with torch.enable_grad():  # this may run inside an evaluation
                 model, accuracy = _train(image_size)
         finally:
             torch.set_num_threads(threads)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # concurrent jobs: the last rename wins, same bytes
-        torch.save({"state_dict": model.state_dict(), "val_accuracy": accuracy, "image_size": image_size}, tmp)
-        tmp.replace(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # concurrent jobs: the last rename wins, same bytes
+    torch.save({"state_dict": model.state_dict(), "val_accuracy": accuracy, "image_size": image_size}, tmp)
+    tmp.replace(path)
     return model.eval().requires_grad_(False)

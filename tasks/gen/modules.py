@@ -15,9 +15,8 @@ from mmengine.model import BaseModel
 from mmengine.registry import DATASETS, METRICS, MODELS
 from torch.utils.data import Dataset
 
-import suite.previews  # noqa: F401  (registers PreviewHook, which the config names)
 from suite.data import load_digits_split
-from suite.previews import image_grid
+from suite.previews import image_grid  # importing suite.previews registers PreviewHook, which the config names
 
 
 class _Images(Dataset):

@@ -24,8 +24,9 @@ class VideoPrediction(Task):
     presets = {
         # Two 12x12 digits bouncing in 32x32 frames, 5 frames in -> 5 out; 1,024 fresh training sequences per
         # epoch (32 steps of 32), 10 epochs, scored on 256 fixed sequences of held-out digits. SimVP (gSTA)
-        # shrunk to 16 spatial / 128 temporal channels. Averaging as the cls tiny preset: decay 0.98
-        # (~50 steps), warmed up over the first epoch, switching every epoch from epoch 2.
+        # shrunk to 8 spatial / 64 temporal channels (MSE 53.7 for black frames, 63.8 for repeating the last
+        # input; this reaches ~23). Averaging as the cls tiny preset: decay 0.95 (a horizon of ~20 steps,
+        # under an epoch), warmed up over the first epoch, switching every epoch from epoch 2.
         "tiny": Preset(
             name="tiny",
             description="moving sklearn digits 32x32, 5->5 frames, small SimVP, 10 epochs (CPU, ~1.5 min)",
@@ -34,7 +35,7 @@ class VideoPrediction(Task):
             params={"epochs": 10, "batch_size": 32, "lr": 1e-3, "num_workers": 0, "train_sequences": 1024,
                     "val_sequences": 256, "frames_in": 5, "frames_out": 5, "frame_size": 32, "digit_size": 12,
                     "hid_s": 8, "hid_t": 64, "n_spatial": 4, "n_temporal": 4, "mlp_ratio": 4.0},
-            averaging={"decay": 0.98, "warmup_epochs": 1, "warmup_factor": 0.9, "switch_start": 2},
+            averaging={"decay": 0.95, "warmup_epochs": 1, "warmup_factor": 0.9, "switch_start": 2},
             offline=True,
         ),
         # OpenSTL's Moving MNIST SimVP (gSTA): hid_S 64, hid_T 512, N_S 4, N_T 8, Adam 1e-3 with a one-cycle

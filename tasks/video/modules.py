@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,9 +16,8 @@ from mmengine.registry import DATASETS, METRICS, MODELS
 from torch import nn
 from torch.utils.data import Dataset
 
-import suite.previews  # noqa: F401  (registers PreviewHook, which the config names)
 from suite.data import load_digits_split
-from suite.previews import image_grid
+from suite.previews import image_grid  # importing suite.previews registers PreviewHook, which the config names
 
 # -- data ---------------------------------------------------------------------------------------------------
 
@@ -191,7 +191,7 @@ class SimVPNet(nn.Module):
         self.decoder = nn.ModuleList(_ConvSC(hid_s, hid_s, up=u) for u in reversed(down))
         self.readout = nn.Conv2d(hid_s, channels, 1)
         widths = [frames * hid_s] + [hid_t] * (n_temporal - 1) + [frames * hid_s]
-        self.translator = nn.Sequential(*(_GSTABlock(a, b, mlp_ratio) for a, b in zip(widths[:-1], widths[1:])))
+        self.translator = nn.Sequential(*(_GSTABlock(a, b, mlp_ratio) for a, b in itertools.pairwise(widths)))
         for m in [*self.encoder.modules(), *self.decoder.modules()]:
             if isinstance(m, nn.Conv2d):
                 nn.init.trunc_normal_(m.weight, std=0.02)
