@@ -1,0 +1,126 @@
+"""The generation task: the digits FID extractor, the DDPM sampler, the metric, and a short real training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.runner import Runner
+from PIL import Image
+
+from suite.config import build_config
+from suite.dry_run import dry_run
+from suite.errors import DatasetMissing
+from suite.hooks import SemaHook
+from suite.jobs import JobSpec
+from suite.results import JobDir
+from tasks.gen import TASK
+from tasks.gen.digits_features import load_digits_features
+from tasks.gen.modules import DenoisingDiffusion, DigitsImages, FrechetDistance
+
+
+@pytest.fixture(scope="module")
+def features_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh cache, so the extractor is trained (once) by these tests rather than taken from the user's."""
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEMA_BENCH_CACHE", str(path))
+        torch.manual_seed(123)
+        expected_next = torch.rand(3)
+        torch.manual_seed(123)
+        load_digits_features(16)
+        assert torch.equal(torch.rand(3), expected_next), "training the extractor moved the caller's RNG"
+    return path
+
+
+@pytest.fixture
+def cached(features_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SEMA_BENCH_CACHE", str(features_cache))
+    return features_cache
+
+
+def test_extractor_is_cached_and_classifies_digits(cached: Path) -> None:
+    (path,) = cached.glob("fid_digits_16px_v*.pt")
+    saved = torch.load(path, weights_only=True)
+    assert saved["val_accuracy"] > 0.95
+    torch.manual_seed(1)
+    expected_next = torch.rand(3)
+    torch.manual_seed(1)
+    model = load_digits_features(16)  # from the cache: the same weights, and the caller's RNG untouched
+    assert torch.equal(torch.rand(3), expected_next)
+    assert all(torch.equal(t, saved["state_dict"][n]) for n, t in model.state_dict().items())
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+
+
+def fid(reals: torch.Tensor, fakes: torch.Tensor) -> float:
+    metric = FrechetDistance(name="fid_digits", features="digits", image_size=16)
+    for r, f in zip(reals.split(100), fakes.split(100)):
+        metric.process({}, [{"real": a, "fake": b} for a, b in zip(r, f)])
+    return metric.compute_metrics(metric.results)["fid_digits"]
+
+
+def test_fid_digits_tells_digits_from_blur(cached: Path) -> None:
+    val = DigitsImages("val").images  # in [0, 1]
+    train = DigitsImages("train").images[: len(val)]
+    blurred = torch.nn.functional.avg_pool2d(train, 5, stride=1, padding=2)
+    same_distribution = fid(val, train)
+    assert same_distribution < 5 < fid(val, blurred)
+    assert fid(val, torch.rand_like(val)) > fid(val, blurred)
+
+
+def test_metric_writes_a_preview_grid(cached: Path) -> None:
+    metric = FrechetDistance(name="fid_digits", features="digits", image_size=16, preview_count=64)
+    images = DigitsImages("val").images[:100]
+    metric.process({}, [{"real": x, "fake": x} for x in images])
+    assert metric.compute_metrics(metric.results)["fid_digits"] == pytest.approx(0, abs=1e-2)
+    assert metric.preview.shape == (3, 8 * 65 + 1, 8 * 65 + 1)  # 8x8 grid of 16 px images at 4x, 1 px padding
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_sample_i_does_not_depend_on_its_batch(sampler: str) -> None:
+    torch.manual_seed(0)
+    unet = {"sample_size": 8, "in_channels": 1, "out_channels": 1, "block_out_channels": [8, 8],
+            "layers_per_block": 1, "down_block_types": ["DownBlock2D", "DownBlock2D"],
+            "up_block_types": ["UpBlock2D", "UpBlock2D"], "norm_num_groups": 4}
+    model = DenoisingDiffusion(unet, sampler=sampler, sample_steps=4).eval()
+    alone = model.sample([3], (1, 8, 8), torch.device("cpu"))
+    batch = model.sample([7, 3, 1], (1, 8, 8), torch.device("cpu"))
+    assert torch.allclose(alone[0], batch[1], atol=1e-5)
+    assert not torch.allclose(batch[0], batch[1])
+    assert batch.min() >= -1 and batch.max() <= 1
+
+
+def test_dry_run_builds_every_preset_without_data(tmp_path: Path) -> None:
+    sizes = {}
+    for preset in TASK.presets:
+        job = JobSpec("gen", preset, "sema", 0).resolve()
+        text = dry_run(job, tmp_path, tmp_path / "no-data")
+        sizes[preset] = float(text.rsplit(", ", 1)[1].split("M")[0])
+        assert "IterBasedTrainLoop" in text
+    assert sizes["cifar10"] == pytest.approx(35.7, abs=0.1)  # the DDPM paper's CIFAR-10 network
+    with pytest.raises(DatasetMissing, match="list_eval_partition.txt"):
+        TASK.check_data(TASK.presets["celeba64"], JobSpec("gen", "celeba64", "none", 0).resolve()
+                        .context(tmp_path, tmp_path / "w"))
+
+
+def test_tiny_job_learns_and_sema_switches_every_pass(cached: Path, tmp_path: Path) -> None:
+    """60 iterations of the real tiny job (evaluated on 128 samples of 10 DDIM steps every 20): SEMA switches
+    after every pass over the data (23 iterations), each evaluation leaves its row in metrics.csv and its
+    sample grid in the job directory, and the Fréchet distance falls (with a short decay, so that the
+    averaged weights do not lag this short run)."""
+    overrides = (("iters", 60), ("val_interval", 20), ("sample_steps", 10), ("fid_samples", 128),
+                 ("eval_batch_size", 128), ("decay", 0.5))
+    job = JobSpec("gen", "tiny", "sema", 0, overrides).resolve()
+    folder = JobDir(tmp_path, job.job_id)
+    runner = Runner.from_cfg(build_config(job, job.context(tmp_path / "data", folder.work_dir), tmp_path))
+    runner.train()
+    sema = next(h for h in runner.hooks if isinstance(h, SemaHook))
+    assert [s["iter"] for s in sema.switches] == [23, 46]
+    rows = folder.metrics()
+    assert [(r["iter"], r["metric"]) for r in rows] == [(20, "fid_digits"), (40, "fid_digits"), (60, "fid_digits")]
+    assert rows[1]["epoch"] == pytest.approx(40 / 23, abs=1e-3)
+    assert rows[-1]["value"] < 0.8 * rows[0]["value"]
+    for it in (20, 40, 60):
+        with Image.open(folder.path / "samples" / f"iter_{it:08d}.png") as png:
+            assert png.size == (8 * 65 + 1, 8 * 65 + 1)
