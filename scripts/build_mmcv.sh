@@ -5,15 +5,16 @@
 # against the installed torch. Its setup.py imports torch (hence --no-build-isolation) and asks for
 # C++14/17, which torch >= 2.10's headers reject, so the flags are raised to C++20 first.
 # The cache key is (mmcv, torch, Python, CUDA or cpu): a second run installs the cached wheel in seconds.
+# FORCE_CUDA=1 builds the CUDA ops without a GPU present (the Docker image does that).
 set -euo pipefail
 
 PY=$(realpath -s "${PY:-.venv/bin/python}")
-MMCV_VERSION=${MMCV_VERSION:-2.1.0}
+MMCV_VERSION=${MMCV_VERSION:-$(sed -n 's/^mmcv==//p' "$(dirname "$0")/../constraints.txt")}
 CACHE_ROOT=${SEMA_CACHE_DIR:-$HOME/.cache/sema-bench}
 
 key=$("$PY" - <<PYEOF
-import sys, torch
-cuda = torch.version.cuda if torch.cuda.is_available() else None
+import os, sys, torch
+cuda = torch.version.cuda if torch.cuda.is_available() or os.environ.get("FORCE_CUDA") == "1" else None
 print(f"mmcv-$MMCV_VERSION-torch{torch.__version__.split('+')[0]}-cp{sys.version_info[0]}{sys.version_info[1]}-{'cu' + cuda.replace('.', '') if cuda else 'cpu'}")
 PYEOF
 )

@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-TORCH_SPEC=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
+pin() { grep -E "^$1==" constraints.txt; }  # the project's pins live in constraints.txt
+TORCH_SPEC=${TORCH_SPEC:-"$(pin torch) $(pin torchvision)"}
 stamp="$VENV/.setup-stamp"
-want=$(cat pyproject.toml scripts/setup.sh scripts/build_mmcv.sh | sha1sum | cut -c1-16)
+want=$(cat pyproject.toml constraints.txt scripts/setup.sh scripts/build_mmcv.sh | sha1sum | cut -c1-16)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from suite.backends import add_arguments as add_backend_arguments
 from suite.errors import SuiteError
 
 DEFAULT_RESULTS = Path("results")
@@ -25,8 +26,9 @@ def _seeds(text: str) -> list[int]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from suite import leaderboard
+    from suite.backends import make_backend
     from suite.jobs import expand_matrix, parse_overrides
-    from suite.scheduler import prepare, run_jobs, worker_slots
+    from suite.scheduler import prepare
 
     jobs = expand_matrix(args.task, args.method, args.seeds, args.preset, parse_overrides(args.set))
     if args.dry_run:
@@ -37,10 +39,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     for job in jobs:  # before anything is built or written: is the data there?
         job.task.check_data(job.preset, job.context(args.data_root, args.results_dir / job.job_id, args.download))
+    backend = make_backend(args)  # before anything is written: is the backend usable here?
     todo, skipped = prepare(jobs, args.results_dir, args.data_root, args.download)
     print(f"{len(jobs)} job(s): {len(todo)} to run, {len(skipped)} already done; results in {args.results_dir}/",
           file=sys.stderr)
-    outcomes = skipped + run_jobs(todo, worker_slots(args.gpus, args.workers))
+    outcomes = skipped + backend.run(todo)
     counts = {state: sum(o.state == state for o in outcomes) for state in ("done", "skipped", "failed", "busy")}
     print("\n" + ", ".join(f"{n} {state}" for state, n in counts.items() if n))
     for outcome in outcomes:
@@ -147,6 +150,7 @@ def parser() -> argparse.ArgumentParser:
     where = run.add_mutually_exclusive_group()
     where.add_argument("--gpus", type=_csv, help="GPU ids, one worker pinned to each (e.g. 0,1)")
     where.add_argument("--workers", type=int, default=1, help="number of CPU worker processes (default: 1)")
+    add_backend_arguments(run)
     run.add_argument("--dry-run", action="store_true", help="print each job's full config and build its model")
     run.set_defaults(func=cmd_run)
 

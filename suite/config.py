@@ -14,8 +14,9 @@ from suite.task import BuildContext
 def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path) -> Config:
     """The adapter's config with the shared pieces injected: averaging hook, results hook, checkpoints, seed.
 
-    Checkpoints are kept small (the newest one) and written every epoch (or every evaluation interval of an
-    iteration-based task) so an interrupted job loses at most that much work.
+    Checkpoints are written every epoch (or every evaluation interval of an iteration-based task) so an
+    interrupted job loses at most that much work. The newest two are kept: mmengine deletes the oldest
+    before it writes the next one, so with one kept a kill in between would leave nothing to resume from.
     """
     task = job.task
     cfg = Config(task.build_config(job.preset, ctx))
@@ -24,7 +25,7 @@ def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path) -> Conf
     default_hooks = dict(cfg.get("default_hooks", {}))
     default_hooks["checkpoint"] = {
         **default_hooks.get("checkpoint", {"type": "CheckpointHook"}),
-        "interval": interval, "by_epoch": by_epoch, "max_keep_ckpts": 1, "save_best": None,
+        "interval": interval, "by_epoch": by_epoch, "max_keep_ckpts": 2, "save_best": None,
     }
     default_hooks.setdefault("logger", {"type": "LoggerHook", "interval": 10})
     hooks = [h for h in cfg.get("custom_hooks", []) if h.get("type") not in ("EMAHook", "SemaHook")]

@@ -208,8 +208,8 @@ class ResultsHook(Hook):
     """Appends every evaluation's metrics to the job's ``metrics.csv`` and keeps ``status.json`` current.
 
     Also stops a run whose loss is NaN/inf with a clear error, and on resume removes rows the interrupted
-    run wrote past its last checkpoint -- and re-evaluates a checkpoint that was saved before its
-    evaluation was recorded -- so each evaluation appears exactly once.
+    run wrote past its last checkpoint and evaluates that checkpoint again (see :meth:`before_train`), so
+    each evaluation appears exactly once and a resumed run equals an uninterrupted one.
     """
 
     priority = "LOW"  # after SemaHook has swapped the averaged weights in
@@ -228,11 +228,19 @@ class ResultsHook(Hook):
         return self.elapsed_before + time.monotonic() - self.started
 
     def before_train(self, runner) -> None:
+        """On resume: drop the rows the run will compute again, and replay the checkpoint's evaluation.
+
+        The uninterrupted run evaluated right after saving the checkpoint, and an evaluation draws from the
+        global RNG (a data loader's base seed), so the resumed run evaluates it again -- recording its rows
+        afresh, with the same values -- and continues from exactly the same RNG state.
+        """
         self.started = time.monotonic()
         epoch, iteration = self._position(runner)
-        self.job.drop_metrics(lambda r: r["iter"] <= iteration)
-        if iteration and self._val_due(runner) and not any(r["iter"] == iteration for r in self.job.metrics()):
-            runner.logger.info(f"re-running the evaluation at epoch {epoch} (its rows were not recorded)")
+        replay = bool(iteration) and self._val_due(runner)
+        self.job.drop_metrics(lambda r: r["split"] != "test" and (r["iter"] < iteration if replay
+                                                                   else r["iter"] <= iteration))
+        if replay:
+            runner.logger.info(f"resumed: evaluating the checkpoint of epoch {epoch} again")
             runner.val_loop.run()
 
     def _position(self, runner) -> tuple[float, int]:

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -141,10 +142,27 @@ class JobDir:
             write_atomic(self.metrics_csv, _rows_to_csv(kept))
         return len(rows) - len(kept)
 
+    def repair_checkpoint_marker(self) -> None:
+        """Point ``work/last_checkpoint`` at the newest checkpoint if a kill tore the marker's write.
+
+        mmengine rewrites the marker in place after each checkpoint is complete; a kill in between leaves it
+        empty, and mmengine would then try to resume from ''. (A kill while a checkpoint is written leaves the
+        marker on the previous, complete one, which is kept: see ``suite.config``.)
+        """
+        marker = self.work_dir / "last_checkpoint"
+        if not marker.exists() or self.last_checkpoint() is not None:
+            return
+        steps = {int(m[1]): path for path in self.work_dir.glob("*.pth")
+                 if (m := re.fullmatch(r"(?:epoch|iter)_(\d+)\.pth", path.name))}
+        if steps:
+            write_atomic(marker, str(steps[max(steps)].resolve()))
+        else:
+            marker.unlink()
+
     def last_checkpoint(self) -> Path | None:
         """mmengine records its newest checkpoint in ``work/last_checkpoint``."""
         marker = self.work_dir / "last_checkpoint"
         if not marker.exists():
             return None
-        path = Path(marker.read_text().strip())
-        return path if path.exists() else None
+        text = marker.read_text().strip()
+        return Path(text) if text and Path(text).is_file() else None

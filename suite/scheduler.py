@@ -1,8 +1,9 @@
-"""Spread jobs over worker slots (one per GPU, or N CPU workers), one subprocess per job.
+"""Spread jobs over worker slots (one per GPU, or N CPU workers), one subprocess per job: the local backend.
 
 Finished jobs are skipped, interrupted or failed ones are started again and resume from their last
 checkpoint. The console shows a bar over jobs and each worker's current epoch; each job's full log goes to
-``results/<job_id>/job.log``.
+``results/<job_id>/job.log``. The other backends (:mod:`suite.backends`) start the same worker process
+through :func:`run_worker` and report through the same :class:`Progress` and :func:`job_outcome`.
 """
 
 from __future__ import annotations
@@ -35,12 +36,15 @@ def worker_slots(gpus: list[str] | None, workers: int) -> list[dict[str, str]]:
         return [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus]
     if workers <= 1:
         return [{}]  # one worker: whatever device is there (the GPU when there is one)
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    threads = os.environ.get("SUITE_THREADS") or str(max(1, (os.cpu_count() or 1) // workers))
     return [{"CUDA_VISIBLE_DEVICES": "", "SUITE_THREADS": threads} for _ in range(workers)]
 
 
 def prepare(jobs: list[ResolvedJob], results_dir: Path, data_root: Path, download: bool) -> tuple[list[JobDir], list[Outcome]]:
-    """Write job.json for jobs to run; report finished ones as skipped."""
+    """Write job.json for jobs to run; report finished ones as skipped.
+
+    The data root is stored absolute: a worker on a cluster node runs in another directory.
+    """
     env = environment()
     todo, skipped = [], []
     for job in jobs:
@@ -48,7 +52,7 @@ def prepare(jobs: list[ResolvedJob], results_dir: Path, data_root: Path, downloa
         if folder.status().get("state") == "done":
             skipped.append(Outcome(job.job_id, "skipped"))
             continue
-        write_json(folder.job_json, {"job_id": job.job_id, "spec": job.as_dict(), "data_root": str(data_root),
+        write_json(folder.job_json, {"job_id": job.job_id, "spec": job.as_dict(), "data_root": str(Path(data_root).expanduser().resolve()),
                                      "download": download, "environment": env})
         if not folder.status_json.exists():
             folder.update_status(state="pending")
@@ -56,7 +60,7 @@ def prepare(jobs: list[ResolvedJob], results_dir: Path, data_root: Path, downloa
     return todo, skipped
 
 
-class _Progress:
+class Progress:
     """A bar over jobs on a terminal; one line per started/finished job otherwise (CI logs)."""
 
     def __init__(self, total: int) -> None:
@@ -66,9 +70,9 @@ class _Progress:
 
             self.bar = tqdm(total=total, unit="job", dynamic_ncols=True)
 
-    def started(self, job: JobDir, slot: int) -> None:
+    def started(self, job: JobDir, where: str) -> None:
         if not self.bar:
-            print(f"[worker {slot}] start {job.job_id}", file=sys.stderr, flush=True)
+            print(f"[{where}] start {job.job_id}", file=sys.stderr, flush=True)
 
     def finished(self, outcome: Outcome) -> None:
         if self.bar:
@@ -77,7 +81,8 @@ class _Progress:
             extra = f": {outcome.error}" if outcome.error else ""
             print(f"  {outcome.state:6s} {outcome.job_id}{extra}", file=sys.stderr, flush=True)
 
-    def running(self, active: dict[int, JobDir]) -> None:
+    def running(self, active: dict[str, JobDir]) -> None:
+        """``active``: where each running job runs (a worker slot, a cluster) -> the job."""
         if not self.bar:
             return
         parts = []
@@ -85,7 +90,7 @@ class _Progress:
             progress = job.status().get("progress") or {}
             where = f"ep {progress.get('epoch')}/{progress.get('max_epochs')}" if progress.get("max_epochs") \
                 else f"it {progress.get('iter', 0)}/{progress.get('max_iters', '?')}"
-            parts.append(f"w{slot} {job.job_id.rsplit('-', 1)[0]} {where}")
+            parts.append(f"{slot} {job.job_id.rsplit('-', 1)[0]} {where}")
         self.bar.set_postfix_str(" | ".join(parts), refresh=True)
 
     def close(self) -> None:
@@ -93,43 +98,79 @@ class _Progress:
             self.bar.close()
 
 
-def _outcome(job: JobDir, returncode: int) -> Outcome:
+def job_outcome(job: JobDir, returncode: int | None, lost: str | None = None) -> Outcome:
+    """What a finished worker (exit code) or a job a backend gave up on (``lost``: why) leaves behind."""
     if returncode == EXIT_LOCKED:
         return Outcome(job.job_id, "busy", "running in another process")
     status = job.status()
-    if returncode == 0 and status.get("state") == "done":
+    if returncode in (0, None) and status.get("state") == "done":
         return Outcome(job.job_id, "done", seconds=status.get("seconds"))
-    error = status.get("error") if status.get("state") == "failed" else None
-    if error is None:  # killed before it could record anything (OOM killer, signal)
-        error = f"worker exited with code {returncode}; see {job.log_file}"
+    error = lost or (status.get("error") if status.get("state") == "failed" else None)
+    if lost or error is None:  # killed before it could record anything (OOM killer, signal, lost node)
+        error = error or f"worker exited with code {returncode}; see {job.log_file}"
         job.update_status(state="failed", error=error, finished=time.time())
     return Outcome(job.job_id, "failed", error)
+
+
+def start_worker(job: JobDir, env: dict[str, str]) -> subprocess.Popen:
+    """``python -m suite.worker RESULTS_DIR JOB_ID``, its output appended to the job's log.
+
+    ``SUITE_PARENT_PID`` makes the worker stop when this process dies (see :mod:`suite.worker`), so a killed
+    scheduler, Ray task or Slurm step never leaves a worker running on, holding the job's lock.
+    """
+    with job.log_file.open("a") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "suite.worker", str(job.path.parent.resolve()), job.job_id],
+            stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **env, "SUITE_PARENT_PID": str(os.getpid())})
+
+
+def run_worker(job: JobDir, env: dict[str, str], lock_wait_s: float = 60.0) -> int:
+    """Run a job's worker to its end, for backends whose tasks each run one job.
+
+    If this process is interrupted (preempted, cancelled: an exception raised here by a signal handler), the
+    worker is stopped and waited for before the exception goes on, so the job's lock is free for whatever
+    runs the job next. A retried task can still start while the worker of the attempt it replaces records
+    that it was stopped (the Ray worker running it was killed); the lock is then busy for a moment, so
+    wait for it (``lock_wait_s``).
+    """
+    deadline = time.monotonic() + lock_wait_s
+    while True:
+        proc = start_worker(job, env)
+        try:
+            returncode = proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.terminate()  # the worker records that it was stopped, keeping its last checkpoint
+                try:
+                    proc.wait(timeout=lock_wait_s)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if returncode != EXIT_LOCKED or time.monotonic() > deadline:
+            return returncode
+        time.sleep(1.0)
 
 
 def run_jobs(todo: list[JobDir], slots: list[dict[str, str]], poll_s: float = 0.5) -> list[Outcome]:
     queue = deque(todo)
     active: dict[int, tuple[subprocess.Popen, JobDir]] = {}
     outcomes: list[Outcome] = []
-    progress = _Progress(len(todo))
+    progress = Progress(len(todo))
     try:
         while queue or active:
             for slot in range(len(slots)):
                 if slot not in active and queue:
                     job = queue.popleft()
-                    log = job.log_file.open("a")
-                    proc = subprocess.Popen(
-                        [sys.executable, "-m", "suite.worker", str(job.path.parent), job.job_id],
-                        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **slots[slot]})
-                    log.close()
-                    active[slot] = (proc, job)
-                    progress.started(job, slot)
+                    active[slot] = (start_worker(job, slots[slot]), job)
+                    progress.started(job, f"worker {slot}")
             for slot, (proc, job) in list(active.items()):
                 if proc.poll() is not None:
                     del active[slot]
-                    outcome = _outcome(job, proc.returncode)
+                    outcome = job_outcome(job, proc.returncode)
                     outcomes.append(outcome)
                     progress.finished(outcome)
-            progress.running({slot: job for slot, (_, job) in active.items()})
+            progress.running({f"w{slot}": job for slot, (_, job) in active.items()})
             time.sleep(poll_s)
     finally:
         for proc, _ in active.values():  # Ctrl-C or an error here: stop the workers; they record "failed"

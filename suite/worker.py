@@ -1,11 +1,13 @@
 """Run one job in its own process: ``python -m suite.worker RESULTS_DIR JOB_ID``.
 
 One process per job keeps a crash, a NaN or a leak inside that job, frees its memory when it ends, and
-lets the scheduler pin it to one GPU through ``CUDA_VISIBLE_DEVICES`` before torch is imported.
+lets the scheduler pin it to one GPU through ``CUDA_VISIBLE_DEVICES`` before torch is imported. Every
+backend (local, Ray, Slurm) runs this same entry point on the same job folders.
 """
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import signal
@@ -52,8 +54,24 @@ def _terminated(signum, frame) -> None:
     raise KeyboardInterrupt(f"stopped by signal {signum}")
 
 
+def _stop_with_parent() -> None:
+    """Get SIGTERM when the process that started this worker dies (Linux), and stop now if it already has.
+
+    A Ray task or Slurm step killed by node trouble or preemption, or a scheduler killed with SIGKILL,
+    cannot stop its worker itself; left running, the worker would hold the job's lock and race the retry.
+    """
+    parent = os.environ.get("SUITE_PARENT_PID")
+    prctl = getattr(ctypes.CDLL(None), "prctl", None)
+    if not parent or prctl is None:
+        return
+    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(parent):
+        sys.exit("the process that started this worker is gone")
+
+
 def run_job(results_dir: Path, job_id: str) -> int:
     signal.signal(signal.SIGTERM, _terminated)  # the scheduler stops workers with SIGTERM: record it
+    _stop_with_parent()
     job = JobDir(results_dir, job_id)
     lock = open(job.path / ".lock", "w")  # noqa: SIM115  (held for the whole process)
     try:
@@ -61,6 +79,9 @@ def run_job(results_dir: Path, job_id: str) -> int:
     except BlockingIOError:
         print(f"job {job_id} is running in another process", file=sys.stderr)
         return EXIT_LOCKED
+    if job.status().get("state") == "done":  # a retried or requeued task whose job finished meanwhile
+        print(f"job {job_id} is already done", file=sys.stderr)
+        return 0
 
     threads = os.environ.get("SUITE_THREADS")
     import torch
@@ -71,9 +92,10 @@ def run_job(results_dir: Path, job_id: str) -> int:
 
     started = time.time()
     attempts = job.status().get("attempts", 0) + 1
+    job.repair_checkpoint_marker()
     resumed_from = job.last_checkpoint()
     job.update_status(state="running", pid=os.getpid(), started=started, attempts=attempts, error=None,
-                      resumed_from=str(resumed_from) if resumed_from else None)
+                      progress=None, resumed_from=str(resumed_from) if resumed_from else None)
     runner = None
     try:
         doc = read_json(job.job_json)

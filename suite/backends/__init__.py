@@ -1,0 +1,72 @@
+"""Where jobs run: ``local`` worker processes, tasks on a Ray cluster, or Slurm job arrays through submitit.
+
+Every backend takes the job folders that :func:`suite.scheduler.prepare` wrote and runs the same entry
+point on each, ``python -m suite.worker RESULTS_DIR JOB_ID``, so job ids, folders, locks and resume rules
+are the same everywhere: a matrix started on one backend can be finished on another. Ray and submitit are
+imported only when their backend runs (``suite --help`` stays instant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from typing import Protocol
+
+from suite.errors import SuiteError
+from suite.results import JobDir
+from suite.scheduler import Outcome
+
+BACKENDS = ("local", "ray", "slurm")
+
+
+class Backend(Protocol):
+    def run(self, todo: list[JobDir]) -> list[Outcome]:
+        """Run every job to its end (done, failed or busy) and say how each ended."""
+
+
+def add_arguments(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("backends (where the jobs run)")
+    group.add_argument("--backend", choices=BACKENDS, default="local",
+                       help="local worker processes (default), a Ray cluster, or Slurm job arrays (submitit)")
+    group.add_argument("--max-retries", type=int, default=3,
+                       help="ray: retries of a job whose worker or node died; slurm: requeues after a time-out "
+                            "(preemptions always requeue). Default: 3")
+    group.add_argument("--cpus-per-job", type=int, default=1,
+                       help="ray/slurm: CPU cores reserved per job (a CPU-only job uses as many threads). Default: 1")
+    group.add_argument("--ray-address", default=None,
+                       help="Ray cluster to join (host:port, or 'auto' for the one on this machine); "
+                            "default: $RAY_ADDRESS, else start a Ray instance here")
+    group.add_argument("--partition", default=None, help="slurm: partition (default: the cluster's default)")
+    group.add_argument("--timeout-min", type=int, default=24 * 60,
+                       help="slurm: time limit of each job in minutes; a job that reaches it is requeued and "
+                            "resumes from its checkpoint. Default: 1440")
+    group.add_argument("--gpus-per-node", type=int, default=1, help="slurm: GPUs per job (0: CPU jobs). Default: 1")
+    group.add_argument("--array-parallelism", type=int, default=64,
+                       help="slurm: at most this many jobs of the array run at once. Default: 64")
+    group.add_argument("--submitit-cluster", choices=("slurm", "local", "debug"), default="slurm",
+                       help="slurm: 'local' runs the same arrays on this machine with submitit's LocalExecutor "
+                            "(trying a setup without a cluster)")
+
+
+def _require(module: str, extra: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise SuiteError(f"the {extra} backend needs {module}: pip install 'sema-bench[{extra}]'")
+
+
+def make_backend(args: argparse.Namespace) -> Backend:
+    """The backend ``suite run`` asked for, configured from its options."""
+    if args.backend == "ray":
+        _require("ray", "ray")
+        from suite.backends.ray_backend import RayBackend
+
+        return RayBackend(args.ray_address, max_retries=args.max_retries, cpus_per_job=args.cpus_per_job)
+    if args.backend == "slurm":
+        _require("submitit", "slurm")
+        from suite.backends.slurm import SlurmBackend
+
+        return SlurmBackend(cluster=args.submitit_cluster, partition=args.partition, timeout_min=args.timeout_min,
+                            gpus_per_node=args.gpus_per_node, cpus_per_job=args.cpus_per_job,
+                            array_parallelism=args.array_parallelism, max_requeues=args.max_retries)
+    from suite.backends.local import LocalBackend
+
+    return LocalBackend(gpus=args.gpus, workers=args.workers)

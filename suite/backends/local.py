@@ -1,0 +1,17 @@
+"""The default backend: worker processes on this machine, one pinned GPU each or sharing the CPU cores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from suite.results import JobDir
+from suite.scheduler import Outcome, run_jobs, worker_slots
+
+
+@dataclass
+class LocalBackend:
+    gpus: list[str] | None = None
+    workers: int = 1
+
+    def run(self, todo: list[JobDir]) -> list[Outcome]:
+        return run_jobs(todo, worker_slots(self.gpus, self.workers))
