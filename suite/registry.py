@@ -19,6 +19,7 @@ from suite.task import Task
 
 BUILTIN = {
     "cls": "tasks.cls:TASK",
+    "det": "tasks.det:TASK",
 }
 ENTRY_POINT_GROUP = "suite.tasks"
 _registered: dict[str, Task] = {}
