@@ -11,6 +11,19 @@ from suite.methods import averaging_hook
 from suite.task import BuildContext
 
 
+def loop_by_epoch(train_cfg: dict, default: bool) -> bool:
+    """Whether the config's training loop counts epochs; ``default`` (the task's) when the config does not say.
+
+    A task can mix both kinds (e.g. MMDetection's 1x configs count epochs, its 90k ones iterations).
+    """
+    loop = train_cfg.get("type")
+    if loop in ("IterBasedTrainLoop", "mmengine.IterBasedTrainLoop"):
+        return False
+    if loop in ("EpochBasedTrainLoop", "mmengine.EpochBasedTrainLoop"):
+        return True
+    return train_cfg.get("by_epoch", default)
+
+
 def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path) -> Config:
     """The adapter's config with the shared pieces injected: averaging hook, results hook, checkpoints, seed.
 
@@ -20,7 +33,7 @@ def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path) -> Conf
     """
     task = job.task
     cfg = Config(task.build_config(job.preset, ctx))
-    by_epoch = task.by_epoch
+    by_epoch = loop_by_epoch(cfg.train_cfg, default=task.by_epoch)
     interval = cfg.train_cfg.get("val_interval", 1)
     default_hooks = dict(cfg.get("default_hooks", {}))
     default_hooks["checkpoint"] = {

@@ -5,12 +5,20 @@ The split is fixed (not the job's seed) so every method and seed is evaluated on
 
 from __future__ import annotations
 
+import os
 from functools import cache
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 DIGITS_CLASSES = 10
+
+
+def cache_dir() -> Path:
+    """Where generated data sets (and the mmcv wheel) are kept between runs: ``$SEMA_CACHE_DIR`` or
+    ``~/.cache/sema-bench``, outside any checkout so every clone and results dir shares them."""
+    return Path(os.environ.get("SEMA_CACHE_DIR") or Path.home() / ".cache" / "sema-bench")
 
 
 @cache

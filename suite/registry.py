@@ -19,6 +19,7 @@ from suite.task import Task
 
 BUILTIN = {
     "cls": "tasks.cls:TASK",
+    "det": "tasks.det:TASK",
     "gen": "tasks.gen:TASK",
     "video": "tasks.video:TASK",
 }

@@ -60,7 +60,9 @@ class Task(ABC):
     metrics: tuple[Metric, ...]
     presets: dict[str, Preset]
     default_preset: str = "tiny"
-    by_epoch: bool = True  # False for iteration-based training (the hook then switches every N iterations)
+    # False for iteration-based training (the hook then switches every N iterations). A config whose train_cfg
+    # names its loop (EpochBasedTrainLoop / IterBasedTrainLoop) decides for itself, per preset.
+    by_epoch: bool = True
 
     @property
     def primary_metric(self) -> Metric:

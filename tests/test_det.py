@@ -1,0 +1,212 @@
+"""The det task: the generated COCO shapes, the paper presets' configs, and real tiny MMDetection runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from suite.cli import main
+from suite.errors import DatasetMissing
+from suite.jobs import JobSpec
+from suite.results import JobDir, read_json
+from tasks.det import COCO_FILES, SHIPPED_CONFIGS, TASK
+from tasks.det.shapes import CLASSES, ShapesSpec, ann_file, ensure_shapes
+
+mmcv_ops = pytest.importorskip("mmcv.ops", reason="mmcv with compiled ops (scripts/build_mmcv.sh)")
+
+REPO = Path(__file__).resolve().parents[1]
+# Small enough for the test budget, big enough to learn: 4 epochs of 10 steps.
+QUICK = ["epochs=4", "num_train=160", "num_val=48", "batch_size=16", "warmup_iters=10"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    """Generated data sets go to a per-session cache, not the user's ~/.cache."""
+    monkeypatch.setenv("SEMA_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _sets(items: list[str]) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def _only_job(results: Path) -> JobDir:
+    (job_json,) = results.glob("*/job.json")
+    return JobDir(results, job_json.parent.name)
+
+
+# -- the shapes data set ----------------------------------------------------------------------------------
+
+
+def test_shapes_are_a_real_coco_dataset_with_exact_boxes_and_masks(tmp_path):
+    from pycocotools.coco import COCO
+
+    spec = ShapesSpec(num_train=20, num_val=10)
+    root = ensure_shapes(spec, tmp_path)
+    coco = COCO(str(ann_file(root, "train")))
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CLASSES)
+    assert len(coco.getImgIds()) == 20 and len(list((root / "val").glob("*.png"))) == 10
+    anns = coco.loadAnns(coco.getAnnIds())
+    assert len(anns) >= 20 and {a["category_id"] for a in anns} == {1, 2, 3}
+    for ann in anns:
+        mask = coco.annToMask(ann)
+        ys, xs = np.nonzero(mask)
+        x, y, w, h = ann["bbox"]
+        assert 0 <= x and 0 <= y and x + w <= spec.image_size and y + h <= spec.image_size
+        # the rasterised polygon fills its box (sharp corners may lose a pixel or two) and has the recorded area
+        seen = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        overlap = max(0, min(seen[2], x + w) - max(seen[0], x)) * max(0, min(seen[3], y + h) - max(seen[1], y))
+        assert overlap / (w * h + (seen[2] - seen[0]) * (seen[3] - seen[1]) - overlap) > 0.8
+        assert abs(mask.sum() - ann["area"]) <= 0.2 * ann["area"] + 4
+
+
+def test_shapes_are_generated_once_and_identically(tmp_path):
+    spec = ShapesSpec(num_train=8, num_val=4)
+    root = ensure_shapes(spec, tmp_path / "a")
+    stamp = ann_file(root, "train").stat().st_mtime_ns
+    assert ensure_shapes(spec, tmp_path / "a") == root and ann_file(root, "train").stat().st_mtime_ns == stamp
+    other = ensure_shapes(spec, tmp_path / "b")
+    assert ann_file(other, "val").read_text() == ann_file(root, "val").read_text()
+    assert (other / "train" / "00003.png").read_bytes() == (root / "train" / "00003.png").read_bytes()
+    assert ensure_shapes(ShapesSpec(num_train=9, num_val=4), tmp_path / "a") != root  # other params: other data
+
+
+# -- paper presets ----------------------------------------------------------------------------------------
+
+
+def test_missing_coco_fails_before_anything_is_written(tmp_path, capsys):
+    results = tmp_path / "results"
+    code = main(["run", "--task", "det", "--preset", "coco-retinanet-1x", "--method", "sema",
+                 "--data-root", str(tmp_path / "data"), "--results-dir", str(results)])
+    assert code == 2 and not results.exists()
+    err = capsys.readouterr().err
+    for name in COCO_FILES:
+        assert f"coco/{name}" in err
+
+
+def test_check_data_accepts_a_complete_coco_layout(tmp_path):
+    for name in COCO_FILES:
+        path = tmp_path / "coco" / name
+        path.mkdir(parents=True) if name.endswith("/") else (path.parent.mkdir(parents=True, exist_ok=True),
+                                                               path.write_text("{}"))
+    job = JobSpec("det", "coco-mask-rcnn-1x", "sema", 0).resolve()
+    TASK.check_data(job.preset, job.context(tmp_path, tmp_path / "work"))
+    (tmp_path / "coco" / "val2017").rmdir()
+    with pytest.raises(DatasetMissing, match="val2017"):
+        TASK.check_data(job.preset, job.context(tmp_path, tmp_path / "work"))
+
+
+@pytest.mark.parametrize("preset", sorted(SHIPPED_CONFIGS))
+def test_dry_run_builds_each_paper_preset(preset, tmp_path, capsys):
+    from mmengine.config import Config
+
+    data = tmp_path / "data"
+    code = main(["run", "--task", "det", "--preset", preset, "--method", "sema", "--dry-run",
+                 "--data-root", str(data), "--results-dir", str(tmp_path / "results")])
+    assert code == 0 and not (tmp_path / "results").exists()
+    out = capsys.readouterr().out
+    text = out.split("\n", 1)[1].rsplit("# model:", 1)[0]
+    cfg = Config.fromstring(text, ".py")
+    model = out.rsplit("# model:", 1)[1]
+    assert ("MaskRCNN" if "mask" in preset else "RetinaNet") in model and "M parameters" in model
+    assert cfg.default_scope == "mmdet"
+    assert cfg.train_dataloader.dataset.data_root == f"{data}/coco/"
+    assert cfg.val_evaluator.ann_file == f"{data}/coco/annotations/instances_val2017.json"
+    assert "data/coco" not in text.replace(str(data), "")  # nothing left pointing at mmdet's default root
+    hooks = {h["type"]: h for h in cfg.custom_hooks}
+    assert hooks["SemaHook"]["switch"] is True and hooks["SemaHook"]["decay"] == 0.9998
+    iteration_based = cfg.train_cfg.type == "IterBasedTrainLoop"
+    assert iteration_based == preset.endswith("90k")
+    assert hooks["ResultsHook"]["by_epoch"] is not iteration_based
+    assert cfg.default_hooks.checkpoint.by_epoch is not iteration_based
+    assert cfg.log_processor.by_epoch is not iteration_based
+    assert "test_dataloader" not in cfg
+
+
+# -- real tiny runs ---------------------------------------------------------------------------------------
+
+
+def _metrics(job: JobDir) -> dict[tuple[int, str], float]:
+    rows = job.metrics()
+    keys = [(r["iter"], r["metric"]) for r in rows]
+    assert len(keys) == len(set(keys)), "an evaluation was recorded twice"
+    return {key: r["value"] for key, r in zip(keys, rows)}
+
+
+@pytest.mark.slow
+def test_tiny_sema_learns_and_switches(tmp_path):
+    results = tmp_path / "results"
+    assert main(["run", "--task", "det", "--method", "sema", "--results-dir", str(results), *_sets(QUICK)]) == 0
+    job = _only_job(results)
+    metrics = _metrics(job)
+    steps = 10  # 160 images / 16
+    assert sorted({i for i, _ in metrics}) == [steps * e for e in range(1, 5)]
+    assert {m for _, m in metrics} == {"bbox_mAP", "bbox_mAP_50", "bbox_mAP_75"}
+    assert metrics[(4 * steps, "bbox_mAP_50")] > 0.3  # chance is ~0
+    averaging = job.status()["averaging"]
+    assert averaging["updates"] == 4 * steps
+    assert [p["epoch"] for p in averaging["switch_points"]] == [2, 3, 4]  # switch_start=2
+
+
+@pytest.mark.slow
+def test_tiny_mask_reports_bbox_and_segm(tmp_path):
+    results = tmp_path / "results"
+    args = ["run", "--task", "det", "--preset", "tiny-mask", "--method", "ema", "--results-dir", str(results),
+            *_sets([*QUICK, "epochs=2", "num_train=64"])]
+    assert main(args) == 0
+    metrics = _metrics(_only_job(results))
+    assert {m for _, m in metrics} == {f"{k}_mAP{s}" for k in ("bbox", "segm") for s in ("", "_50", "_75")}
+    assert all(0 <= v <= 1 for v in metrics.values())
+
+
+@pytest.mark.slow
+def test_iteration_based_tiny_switches_every_pass(tmp_path):
+    results = tmp_path / "results"
+    sets = [*QUICK, "num_train=64", "iters=12", "val_interval=6", "switch_start=1"]
+    assert main(["run", "--task", "det", "--method", "sema", "--results-dir", str(results), *_sets(sets)]) == 0
+    job = _only_job(results)
+    assert sorted({i for i, _ in _metrics(job)}) == [6, 12]
+    averaging = job.status()["averaging"]
+    assert [p["iter"] for p in averaging["switch_points"]] == [4, 8, 12]  # 64 images / 16 = 4 steps a pass
+
+
+@pytest.mark.slow
+def test_interrupted_tiny_job_resumes_and_records_each_evaluation_once(tmp_path):
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "suite.cli", "run", "--task", "det", "--method", "sema",
+               "--results-dir", str(results), *_sets(QUICK)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # kill the worker mid-way through epoch 3, after 2 checkpoints
+        jobs = list(results.glob("*/status.json"))
+        if jobs:
+            job = JobDir(results, jobs[0].parent.name)
+            progress = read_json(job.status_json).get("progress") or {}
+            if progress.get("iter", 0) >= 24:
+                break
+        time.sleep(0.2)
+    else:
+        first.kill()
+        pytest.fail("the tiny job never got to epoch 3")
+    os.kill(job.status()["pid"], signal.SIGKILL)
+    first.wait(timeout=60)
+    before = _metrics(job)
+    assert before and max(i for i, _ in before) < 40  # it really stopped before the end
+
+    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+    status = job.status()
+    assert status["state"] == "done" and status["attempts"] == 2 and status["resumed_from"]
+    after = _metrics(job)  # asserts that no evaluation appears twice
+    assert sorted({i for i, _ in after}) == [10, 20, 30, 40]
+    assert all(after[key] == value for key, value in before.items() if key[0] <= 20)
+    assert [p["epoch"] for p in status["averaging"]["switch_points"]] == [2, 3, 4]
+    assert json.loads(job.job_json.read_text())["spec"]["preset"] == "tiny"
