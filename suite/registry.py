@@ -19,6 +19,8 @@ from suite.task import Task
 
 BUILTIN = {
     "cls": "tasks.cls:TASK",
+    "reg": "tasks.reg:TASK",
+    "ssl": "tasks.ssl:TASK",
 }
 ENTRY_POINT_GROUP = "suite.tasks"
 _registered: dict[str, Task] = {}
