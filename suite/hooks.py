@@ -79,6 +79,8 @@ class SemaHook(Hook):
     # -- set-up -------------------------------------------------------------------------------------------
 
     def before_run(self, runner) -> None:
+        if self.averager is not None:
+            return  # runner.test() after train() runs before_run again: keep the average training built
         model = unwrap_model(runner.model)
         self.averager = WeightAverager(
             model,
@@ -222,7 +224,11 @@ class ResultsHook(Hook):
         self.by_epoch = by_epoch
         self.elapsed_before = 0.0  # training wall time of earlier (interrupted) attempts
         self.started = time.monotonic()
+        self._trained = False  # whether this process has run the training loop
         self._last_progress = 0.0
+
+    def after_train(self, runner) -> None:
+        self._trained = True
 
     def wall_time(self) -> float:
         return self.elapsed_before + time.monotonic() - self.started
@@ -276,6 +282,8 @@ class ResultsHook(Hook):
         self._record(runner, "val", metrics or {})
 
     def after_test_epoch(self, runner, metrics: dict[str, float] | None = None) -> None:
+        _, iteration = self._position(runner)  # a re-run of a finished job tests again: keep one row each
+        self.job.drop_metrics(lambda r: not (r["split"] == "test" and r["iter"] == iteration))
         self._record(runner, "test", metrics or {})
 
     def _record(self, runner, split: str, metrics: dict[str, float]) -> None:
@@ -295,4 +303,6 @@ class ResultsHook(Hook):
         checkpoint["results_hook"] = {"wall_time_s": self.wall_time()}
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self._trained:
+            return  # runner.test() after train() reloads the last checkpoint: this process's clock goes on
         self.elapsed_before = checkpoint.get("results_hook", {}).get("wall_time_s", 0.0)

@@ -22,6 +22,8 @@ BUILTIN = {
     "det": "tasks.det:TASK",
     "gen": "tasks.gen:TASK",
     "video": "tasks.video:TASK",
+    "reg": "tasks.reg:TASK",
+    "ssl": "tasks.ssl:TASK",
 }
 ENTRY_POINT_GROUP = "suite.tasks"
 _registered: dict[str, Task] = {}

@@ -11,9 +11,9 @@ from mmengine.model import BaseModel
 from mmengine.registry import DATASETS, METRICS, MODELS
 from torch import nn
 from torch.utils.data import Dataset
-from torchvision.models.resnet import BasicBlock
 
 from suite.data import load_digits_split, random_shift
+from suite.nets import cifar_resnet
 
 _CIFAR_MEAN, _CIFAR_STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
 
@@ -54,24 +54,6 @@ class CifarClassification(Dataset):
     def __getitem__(self, index: int) -> dict:
         image, label = self.data[index]
         return {"inputs": image, "labels": label}
-
-
-def cifar_resnet(depths: Sequence[int], width: int, num_classes: int, in_channels: int = 3) -> nn.Sequential:
-    """A ResNet with the CIFAR stem (3x3 conv, no max-pool); depths (2, 2, 2, 2) at width 64 is ResNet-18."""
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                               nn.ReLU(inplace=True)]
-    channels = width
-    for stage, depth in enumerate(depths):
-        out = width * 2 ** stage
-        for block in range(depth):
-            stride = 2 if stage > 0 and block == 0 else 1
-            downsample = None
-            if stride != 1 or channels != out:
-                downsample = nn.Sequential(nn.Conv2d(channels, out, 1, stride, bias=False), nn.BatchNorm2d(out))
-            layers.append(BasicBlock(channels, out, stride, downsample))
-            channels = out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
-    return nn.Sequential(*layers)
 
 
 class Classifier(BaseModel):

@@ -1,0 +1,151 @@
+"""Self-supervised learning: SimCLR (contrastive), MoCo v3 and BYOL (both with a momentum target network).
+
+The SSL method is part of the preset (``tiny`` and ``*-simclr`` are SimCLR, ``tiny-mocov3`` and
+``*-mocov3`` MoCo v3, ``*-byol`` BYOL), so that the leaderboard never mixes methods under one preset name.
+BYOL has no tiny preset: within the one-minute budget (~100 steps) it stayed at the untrained backbone's
+k-NN accuracy, while SimCLR and MoCo v3 learn. Evaluation is on the frozen backbone: a weighted k-NN
+classifier at every evaluation (the primary metric) and a linear probe once, at the end of the run -- the
+run's test pass, which the worker starts after training, on the same bank/query images as the k-NN.
+With ``ema``/``sema`` both evaluate the averaged online weights; a momentum target network is never averaged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from suite.errors import DatasetMissing
+from suite.task import BuildContext, Metric, Preset, Task
+
+_FOLDERS = {"cifar100": "cifar-100-python", "stl10": "stl10_binary"}
+
+# The common CIFAR/STL-10 recipes of solo-learn and the BYOL paper, with SGD in place of LARS (the suite
+# stays on torch's optimizers): ResNet-18, batch 256, 10 warm-up epochs then cosine, weight decay 1e-5
+# (SimCLR, MoCo v3) / 1.5e-6 (BYOL), projector 2048 -> 128 (SimCLR, temperature 0.2) or 4096 -> 256 with a
+# 4096-wide predictor and target momentum 0.99 -> 1 (MoCo v3 with temperature 0.2, BYOL); k-NN with k = 200,
+# temperature 0.07.
+_PAPER = {
+    "simclr": {"ssl_method": "simclr", "lr": 0.4, "weight_decay": 1e-5, "proj_hidden": 2048, "proj_dim": 128,
+               "temperature": 0.2},
+    "mocov3": {"ssl_method": "mocov3", "lr": 0.3, "weight_decay": 1e-5, "proj_hidden": 4096, "proj_dim": 256,
+               "pred_hidden": 4096, "temperature": 0.2, "target_momentum": 0.99},
+    "byol": {"ssl_method": "byol", "lr": 1.0, "weight_decay": 1.5e-6, "proj_hidden": 4096, "proj_dim": 256,
+             "pred_hidden": 4096, "target_momentum": 0.99},
+}
+_DATASETS = {
+    "cifar100": {"epochs": 1000, "image_size": 32, "backbone": "cifar"},
+    "stl10": {"epochs": 400, "image_size": 96, "backbone": "resnet18"},
+}
+
+
+def _paper_preset(dataset: str, method: str) -> Preset:
+    data = _DATASETS[dataset]
+    label = {"cifar100": "CIFAR-100", "stl10": "STL-10 (train+unlabeled)"}[dataset]
+    stem = "CIFAR stem" if data["backbone"] == "cifar" else "ImageNet stem"
+    return Preset(
+        name=f"{dataset}-{method}",
+        description=f"{label}, ResNet-18 ({stem}), {method.upper()}, SGD + cosine, {data['epochs']} epochs, "
+                    "k-NN every 10 epochs (GPU)",
+        dataset=dataset,
+        model=f"resnet18-{method}",
+        params={**_PAPER[method], "epochs": data["epochs"], "batch_size": 256, "momentum": 0.9, "warmup_epochs": 10,
+                "num_workers": 8, "backbone": data["backbone"], "depths": [2, 2, 2, 2], "width": 64,
+                "image_size": data["image_size"], "knn_k": 200, "knn_temperature": 0.07, "probe_c": 1.0,
+                "val_interval": 10},
+        averaging={"decay": 0.999, "warmup_epochs": 5, "warmup_factor": 0.9, "switch_start": 5},
+    )
+
+
+def _tiny(method: str, extra: dict[str, Any]) -> Preset:
+    return Preset(
+        name="tiny" if method == "simclr" else f"tiny-{method}",
+        description=f"sklearn digits 12x12, two distorted views, small ResNet, {method.upper()}, SGD, 8 epochs; "
+                    "k-NN every epoch and a linear probe at the end, on distorted digits (CPU, ~1 min)",
+        dataset="digits",
+        model=f"resnet-tiny-{method}",
+        params={"ssl_method": method, "epochs": 8, "batch_size": 128, "momentum": 0.9, "warmup_epochs": 1,
+                "num_workers": 0, "backbone": "cifar", "depths": [1, 1, 1], "width": 16, "image_size": 12,
+                "proj_hidden": 128, "proj_dim": 64, "knn_k": 20, "knn_temperature": 0.07, "probe_c": 1.0,
+                "val_interval": 1, **extra},
+        # 11 steps per epoch: decay 0.96 averages over ~2 epochs (as 0.999 does over the paper's ~200 steps
+        # per epoch), warmed up over the first epoch, switching every epoch from epoch 2.
+        averaging={"decay": 0.96, "warmup_epochs": 1, "warmup_factor": 0.9, "switch_start": 2},
+        offline=True,
+    )
+
+
+class SelfSupervisedLearning(Task):
+    name = "ssl"
+    description = "self-supervised learning, SimCLR / MoCo v3 / BYOL (digits offline; CIFAR-100, STL-10 ResNet-18)"
+    metrics = (
+        Metric("knn", higher_is_better=True, primary=True,
+               description="weighted k-NN top-1 accuracy (%) on frozen backbone features, every evaluation"),
+        Metric("linear_probe", higher_is_better=True,
+               description="linear-probe top-1 accuracy (%) on frozen backbone features, once at the end"),
+    )
+    presets = {
+        "tiny": _tiny("simclr", {"lr": 0.3, "weight_decay": 5e-4, "temperature": 0.2}),
+        "tiny-mocov3": _tiny("mocov3", {"lr": 0.3, "weight_decay": 5e-4, "pred_hidden": 128, "temperature": 0.2,
+                                        "target_momentum": 0.96}),
+        **{f"{d}-{m}": _paper_preset(d, m) for d in _DATASETS for m in _PAPER},
+    }
+
+    def check_data(self, preset: Preset, ctx: BuildContext) -> None:
+        folder = _FOLDERS.get(preset.dataset)
+        if folder and not ctx.download and not (Path(ctx.data_root) / folder).is_dir():
+            raise DatasetMissing(preset.dataset, ctx.data_root, f"  {ctx.data_root}/{folder}/  (torchvision's "
+                                 "version of the dataset)", hint="add --download to fetch it")
+
+    def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:
+        from tasks.ssl import modules  # noqa: F401  (registers the components)
+
+        p = ctx.params
+        digits = preset.dataset == "digits"
+        if digits:
+            train_set = {"type": "DigitsImages", "image_size": p["image_size"]}
+            eval_set = {"type": "DigitsFeatureEval", "image_size": p["image_size"]}
+        else:
+            source = {"name": preset.dataset, "root": str(ctx.data_root), "download": ctx.download}
+            train_set = {"type": "TorchvisionTwoViews", "image_size": p["image_size"], **source}
+            eval_set = {"type": "TorchvisionFeatureEval", **source}
+
+        def loader(dataset: dict[str, Any], train: bool) -> dict[str, Any]:
+            collate = "digits_two_views" if digits and train else "default_collate"
+            return {"batch_size": p["batch_size"], "num_workers": p["num_workers"],
+                    "persistent_workers": p["num_workers"] > 0, "drop_last": train,
+                    "sampler": {"type": "DefaultSampler", "shuffle": train},
+                    "collate_fn": {"type": collate}, "dataset": dataset}
+
+        backbone = {"arch": p["backbone"], "depths": p["depths"], "width": p["width"], "in_channels": 1 if digits else 3}
+        model = {"type": "SelfSupervised", "method": p["ssl_method"], "backbone": backbone,
+                 "proj_hidden": p["proj_hidden"], "proj_dim": p["proj_dim"]}
+        hooks = []
+        if "temperature" in p:  # SimCLR, MoCo v3
+            model["temperature"] = p["temperature"]
+        if "target_momentum" in p:  # MoCo v3, BYOL
+            model["pred_hidden"] = p["pred_hidden"]
+            hooks.append({"type": "MomentumTargetHook", "base_momentum": p["target_momentum"]})
+        warmup = p["warmup_epochs"]
+        return {
+            "model": model,
+            "custom_hooks": hooks,
+            "train_dataloader": loader(train_set, train=True),
+            "val_dataloader": loader(eval_set, train=False),
+            "val_evaluator": {"type": "KnnAccuracy", "k": p["knn_k"], "temperature": p["knn_temperature"]},
+            "test_dataloader": loader(eval_set, train=False),
+            "test_evaluator": {"type": "LinearProbe", "c": p["probe_c"]},
+            "train_cfg": {"type": "EpochBasedTrainLoop", "max_epochs": p["epochs"], "val_interval": p["val_interval"]},
+            "val_cfg": {"type": "ValLoop"},
+            "test_cfg": {"type": "TestLoop"},
+            "optim_wrapper": {"type": "OptimWrapper", "optimizer": {
+                "type": "SGD", "lr": p["lr"], "momentum": p["momentum"], "weight_decay": p["weight_decay"]}},
+            "param_scheduler": [
+                {"type": "LinearLR", "start_factor": 1e-3, "by_epoch": True, "begin": 0, "end": warmup,
+                 "convert_to_iter_based": True},
+                {"type": "CosineAnnealingLR", "by_epoch": True, "begin": warmup, "end": p["epochs"],
+                 "T_max": p["epochs"] - warmup, "convert_to_iter_based": True},
+            ],
+        }
+
+
+TASK = SelfSupervisedLearning()
