@@ -102,7 +102,7 @@ class SelfSupervisedLearning(Task):
         p = ctx.params
         digits = preset.dataset == "digits"
         if digits:
-            train_set = {"type": "DigitsImages", "image_size": p["image_size"]}
+            train_set = {"type": "UnlabelledDigits", "image_size": p["image_size"]}
             eval_set = {"type": "DigitsFeatureEval", "image_size": p["image_size"]}
         else:
             source = {"name": preset.dataset, "root": str(ctx.data_root), "download": ctx.download}

@@ -60,7 +60,7 @@ def digits_two_views(batch: Sequence[dict]) -> dict:
 
 
 @DATASETS.register_module()
-class DigitsImages(Dataset):
+class UnlabelledDigits(Dataset):
     """The training digits in [0, 1] (labels unused); :func:`digits_two_views` makes the views."""
 
     def __init__(self, image_size: int = 16) -> None:
