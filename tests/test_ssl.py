@@ -101,16 +101,17 @@ def test_momentum_target_is_neither_averaged_nor_switched(tmp_path):
 
 
 def test_end_of_run_probe_uses_the_average_after_a_resume(tmp_path):
-    runner, job = _runner(tmp_path, "tiny", "ema", epochs=1)
+    runner, job = _runner(tmp_path, "tiny", "ema", epochs=2, warmup_epochs=0)
     runner.train()
     # a second process picking the finished job up (e.g. after a crash before `done`) resumes, then tests
-    again, _ = _runner(tmp_path, "tiny", "ema", epochs=1)
+    again, _ = _runner(tmp_path, "tiny", "ema", epochs=2, warmup_epochs=0)
     again.train()
     hook = _sema_hook(again)
     before = {k: v.clone() for k, v in hook.averager.averaged_state().items()}
-    assert hook.averager.num_updates == len(again.train_dataloader)
+    steps = 2 * len(again.train_dataloader)
+    assert hook.averager.num_updates == steps
     again.test()
-    assert hook.averager.num_updates == len(again.train_dataloader)
+    assert hook.averager.num_updates == steps
     assert all(torch.equal(v, before[k]) for k, v in hook.averager.averaged_state().items())
     rows = JobDir(tmp_path, job.job_id).metrics()
     assert [r["metric"] for r in rows if r["split"] == "test"] == ["linear_probe"]

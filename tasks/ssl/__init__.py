@@ -14,10 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from suite.errors import DatasetMissing
+from suite.errors import BadOverride, DatasetMissing
 from suite.task import BuildContext, Metric, Preset, Task
 
 _FOLDERS = {"cifar100": "cifar-100-python", "stl10": "stl10_binary"}
+_NAMES = {"simclr": "SimCLR", "mocov3": "MoCo v3", "byol": "BYOL"}
 
 # The common CIFAR/STL-10 recipes of solo-learn and the BYOL paper, with SGD in place of LARS (the suite
 # stays on torch's optimizers): ResNet-18, batch 256, 10 warm-up epochs then cosine, weight decay 1e-5
@@ -44,7 +45,7 @@ def _paper_preset(dataset: str, method: str) -> Preset:
     stem = "CIFAR stem" if data["backbone"] == "cifar" else "ImageNet stem"
     return Preset(
         name=f"{dataset}-{method}",
-        description=f"{label}, ResNet-18 ({stem}), {method.upper()}, SGD + cosine, {data['epochs']} epochs, "
+        description=f"{label}, ResNet-18 ({stem}), {_NAMES[method]}, SGD + cosine, {data['epochs']} epochs, "
                     "k-NN every 10 epochs (GPU)",
         dataset=dataset,
         model=f"resnet18-{method}",
@@ -59,7 +60,7 @@ def _paper_preset(dataset: str, method: str) -> Preset:
 def _tiny(method: str, extra: dict[str, Any]) -> Preset:
     return Preset(
         name="tiny" if method == "simclr" else f"tiny-{method}",
-        description=f"sklearn digits 12x12, two distorted views, small ResNet, {method.upper()}, SGD, 8 epochs; "
+        description=f"sklearn digits 12x12, two distorted views, small ResNet, {_NAMES[method]}, SGD, 8 epochs; "
                     "k-NN every epoch and a linear probe at the end, on distorted digits (CPU, ~1 min)",
         dataset="digits",
         model=f"resnet-tiny-{method}",
@@ -126,6 +127,13 @@ class SelfSupervisedLearning(Task):
             model["pred_hidden"] = p["pred_hidden"]
             hooks.append({"type": "MomentumTargetHook", "base_momentum": p["target_momentum"]})
         warmup = p["warmup_epochs"]
+        if not 0 <= warmup < p["epochs"]:
+            raise BadOverride(f"warmup_epochs must be in [0, epochs), got {warmup} with epochs={p['epochs']}")
+        schedulers = [{"type": "CosineAnnealingLR", "by_epoch": True, "begin": warmup, "end": p["epochs"],
+                       "T_max": p["epochs"] - warmup, "convert_to_iter_based": True}]
+        if warmup:
+            schedulers.insert(0, {"type": "LinearLR", "start_factor": 1e-3, "by_epoch": True, "begin": 0,
+                                  "end": warmup, "convert_to_iter_based": True})
         return {
             "model": model,
             "custom_hooks": hooks,
@@ -139,12 +147,7 @@ class SelfSupervisedLearning(Task):
             "test_cfg": {"type": "TestLoop"},
             "optim_wrapper": {"type": "OptimWrapper", "optimizer": {
                 "type": "SGD", "lr": p["lr"], "momentum": p["momentum"], "weight_decay": p["weight_decay"]}},
-            "param_scheduler": [
-                {"type": "LinearLR", "start_factor": 1e-3, "by_epoch": True, "begin": 0, "end": warmup,
-                 "convert_to_iter_based": True},
-                {"type": "CosineAnnealingLR", "by_epoch": True, "begin": warmup, "end": p["epochs"],
-                 "T_max": p["epochs"] - warmup, "convert_to_iter_based": True},
-            ],
+            "param_scheduler": schedulers,
         }
 
 

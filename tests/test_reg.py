@@ -1,0 +1,102 @@
+"""The regression adapter: the rotated digits, the AgeDB reader, a short real run that beats the constant
+predictor, and the leaderboard's handling of lower-is-better metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from suite import leaderboard
+from suite.cli import main
+from suite.data import affine, load_digits_split
+from suite.errors import DatasetMissing
+from suite.jobs import JobSpec
+from suite.results import JobDir
+from tasks.reg import TASK
+from tasks.reg.modules import AgeDB, RotatedDigits, agedb_age, red_blue
+
+
+def test_rotated_digits_are_fixed_and_rotated_by_their_target():
+    train, again = RotatedDigits("train", 16, 60.0), RotatedDigits("train", 16, 60.0)
+    assert torch.equal(train.targets, again.targets) and torch.equal(train.images, again.images)
+    val = RotatedDigits("val", 16, 60.0)
+    assert len(train) + len(val) == 1797 and train.images.shape[1:] == (3, 16, 16)
+    assert train.targets.abs().max() <= 60 and train.targets.std() > 30  # spread over [-60, 60]
+    # undoing the rotation brings back the upright digit (up to interpolation and colour)
+    image = val.images[:1] * 0.5 + 0.5
+    upright = affine(image, -val.targets[:1]).amax(dim=1, keepdim=True)
+    digit = torch.nn.functional.pad(load_digits_split("val", 12)[0][:1], (2, 2, 2, 2))
+    colour_free = upright / upright.amax()
+    assert torch.nn.functional.cosine_similarity(colour_free.flatten(), digit.flatten(), dim=0) > 0.9
+    assert val.metainfo["train_median"] == pytest.approx(float(train.targets.median()))
+
+
+def test_red_blue_colouring_follows_rcf_mnist():
+    image = torch.rand(1, 4, 4)
+    coloured = red_blue(image, 0.25)
+    assert torch.allclose(coloured[0], image[0] * 0.25) and not coloured[1].any()
+    assert torch.allclose(coloured[2], image[0] * 0.75)
+
+
+def test_agedb_reads_ages_from_file_names(tmp_path):
+    from PIL import Image
+
+    assert agedb_age(Path("0_MariaCallas_35_f.jpg")) == 35
+    with pytest.raises(ValueError, match="not an AgeDB file name"):
+        agedb_age(Path("portrait.jpg"))
+    for split, ages in (("train", (20, 30, 70)), ("val", (41,))):
+        (tmp_path / split).mkdir()
+        for i, age in enumerate(ages):
+            Image.new("RGB", (40, 50), (i * 60, 100, 200)).save(tmp_path / split / f"{i}_Someone_{age}_m.jpg")
+    data = AgeDB(str(tmp_path), "val", image_size=32)
+    assert len(data) == 1 and data.metainfo["train_median"] == 30
+    item = data[0]
+    assert item["inputs"].shape == (3, 32, 32) and item["targets"] == 41
+
+
+def test_agedb_without_data_names_the_layout(tmp_path):
+    job = JobSpec("reg", "agedb", "none", 0).resolve()
+    with pytest.raises(DatasetMissing, match=r"agedb/train/\*\.jpg"):
+        TASK.check_data(job.preset, job.context(tmp_path, tmp_path / "work"))
+
+
+def test_tiny_run_beats_the_constant_predictor(tmp_path, capsys):
+    assert main(["run", "--task", "reg", "--method", "none", "--set", "epochs=3",
+                 "--results-dir", str(tmp_path)]) == 0
+    (job_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    rows = JobDir(tmp_path, job_dir.name).metrics()
+    mae = [r["value"] for r in rows if r["metric"] == "mae"]
+    rmse = [r["value"] for r in rows if r["metric"] == "rmse"]
+    (constant,) = [r for r in rows if r["metric"] == "mae_constant"]
+    assert len(mae) == len(rmse) == 3 and constant["split"] == "test"
+    assert 25 < constant["value"] < 35  # |uniform(-60, 60)| averages 30
+    assert mae[-1] < constant["value"] / 2 and all(r >= m for r, m in zip(rmse, mae))
+
+
+@pytest.mark.parametrize("preset", sorted(TASK.presets))
+def test_dry_run_builds_every_preset(preset, tmp_path, capsys):
+    assert main(["run", "--task", "reg", "--preset", preset, "--method", "ema", "--dry-run",
+                 "--results-dir", str(tmp_path), "--data-root", str(tmp_path)]) == 0
+    assert "Regressor" in capsys.readouterr().out
+
+
+def _rows(method: str, curve: list[float], seed: int = 0) -> list[dict]:
+    return [{"task": "reg", "preset": "tiny", "dataset": "d", "model": "m", "metric": "mae",
+             "higher_is_better": False, "method": method, "seed": seed, "epoch": float(e), "value": v}
+            for e, v in enumerate(curve, start=1)]
+
+
+def test_leaderboard_treats_lower_as_better():
+    rows = (_rows("none", [9.0, 6.0, 5.0, 5.5]) + _rows("none", [9.0, 6.0, 5.0, 4.5], seed=1)
+            + _rows("sema", [8.0, 4.9, 4.0, 4.2]) + _rows("ema", [12.0, 9.0, 7.0, 6.0]))
+    table = {r["method"]: r for r in leaderboard.aggregate(rows)}
+    assert table["none"]["final_mean"] == 5.0 and table["none"]["best_mean"] == pytest.approx(4.75)
+    assert table["sema"]["best_mean"] == 4.0  # the lowest value, not the highest
+    assert table["sema"]["delta_vs_none"] == pytest.approx(-0.8)  # below none: better
+    assert table["ema"]["delta_vs_none"] == pytest.approx(1.0)
+    # convergence: the first epoch at or below none's final mean (5.0)
+    assert table["sema"]["epoch_reach_none_final"] == 2
+    assert table["none"]["epoch_reach_none_final"] == 3
+    assert table["ema"]["epoch_reach_none_final"] is None
