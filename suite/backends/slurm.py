@@ -14,6 +14,7 @@ requeues the same way.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -68,7 +69,7 @@ class SlurmBackend:
         executor.update_parameters(**self.parameters)
         jobs = executor.map_array(WorkerTask(self.env), [str(results_dir)] * len(todo), [j.job_id for j in todo])
         print(f"submitit ({self.cluster}): array of {len(jobs)} job(s), first id {jobs[0].job_id}",
-              flush=True)
+              file=sys.stderr, flush=True)
         return self._follow(dict(zip(jobs, todo)))
 
     def _follow(self, handles: dict[submitit.Job, JobDir]) -> list[Outcome]:
@@ -77,13 +78,13 @@ class SlurmBackend:
         try:
             while pending:
                 for handle, job in list(pending.items()):
-                    if not handle.done():
-                        continue
-                    del pending[handle]
                     try:
+                        if not handle.done():  # the debug executor runs the job here
+                            continue
                         outcome = job_outcome(job, handle.result())
                     except Exception as err:  # noqa: BLE001  (submitit raises what the task or Slurm reported)
                         outcome = job_outcome(job, None, lost=f"slurm: {type(err).__name__}: {err}".splitlines()[0])
+                    del pending[handle]
                     outcomes.append(outcome)
                     watch.finished(outcome)
                 watch.poll(pending.values())
