@@ -5,7 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/suite run --task cls --method sema
+	.venv/bin/suite run --task det --method sema
 
 test: setup
 	@bash scripts/install_chromium.sh
