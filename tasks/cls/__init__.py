@@ -36,7 +36,7 @@ class Classification(Task):
         # warmed up over the first epoch, switching every epoch from epoch 2 (the paper: from epoch 5 of 200).
         "tiny": Preset(
             name="tiny",
-            description="sklearn digits 16x16, small ResNet, SGD, 10 epochs (CPU, about a minute)",
+            description="sklearn digits 16x16, small ResNet, SGD, 10 epochs (CPU, offline)",
             dataset="digits",
             model="resnet-tiny",
             params={"epochs": 10, "batch_size": 32, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
