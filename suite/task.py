@@ -52,6 +52,15 @@ class BuildContext:
     dry_run: bool = False
 
 
+def require_torchvision_folder(dataset: str, ctx: BuildContext, folder: str) -> None:
+    """Fail early unless torchvision's ``folder`` of ``dataset`` is under the data root (or may be downloaded)."""
+    from suite.errors import DatasetMissing
+
+    if not ctx.download and not (Path(ctx.data_root) / folder).is_dir():
+        raise DatasetMissing(dataset, ctx.data_root, f"  {ctx.data_root}/{folder}/  (torchvision's version of the "
+                             "dataset)", hint="add --download to fetch it")
+
+
 class Task(ABC):
     """A task adapter. Subclass it, fill in the class attributes, implement :meth:`build_config`."""
 

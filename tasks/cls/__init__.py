@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from suite.errors import DatasetMissing
-from suite.task import BuildContext, Metric, Preset, Task
+from suite.task import BuildContext, Metric, Preset, Task, require_torchvision_folder
 
 _CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
@@ -49,10 +47,8 @@ class Classification(Task):
     }
 
     def check_data(self, preset: Preset, ctx: BuildContext) -> None:
-        folder = _CIFAR_FOLDERS.get(preset.dataset)
-        if folder and not ctx.download and not (Path(ctx.data_root) / folder).is_dir():
-            raise DatasetMissing(preset.dataset, ctx.data_root, f"  {ctx.data_root}/{folder}/  (torchvision's "
-                                 "python version of the dataset)", hint="add --download to fetch it")
+        if folder := _CIFAR_FOLDERS.get(preset.dataset):
+            require_torchvision_folder(preset.dataset, ctx, folder)
 
     def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:
         from tasks.cls import modules  # noqa: F401  (registers the components)

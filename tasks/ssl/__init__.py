@@ -11,11 +11,10 @@ With ``ema``/``sema`` both evaluate the averaged online weights; a momentum targ
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from suite.errors import BadOverride, DatasetMissing
-from suite.task import BuildContext, Metric, Preset, Task
+from suite.errors import BadOverride
+from suite.task import BuildContext, Metric, Preset, Task, require_torchvision_folder
 
 _FOLDERS = {"cifar100": "cifar-100-python", "stl10": "stl10_binary"}
 _NAMES = {"simclr": "SimCLR", "mocov3": "MoCo v3", "byol": "BYOL"}
@@ -92,10 +91,8 @@ class SelfSupervisedLearning(Task):
     }
 
     def check_data(self, preset: Preset, ctx: BuildContext) -> None:
-        folder = _FOLDERS.get(preset.dataset)
-        if folder and not ctx.download and not (Path(ctx.data_root) / folder).is_dir():
-            raise DatasetMissing(preset.dataset, ctx.data_root, f"  {ctx.data_root}/{folder}/  (torchvision's "
-                                 "version of the dataset)", hint="add --download to fetch it")
+        if folder := _FOLDERS.get(preset.dataset):
+            require_torchvision_folder(preset.dataset, ctx, folder)
 
     def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:
         from tasks.ssl import modules  # noqa: F401  (registers the components)
