@@ -24,7 +24,7 @@ mmcv_ops = pytest.importorskip("mmcv.ops", reason="mmcv with compiled ops (scrip
 
 REPO = Path(__file__).resolve().parents[1]
 # Small enough for the test budget, big enough to learn: 6 epochs of 8 steps.
-QUICK = ["epochs=6", "num_train=64", "num_val=32", "batch_size=8", "warmup_iters=8"]
+QUICK = ["epochs=6", "num_train=128", "num_val=32", "batch_size=16", "warmup_iters=8"]
 STEPS = 8  # per epoch
 
 
@@ -142,25 +142,26 @@ def _metrics(job: JobDir) -> dict[tuple[int, str], float]:
 
 
 @pytest.mark.slow
-def test_tiny_sema_learns_and_switches(tmp_path):
+def test_tiny_ema_learns(tmp_path):
     results = tmp_path / "results"
-    assert main(["run", "--task", "det", "--method", "sema", "--results-dir", str(results), *_sets(QUICK)]) == 0
+    epochs = 10  # a detector trained from scratch needs ~80 steps before its AP takes off
+    args = ["run", "--task", "det", "--method", "ema", "--results-dir", str(results), *_sets([*QUICK, f"epochs={epochs}"])]
+    assert main(args) == 0
     job = _only_job(results)
     metrics = _metrics(job)
-    assert sorted({i for i, _ in metrics}) == [STEPS * e for e in range(1, 7)]
+    assert sorted({i for i, _ in metrics}) == [STEPS * e for e in range(1, epochs + 1)]
     assert {m for _, m in metrics} == {"bbox_mAP", "bbox_mAP_50", "bbox_mAP_75"}
-    first, last = metrics[(STEPS, "bbox_mAP_50")], metrics[(6 * STEPS, "bbox_mAP_50")]
-    assert last > 0.05 and last > 2 * first  # it learns (an untrained detector scores ~0)
+    first, last = metrics[(STEPS, "bbox_mAP_50")], metrics[(epochs * STEPS, "bbox_mAP_50")]
+    assert last > 0.1 and last > 2 * first  # it learns (an untrained detector scores ~0.03)
     averaging = job.status()["averaging"]
-    assert averaging["updates"] == 6 * STEPS
-    assert [p["epoch"] for p in averaging["switch_points"]] == [2, 3, 4, 5, 6]  # switch_start=2
+    assert averaging["updates"] == epochs * STEPS and averaging["switches"] == 0
 
 
 @pytest.mark.slow
 def test_tiny_mask_reports_bbox_and_segm(tmp_path):
     results = tmp_path / "results"
     args = ["run", "--task", "det", "--preset", "tiny-mask", "--method", "ema", "--results-dir", str(results),
-            *_sets([*QUICK, "epochs=2", "num_train=32"])]
+            *_sets([*QUICK, "epochs=2", "num_train=64"])]
     assert main(args) == 0
     metrics = _metrics(_only_job(results))
     assert {m for _, m in metrics} == {f"{k}_mAP{s}" for k in ("bbox", "segm") for s in ("", "_50", "_75")}
@@ -170,12 +171,12 @@ def test_tiny_mask_reports_bbox_and_segm(tmp_path):
 @pytest.mark.slow
 def test_iteration_based_tiny_switches_every_pass(tmp_path):
     results = tmp_path / "results"
-    sets = [*QUICK, "num_train=32", "iters=12", "val_interval=6", "switch_start=1"]
+    sets = [*QUICK, "num_train=64", "iters=12", "val_interval=6", "switch_start=1"]
     assert main(["run", "--task", "det", "--method", "sema", "--results-dir", str(results), *_sets(sets)]) == 0
     job = _only_job(results)
     assert sorted({i for i, _ in _metrics(job)}) == [6, 12]
     averaging = job.status()["averaging"]
-    assert [p["iter"] for p in averaging["switch_points"]] == [4, 8, 12]  # 32 images / 8 = 4 steps a pass
+    assert [p["iter"] for p in averaging["switch_points"]] == [4, 8, 12]  # 64 images / 16 = 4 steps a pass
 
 
 @pytest.mark.slow
