@@ -74,7 +74,7 @@ class Generation(Task):
             description="CelebA 64x64 from --data-root, DDIM-paper UNet, 800k iterations, Inception FID (GPU)",
             dataset="celeba64",
             model="ddpm-unet-celeba64",
-            params=dict(_PAPER_PARAMS, image_size=64),
+            params=dict(_PAPER_PARAMS, image_size=64, eval_batch_size=250),
             averaging={"decay": 0.9999},
         ),
     }
