@@ -151,6 +151,8 @@ def config(p: dict[str, Any], root: Path, mask: bool) -> dict[str, Any]:
     else:
         train_cfg = {"type": "EpochBasedTrainLoop", "max_epochs": p["epochs"], "val_interval": p["val_interval"]}
         length = p["epochs"]
+    # AdamW rather than MMDetection's usual SGD: from scratch and in 300 steps, SGD (lr 0.04) reached 0.04 bbox
+    # mAP where AdamW reached 0.34 (both with the plain RetinaNet head).
     return {
         "default_scope": "mmdet",
         "model": mask_rcnn(p) if mask else retinanet(p),
