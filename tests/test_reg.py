@@ -83,7 +83,7 @@ def test_dry_run_builds_every_preset(preset, tmp_path, capsys):
 
 
 def _rows(method: str, curve: list[float], seed: int = 0) -> list[dict]:
-    return [{"task": "reg", "preset": "tiny", "dataset": "d", "model": "m", "metric": "mae",
+    return [{"task": "reg", "preset": "tiny", "dataset": "d", "model": "m", "split": "val", "metric": "mae",
              "higher_is_better": False, "method": method, "seed": seed, "epoch": float(e), "value": v}
             for e, v in enumerate(curve, start=1)]
 
