@@ -29,6 +29,8 @@ METRIC_COLUMNS = (
     "epoch", "iter", "split", "metric", "value", "higher_is_better", "wall_time_s", "timestamp",
 )
 OPTIONAL_COLUMNS = {"variant": ""}  # absent from files written before it existed
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: mkstemp creates 0600 files, results must stay readable like any other file
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -36,6 +38,7 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w", newline="") as handle:
             handle.write(text)
             handle.flush()

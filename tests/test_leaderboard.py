@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,12 @@ def test_cli_writes_csv_and_refuses_corrupt_input(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"corrupt results file {job.metrics_csv}" in result.stderr and "re-run" in result.stderr
     assert out.read_text() == before  # nothing already written is lost
+
+
+def test_results_files_are_readable_by_others(tmp_path: Path) -> None:
+    """A shared results directory (cluster, Docker dashboard) gets the usual umask modes, not owner-only ones."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    job = write_job(tmp_path, "none", 0, [1.0])
+    for path in (job.metrics_csv, job.status_json):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
