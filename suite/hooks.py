@@ -236,9 +236,9 @@ class ResultsHook(Hook):
     def before_train(self, runner) -> None:
         """On resume: drop the rows the run will compute again, and replay the checkpoint's evaluation.
 
-        The uninterrupted run evaluated right after saving the checkpoint, and an evaluation draws from the
-        global RNG (a data loader's base seed), so the resumed run evaluates it again -- recording its rows
-        afresh, with the same values -- and continues from exactly the same RNG state.
+        The interrupted run may have died between saving the checkpoint and writing that evaluation's rows;
+        evaluating the checkpoint again (the same values: evaluation is RNG-neutral, see
+        :class:`RandomStateHook`) records them exactly once either way.
         """
         self.started = time.monotonic()
         epoch, iteration = self._position(runner)
