@@ -56,12 +56,12 @@ class Detection(Task):
     presets = {
         "tiny": Preset(
             name="tiny",
-            description="generated COCO shapes 64 px, narrow RetinaNet from scratch, 12 epochs (CPU, ~2 min)",
+            description="generated COCO shapes 64 px, narrow RetinaNet from scratch, 12 epochs (CPU, ~1.5 min)",
             dataset="coco-shapes", model="retinanet-r18w16", params=_TINY, averaging=_TINY_AVERAGING, offline=True,
         ),
         "tiny-mask": Preset(
             name="tiny-mask",
-            description="generated COCO shapes 64 px, narrow Mask R-CNN from scratch, 12 epochs (CPU, ~5 min)",
+            description="generated COCO shapes 64 px, narrow Mask R-CNN from scratch, 12 epochs (CPU, ~3.5 min)",
             dataset="coco-shapes", model="mask-rcnn-r18w16", params=_TINY,
             averaging=_TINY_AVERAGING, offline=True,
         ),

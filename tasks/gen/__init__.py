@@ -51,7 +51,7 @@ class Generation(Task):
         # FID at 4-5x none's over the first 200 iterations), switching after every pass (23 iterations).
         "tiny": Preset(
             name="tiny",
-            description="sklearn digits 16x16, small UNet, 400 iterations, fid_digits (CPU, ~1.5 min)",
+            description="sklearn digits 16x16, small UNet, 400 iterations, fid_digits (CPU, ~2.5 min)",
             dataset="digits",
             model="ddpm-unet-tiny",
             params={"iters": 400, "val_interval": 100, "batch_size": 64, "lr": 2e-3, "warmup_iters": 20,

@@ -29,7 +29,7 @@ class VideoPrediction(Task):
         # under an epoch), warmed up over the first epoch, switching every epoch from epoch 2.
         "tiny": Preset(
             name="tiny",
-            description="moving sklearn digits 32x32, 5->5 frames, small SimVP, 10 epochs (CPU, ~1.5 min)",
+            description="moving sklearn digits 32x32, 5->5 frames, small SimVP, 10 epochs (CPU, ~2 min)",
             dataset="moving-digits",
             model="simvp-gsta-tiny",
             params={"epochs": 10, "batch_size": 32, "lr": 1e-3, "num_workers": 0, "train_sequences": 1024,
