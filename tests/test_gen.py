@@ -6,18 +6,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmengine.runner import Runner
 from PIL import Image
 
-from suite.config import build_config
 from suite.dry_run import dry_run
 from suite.errors import DatasetMissing
-from suite.hooks import SemaHook
 from suite.jobs import JobSpec
-from suite.results import JobDir
 from tasks.gen import TASK
 from tasks.gen.digits_features import load_digits_features
 from tasks.gen.modules import DenoisingDiffusion, DigitsImages, FrechetDistance
+
+from in_process import train_sema
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +109,7 @@ def test_tiny_job_learns_and_sema_switches_every_pass(cached: Path, tmp_path: Pa
     averaged weights do not lag this short run)."""
     overrides = (("iters", 60), ("val_interval", 20), ("sample_steps", 10), ("fid_samples", 128),
                  ("eval_batch_size", 128), ("decay", 0.5))
-    job = JobSpec("gen", "tiny", "sema", 0, overrides).resolve()
-    folder = JobDir(tmp_path, job.job_id)
-    runner = Runner.from_cfg(build_config(job, job.context(tmp_path / "data", folder.work_dir), tmp_path))
-    runner.train()
-    sema = next(h for h in runner.hooks if isinstance(h, SemaHook))
+    folder, sema = train_sema("gen", overrides, tmp_path)
     assert [s["iter"] for s in sema.switches] == [23, 46]
     rows = folder.metrics()
     assert [(r["iter"], r["metric"]) for r in rows] == [(20, "fid_digits"), (40, "fid_digits"), (60, "fid_digits")]

@@ -7,17 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmengine.runner import Runner
 from PIL import Image
 
-from suite.config import build_config
 from suite.dry_run import dry_run
 from suite.errors import DatasetMissing
-from suite.hooks import SemaHook
 from suite.jobs import JobSpec
-from suite.results import JobDir
 from tasks.video import TASK
 from tasks.video.modules import FramePredictionMetrics, MovingDigits, VideoPredictor, moving_digits
+
+from in_process import train_sema
 
 
 def test_moving_digits_move_and_stay_in_the_frame() -> None:
@@ -84,11 +82,7 @@ def test_tiny_job_learns_and_sema_switches_every_epoch(tmp_path: Path) -> None:
     """Three short epochs of the real tiny job: it beats predicting black frames (MSE 53.7 on these
     sequences), SEMA switches at the end of epochs 2 and 3, every evaluation leaves its rows and its strip."""
     overrides = (("epochs", 3), ("train_sequences", 256), ("val_sequences", 64), ("batch_size", 16))
-    job = JobSpec("video", "tiny", "sema", 0, overrides).resolve()
-    folder = JobDir(tmp_path, job.job_id)
-    runner = Runner.from_cfg(build_config(job, job.context(tmp_path / "data", folder.work_dir), tmp_path))
-    runner.train()
-    sema = next(h for h in runner.hooks if isinstance(h, SemaHook))
+    folder, sema = train_sema("video", overrides, tmp_path)
     assert [s["epoch"] for s in sema.switches] == [2, 3]
     rows = folder.metrics()
     assert [(r["epoch"], r["metric"]) for r in rows] == [(e, m) for e in (1, 2, 3) for m in ("mse", "mae", "ssim")]
