@@ -30,13 +30,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from suite.jobs import expand_matrix, parse_overrides
     from suite.scheduler import prepare
 
-    jobs = expand_matrix(args.task, args.method, args.seeds, args.preset, parse_overrides(args.set))
+    matrix = expand_matrix(args.task, args.method, args.seeds, args.preset, parse_overrides(args.set))
+    jobs = matrix.jobs
     if args.dry_run:
         from suite.dry_run import dry_run
 
         for job in jobs:
             print(dry_run(job, args.results_dir, args.data_root))
+        print(matrix.describe())
         return 0
+    for note in matrix.notes:
+        print(note, file=sys.stderr)
     for job in jobs:  # before anything is built or written: is the data there?
         job.task.check_data(job.preset, job.context(args.data_root, args.results_dir / job.job_id, args.download))
     backend = make_backend(args)  # before anything is written: is the backend usable here?
@@ -49,7 +53,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for outcome in outcomes:
         if outcome.error:
             print(f"  {outcome.state}: {outcome.job_id}: {outcome.error}")
-    table = leaderboard.build(args.results_dir, [job.job_id for job in jobs])
+    rows = leaderboard.load(args.results_dir, [job.job_id for job in jobs])
+    table = leaderboard.aggregate(rows, leaderboard.primary_metrics(r["task"] for r in rows))
     if table:
         print("\n" + leaderboard.format_table(table))
     return 1 if counts["failed"] or counts["busy"] else 0
@@ -58,10 +63,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from suite import leaderboard
 
-    table = leaderboard.build(args.results_dir)
-    if not table:
+    rows = leaderboard.load(args.results_dir)
+    if not rows:
         raise SuiteError(f"no finished jobs under {args.results_dir}/; run `suite run` first "
                          f"(the existing {args.out} is left as it is)")
+    for message in leaderboard.conflicts(rows):
+        print(f"suite: warning: {message}", file=sys.stderr)
+    table = leaderboard.aggregate(rows, leaderboard.primary_metrics(r["task"] for r in rows))
     leaderboard.write(table, args.out)
     print(leaderboard.format_table(table))
     print(f"\nwrote {len(table)} rows to {args.out}", file=sys.stderr)
@@ -69,13 +77,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from suite.methods import AVERAGING_DEFAULTS, METHODS
+    from suite.methods import AVERAGING_DEFAULTS, AVERAGING_HELP, METHODS
     from suite.registry import get_task, task_names
 
     print("methods:")
     for name, text in METHODS.items():
         print(f"  {name:6s} {text}")
-    print("averaging keys (--set): " + ", ".join(f"{k}={v}" for k, v in AVERAGING_DEFAULTS.items()))
+    print("averaging keys (--set KEY=VALUE, or KEY=A,B,C to sweep); an epoch of an iteration-based loop is one "
+          "pass over the training data:")
+    for key, default in AVERAGING_DEFAULTS.items():
+        print(f"  {key}={default}: {AVERAGING_HELP[key]}")
     for name in task_names():
         task = get_task(name)
         print(f"\ntask {name}: {task.description}")
@@ -143,7 +154,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", default=None, help="preset of each task (default: the task's default, tiny)")
     run.add_argument("--seeds", type=_seeds, default=[0], help="seeds, comma-separated (default: 0)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a preset or averaging parameter (see `suite list`), or cfg.<mmengine key>")
+                     help="override a preset or averaging parameter (see `suite list`), or cfg.<mmengine key>; "
+                     "a comma list sweeps it (decay=0.9,0.95)")
     run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     run.add_argument("--data-root", type=Path, default=DEFAULT_DATA, help="where paper-scale datasets live")
     run.add_argument("--download", action="store_true", help="download datasets that allow it into --data-root")
@@ -151,7 +163,8 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--gpus", type=_csv, help="GPU ids, one worker pinned to each (e.g. 0,1)")
     where.add_argument("--workers", type=int, default=1, help="number of CPU worker processes (default: 1)")
     add_backend_arguments(run)
-    run.add_argument("--dry-run", action="store_true", help="print each job's full config and build its model")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print each job's full config and build its model, then the expanded job list and its size")
     run.set_defaults(func=cmd_run)
 
     board = sub.add_parser("leaderboard", help="aggregate finished jobs over seeds into a CSV")

@@ -50,11 +50,12 @@ def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path) -> Conf
         "type": "ResultsHook",
         "results_dir": str(results_dir),
         "job_id": job.job_id,
-        "row": {"job_id": job.job_id, "task": job.spec.task, "preset": job.spec.preset,
+        "row": {"job_id": job.job_id, "run_id": job.run_id, "task": job.spec.task, "preset": job.spec.preset,
                 "dataset": job.preset.dataset, "model": job.preset.model, "method": job.spec.method,
                 "seed": job.spec.seed, "variant": job.variant},
         "metrics": {m.name: m.higher_is_better for m in task.metrics},
         "by_epoch": by_epoch,
+        "val_split": task.val_split(job.preset, job.params),
     })
     cfg.merge_from_dict({
         "work_dir": str(ctx.work_dir),

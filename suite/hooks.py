@@ -4,8 +4,8 @@ Lifecycle of :class:`SemaHook` inside ``Runner.train()``::
 
     before_run            build the WeightAverager on the (unwrapped) model
     after_load_checkpoint restore the averaged weights and counters (resume continues exactly)
-    after_train_iter      update the average after each optimizer step; maybe switch (iteration mode)
-    after_train_epoch     maybe switch (epoch mode) -- before validation and before the checkpoint is saved
+    after_train_iter      update the average after each optimizer step; maybe switch (iteration schedule)
+    after_train_epoch     maybe switch (epoch schedule) -- before validation and before the checkpoint is saved
     before/after_val_epoch, before/after_test_epoch   evaluate the averaged weights, then swap back
     before_save_checkpoint  store the averaged weights and counters
 """
@@ -41,8 +41,13 @@ class SemaHook(Hook):
         switch: copy the average back into the trained weights (SEMA) at the switch points.
         switch_interval: switch at the end of every this many epochs ...
         switch_start: ... from this epoch on (1-based: ``switch_start=5`` first switches after epoch 5).
-        switch_interval_iters: switch every this many iterations instead (iteration-based loops; for
-            those, ``None`` means one pass over the training data).
+        switch_interval_iters: switch every this many iterations instead (``None``: by epochs), within
+            epoch ``switch_start`` and later.
+
+    The knobs mean the same in every loop kind: an iteration-based loop's "epoch" is one pass over the
+    training data (``len(train_dataloader)`` iterations), so there the switches fall on iterations
+    ``k * switch_interval * pass`` from the end of pass ``switch_start`` on, exactly where an epoch-based
+    loop of the same data would switch.
     """
 
     priority = "NORMAL"  # before CheckpointHook (VERY_LOW): a checkpoint holds the switched weights
@@ -73,6 +78,8 @@ class SemaHook(Hook):
         self.switch_start = switch_start
         self.switch_interval_iters = switch_interval_iters
         self.switches: list[dict[str, int]] = []  # where each switch happened: {"epoch": e, "iter": i}
+        self._period_iters: int | None = None  # the switch schedule in iterations (None: at epoch ends)
+        self._first_iter = 0  # no switch at or before this iteration
         self.averager: WeightAverager | None = None
         self._swap: contextlib.ExitStack | None = None
 
@@ -90,9 +97,13 @@ class SemaHook(Hook):
             update_interval=self.update_interval,
             exclude=getattr(model, "averaging_exclude", ()),
         )
+        per_epoch = len(runner.train_dataloader)
         by_epoch = isinstance(runner.train_loop, EpochBasedTrainLoop)
-        if not by_epoch and self.switch_interval_iters is None:
-            self.switch_interval_iters = len(runner.train_dataloader)
+        if self.switch_interval_iters is not None:
+            self._period_iters = self.switch_interval_iters
+        elif not by_epoch:
+            self._period_iters = self.switch_interval * per_epoch
+        self._first_iter = (self.switch_start - 1) * per_epoch
 
     def _warmup(self, runner) -> DecayWarmup | None:
         if not self.warmup:
@@ -110,12 +121,12 @@ class SemaHook(Hook):
             return  # gradient accumulation: no optimizer step happened in this iteration
         self.averager.update(runner.model)
         done = runner.iter + 1
-        if self.switch_interval_iters and done >= self.switch_start and done % self.switch_interval_iters == 0:
+        if self._period_iters and done > self._first_iter and done % self._period_iters == 0:
             self._switch(runner, epoch=runner.epoch, iteration=done)
 
     def after_train_epoch(self, runner) -> None:
         done = runner.epoch + 1  # mmengine increments the epoch after this hook
-        if self.switch_interval_iters is None and done >= self.switch_start and done % self.switch_interval == 0:
+        if self._period_iters is None and done >= self.switch_start and done % self.switch_interval == 0:
             self._switch(runner, epoch=done, iteration=runner.iter)
 
     def _switch(self, runner, epoch: int, iteration: int) -> None:
@@ -217,8 +228,9 @@ class ResultsHook(Hook):
     priority = "LOW"  # after SemaHook has swapped the averaged weights in
 
     def __init__(self, results_dir: str, job_id: str, row: dict[str, Any], metrics: dict[str, bool],
-                 by_epoch: bool = True) -> None:
+                 by_epoch: bool = True, val_split: str = "val") -> None:
         self.job = JobDir(results_dir, job_id)
+        self.val_split = val_split  # "test" when a final run's val loop evaluates the test split
         self.row = row  # the constant columns: job_id, task, preset, dataset, model, method, seed
         self.metrics = metrics  # metric name -> higher_is_better
         self.by_epoch = by_epoch
@@ -243,8 +255,8 @@ class ResultsHook(Hook):
         self.started = time.monotonic()
         epoch, iteration = self._position(runner)
         replay = bool(iteration) and self._val_due(runner)
-        self.job.drop_metrics(lambda r: r["split"] != "test" and (r["iter"] < iteration if replay
-                                                                   else r["iter"] <= iteration))
+        self.job.drop_metrics(lambda r: r["split"] != self.val_split  # the test pass's rows stay
+                              or (r["iter"] < iteration if replay else r["iter"] <= iteration))
         if replay:
             runner.logger.info(f"resumed: evaluating the checkpoint of epoch {epoch} again")
             runner.val_loop.run()
@@ -255,9 +267,12 @@ class ResultsHook(Hook):
         return round(runner.iter / len(runner.train_dataloader), 4), runner.iter
 
     def _val_due(self, runner) -> bool:
+        """Whether the loop evaluates at the checkpoint's position: on the interval, and always at the end
+        (a run killed between its last checkpoint and that final evaluation must still record it)."""
         loop = runner.train_loop
-        done = runner.epoch if self.by_epoch else runner.iter
-        return runner.val_loop is not None and done >= loop.val_begin and done % loop.val_interval == 0
+        done, end = (runner.epoch, loop.max_epochs) if self.by_epoch else (runner.iter, loop.max_iters)
+        return runner.val_loop is not None and done >= loop.val_begin and (done % loop.val_interval == 0
+                                                                            or done == end)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         loss = (outputs or {}).get("loss")
@@ -279,7 +294,7 @@ class ResultsHook(Hook):
                                          "max_iters": loop.max_iters})
 
     def after_val_epoch(self, runner, metrics: dict[str, float] | None = None) -> None:
-        self._record(runner, "val", metrics or {})
+        self._record(runner, self.val_split, metrics or {})
 
     def after_test_epoch(self, runner, metrics: dict[str, float] | None = None) -> None:
         _, iteration = self._position(runner)  # a re-run of a finished job tests again: keep one row each

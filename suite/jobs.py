@@ -1,7 +1,9 @@
-"""Jobs: one (task, preset, method, seed, overrides), with a deterministic id.
+"""Jobs: one (task, preset, method, seed, overrides), with a deterministic id; and sweeps over knobs.
 
-The id is a readable prefix plus a short hash of the *resolved* spec (preset params and averaging knobs
-after overrides), so re-running a matrix finds its finished jobs, and changing a knob makes a new job.
+The id is a readable prefix plus a short hash of the *resolved* spec -- what the job actually runs: the
+preset's params and the averaging knobs its method uses, after overrides. Restating a default, or setting a
+knob the method ignores (``decay`` for ``none``), is the same job; changing a knob that matters is a new one.
+A comma list in ``--set`` (``decay=0.9,0.95``) is a sweep: the matrix is the cartesian product.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from suite.errors import BadOverride, UnknownChoice
-from suite.methods import AVERAGING_DEFAULTS, METHODS
+from suite.methods import AVERAGING_DEFAULTS, METHODS, effective_averaging
 from suite.registry import get_task
 from suite.task import BuildContext, Preset, Task
+from suite.variants import format_variant, split_top_level
 
 CONFIG_PREFIX = "cfg."  # --set cfg.a.b=value edits the final mmengine config directly
 
@@ -37,13 +40,20 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    overrides = {}
+def parse_overrides(items: list[str]) -> dict[str, list[Any]]:
+    """``--set`` items -> key -> its values: one for a plain override, several for a sweep (``k=a,b,c``)."""
+    overrides: dict[str, list[Any]] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise BadOverride(f"bad override {item!r}: write it as key=value, e.g. --set epochs=3")
-        overrides[key.strip()] = parse_value(value)
+        if key in overrides:
+            raise BadOverride(f"{key} is set twice; write a sweep as one comma list, e.g. --set {key}=a,b")
+        values = [parse_value(part) for part in split_top_level(value)]
+        if len(values) != len({repr(v) for v in values}):
+            raise BadOverride(f"the sweep {item!r} repeats a value")
+        overrides[key] = values
     return overrides
 
 
@@ -85,7 +95,14 @@ class JobSpec:
             else:
                 valid = [*params, *averaging, f"{CONFIG_PREFIX}<mmengine.config.key>"]
                 raise UnknownChoice(f"override key for {self.task}/{self.preset}", key, valid)
-        return ResolvedJob(self, task, preset, params, averaging if self.method != "none" else {}, config_edits)
+        effective = effective_averaging(self.method, averaging)
+        shipped = effective_averaging(self.method, {**AVERAGING_DEFAULTS, **preset.averaging})
+        changed = {k: v for k, v in params.items() if v != preset.params[k]}
+        changed |= {k: v for k, v in effective.items() if k not in shipped or v != shipped[k]}
+        changed |= {f"{CONFIG_PREFIX}{k}": v for k, v in config_edits.items()}
+        ignored = tuple(k for k, _ in self.overrides
+                        if k in averaging and k not in params and k not in effective)
+        return ResolvedJob(self, task, preset, params, effective, config_edits, format_variant(changed), ignored)
 
 
 @dataclass(frozen=True)
@@ -94,38 +111,67 @@ class ResolvedJob:
     task: Task
     preset: Preset
     params: dict[str, Any]
-    averaging: dict[str, Any]  # empty for method "none"
+    averaging: dict[str, Any]  # the knobs the method uses (empty for "none")
     config_edits: dict[str, Any]
+    variant: str  # what differs from the preset as shipped, "k=v,k=v" ('' = as shipped): other settings never mix
+    ignored: tuple[str, ...] = ()  # override keys this method does not use
 
-    def as_dict(self) -> dict[str, Any]:
+    def identity(self) -> dict[str, Any]:
+        """What the job runs, and nothing else: the hash of this is the job's id."""
         return {
-            "task": self.spec.task, "preset": self.spec.preset, "method": self.spec.method,
-            "seed": self.spec.seed, "overrides": dict(self.spec.overrides),
-            "dataset": self.preset.dataset, "model": self.preset.model,
+            "task": self.spec.task, "preset": self.spec.preset, "method": self.spec.method, "seed": self.spec.seed,
             "params": self.params, "averaging": self.averaging, "config_edits": self.config_edits,
         }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.identity(), "overrides": dict(self.spec.overrides), "variant": self.variant,
+                "dataset": self.preset.dataset, "model": self.preset.model}
 
     def context(self, data_root: Path, work_dir: Path, download: bool = False, dry_run: bool = False) -> BuildContext:
         return BuildContext(params=self.params, seed=self.spec.seed, data_root=Path(data_root).expanduser(),
                             work_dir=Path(work_dir), download=download, dry_run=dry_run)
 
     @property
-    def variant(self) -> str:
-        """The overrides as ``k=v,k=v`` ('' for the preset as shipped): runs of other settings never mix."""
-        return ",".join(f"{k}={v}" for k, v in self.spec.overrides)
+    def job_id(self) -> str:
+        digest = hashlib.sha1(json.dumps(self.identity(), sort_keys=True, default=repr).encode()).hexdigest()
+        return f"{self.spec.task}-{self.spec.preset}-{self.spec.method}-s{self.spec.seed}-{digest[:8]}"
 
     @property
-    def job_id(self) -> str:
-        digest = hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True, default=str).encode()).hexdigest()
-        return f"{self.spec.task}-{self.spec.preset}-{self.spec.method}-s{self.spec.seed}-{digest[:8]}"
+    def run_id(self) -> str:
+        """The training run whose weights produced this job's rows (one run per job for now)."""
+        return self.job_id
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """The expanded jobs of a ``suite run``, in order and without duplicates, and what the user should know."""
+
+    jobs: list[ResolvedJob]
+    notes: list[str]
+
+    def describe(self) -> str:
+        lines = [f"{len(self.jobs)} job(s):"]
+        for job in self.jobs:
+            lines.append(f"  {job.job_id}  {job.spec.method:4s} seed {job.spec.seed}  {job.variant or '(as shipped)'}")
+        return "\n".join(lines + self.notes)
 
 
 def expand_matrix(tasks: list[str], methods: list[str], seeds: list[int], preset: str | None,
-                  overrides: dict[str, Any]) -> list[ResolvedJob]:
-    """Every (task, method, seed) combination, resolved; errors surface before any job starts."""
-    jobs = []
-    for task_name, method, seed in itertools.product(tasks, methods, seeds):
+                  overrides: dict[str, list[Any]]) -> Matrix:
+    """Every (task, method, seed, sweep point), resolved; errors surface before any job starts.
+
+    Points that resolve to the same job (``none`` under a decay sweep) are one job.
+    """
+    keys = sorted(overrides)
+    points = [tuple(zip(keys, values)) for values in itertools.product(*(overrides[k] for k in keys))]
+    jobs: dict[str, ResolvedJob] = {}
+    ignored: dict[str, set[str]] = {}
+    for task_name, method, seed, point in itertools.product(tasks, methods, seeds, points):
         task = get_task(task_name)
-        spec = JobSpec(task_name, preset or task.default_preset, method, seed, tuple(sorted(overrides.items())))
-        jobs.append(spec.resolve())
-    return jobs
+        job = JobSpec(task_name, preset or task.default_preset, method, seed, point).resolve()
+        jobs.setdefault(job.job_id, job)
+        if job.ignored:
+            ignored.setdefault(method, set()).update(job.ignored)
+    notes = [f"note: {', '.join(sorted(keys))} ignored for method {method} (it does not use them)"
+             for method, keys in sorted(ignored.items())]
+    return Matrix(list(jobs.values()), notes)

@@ -1,32 +1,51 @@
-"""Aggregate finished jobs over seeds into the leaderboard, one row per (task, preset, metric, method).
+"""Aggregate finished jobs over seeds into the leaderboard: what a careful reviewer would accept.
 
-Rows are also kept apart by ``variant`` (the job's ``--set`` overrides) and ``split`` (val / test), so runs
-with other settings never mix with the presets as shipped.
+One row per (selection, task, preset, variant, split, metric, method):
 
-Per row: seeds, final mean/std (the last evaluation of each seed), best mean/std (the best evaluation of each
-seed, by the metric's direction), the delta of the final mean against ``none``, and convergence speed: the
-first epoch at which the method's seed-mean curve reaches ``none``'s final mean (``none``'s own row holds
-the epoch at which it first gets there itself).
+- ``selection``: ``shipped`` (the preset's knobs, variant ''), ``sweep`` (every other variant: the
+  sensitivity data) and ``tuned`` (per task, preset and method, the variant with the best mean ``val``
+  primary metric, reported on ``test``; the row's ``variant`` names the chosen knobs).
+- Aggregation is by job: one curve per finished job, never a mixture. When two finished jobs claim the same
+  (task, preset, variant, method, seed) -- e.g. one left from an older version of a preset -- the newest
+  (latest recorded row) is used and :func:`conflicts` says so.
+- Against ``none`` the seeds are pairs (same initial weights and data order, see the README): the mean of
+  the per-seed differences with a 95% Student-t interval, the paired t-test's p-value and the win rate
+  (ties count half). ``none``'s row for a variant is the one with the same training knobs: a decay sweep is
+  compared with the one ``none`` it shares.
+- Convergence: per seed, the first evaluation reaching 90% / 99% of ``none``'s mean improvement from its
+  first to its final evaluation (epochs and wall seconds; empty when a seed never gets there), and the
+  normalised area under the curve (the curve's mean height over the run, against epochs and against wall
+  time), each as a mean over seeds with a 95% t interval.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from suite.methods import AVERAGING_DEFAULTS
 from suite.results import JobDir, write_atomic
+from suite.variants import format_variant, parse_variant
 
+TARGETS = (90, 99)  # percent of none's improvement over its first evaluation
+_INTERVAL = ("", "_ci_low", "_ci_high")
 COLUMNS = (
-    "task", "preset", "variant", "dataset", "model", "split", "metric", "higher_is_better", "method", "seeds",
-    "final_mean", "final_std", "best_mean", "best_std", "delta_vs_none", "delta_vs_none_pct",
-    "epochs", "epoch_reach_none_final",
+    "selection", "task", "preset", "variant", "dataset", "model", "split", "metric", "higher_is_better", "method",
+    "seeds", "final_mean", "final_std", "best_mean", "best_std",
+    "delta_vs_none", "delta_vs_none_pct", "delta_ci_low", "delta_ci_high", "p_value", "win_rate", "paired_seeds",
+    "epochs",
+    *(f"reach{q}_{unit}{part}" for unit in ("epoch", "s") for q in TARGETS for part in _INTERVAL),
+    *(f"auc_{unit}{part}" for unit in ("epoch", "s") for part in _INTERVAL),
 )
 METHOD_ORDER = {"none": 0, "ema": 1, "sema": 2}
+SELECTION_ORDER = {"shipped": 0, "tuned": 1, "sweep": 2}
 
 
 def finished_jobs(results_dir: Path, job_ids: Iterable[str] | None = None) -> Iterable[JobDir]:
@@ -38,12 +57,12 @@ def finished_jobs(results_dir: Path, job_ids: Iterable[str] | None = None) -> It
             yield job
 
 
-class Key(NamedTuple):
-    """What one leaderboard row aggregates: a metric of one method in one setting, over seeds."""
+class Cell(NamedTuple):
+    """What one leaderboard row aggregates over seeds: a metric of one method in one setting."""
 
     task: str
     preset: str
-    variant: str  # the job's --set overrides; runs with other settings are other rows
+    variant: str
     dataset: str
     model: str
     split: str
@@ -52,74 +71,226 @@ class Key(NamedTuple):
     method: str
 
 
-def _curves(rows: list[dict[str, Any]]) -> dict[Key, dict[int, list[tuple[float, float]]]]:
-    """Key -> seed -> [(epoch, value)] sorted by epoch."""
-    curves: dict[Key, dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        key = Key(r["task"], r["preset"], r.get("variant", ""), r["dataset"], r["model"], r["split"], r["metric"],
-                  r["higher_is_better"], r["method"])
-        curves[key][r["seed"]].append((r["epoch"], r["value"]))
-    for seeds in curves.values():
-        for points in seeds.values():
+@dataclass(frozen=True)
+class Curve:
+    """One job's evaluations of one metric on one split, in order."""
+
+    epochs: tuple[float, ...]
+    seconds: tuple[float, ...]
+    values: tuple[float, ...]
+
+
+def _claim(row: dict[str, Any]) -> tuple:
+    return row["task"], row["preset"], row.get("variant", ""), row["method"], row["seed"]
+
+
+def _newest_jobs(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Rows grouped by job, one job per claim (the newest); and a message for every claim made twice."""
+    by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_job[row["job_id"]].append(row)
+    claims: dict[tuple, list[str]] = defaultdict(list)
+    for job_id, job_rows in by_job.items():
+        claims[_claim(job_rows[0])].append(job_id)
+    messages = []
+    for claim, job_ids in claims.items():
+        if len(job_ids) > 1:
+            job_ids.sort(key=lambda j: (max(r["timestamp"] for r in by_job[j]), j))
+            task, preset, variant, method, seed = claim
+            messages.append(f"{len(job_ids)} finished jobs are {task}/{preset} {method} seed {seed}"
+                            f"{f' [{variant}]' if variant else ''}: using the newest, {job_ids[-1]}; ignoring "
+                            f"{', '.join(job_ids[:-1])} (delete them if they are stale)")
+            for stale in job_ids[:-1]:
+                del by_job[stale]
+    return by_job, messages
+
+
+def conflicts(rows: list[dict[str, Any]]) -> list[str]:
+    """What :func:`aggregate` will say about jobs that claim the same (task, preset, variant, method, seed)."""
+    return _newest_jobs(rows)[1]
+
+
+def _cells(rows: list[dict[str, Any]]) -> dict[Cell, dict[int, Curve]]:
+    """Cell -> seed -> that seed's job's curve."""
+    by_job, _ = _newest_jobs(rows)
+    cells: dict[Cell, dict[int, Curve]] = defaultdict(dict)
+    for job_rows in by_job.values():
+        series: dict[Cell, list[tuple[float, float, float]]] = defaultdict(list)
+        for r in job_rows:
+            cell = Cell(r["task"], r["preset"], r.get("variant", ""), r["dataset"], r["model"], r["split"],
+                        r["metric"], r["higher_is_better"], r["method"])
+            series[cell].append((r["epoch"], r["wall_time_s"], r["value"]))
+        seed = job_rows[0]["seed"]
+        for cell, points in series.items():
             points.sort()
-    return curves
+            cells[cell][seed] = Curve(*(tuple(p[i] for p in points) for i in range(3)))
+    return cells
 
 
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float | None, float | None, float | None]:
+    """Mean and its Student-t confidence interval (None where undefined: no values, or one)."""
+    if not values:
+        return None, None, None
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None, None
+    from scipy import stats
+
+    sem = stats.sem(values)
+    if sem == 0:
+        return mean, mean, mean
+    low, high = stats.t.interval(confidence, len(values) - 1, loc=mean, scale=sem)
+    return mean, float(low), float(high)
 
 
-def _mean_curve(seeds: dict[int, list[tuple[float, float]]]) -> list[tuple[float, float]]:
-    by_epoch: dict[float, list[float]] = defaultdict(list)
-    for points in seeds.values():
-        for epoch, value in points:
-            by_epoch[epoch].append(value)
-    return [(epoch, statistics.fmean(vals)) for epoch, vals in sorted(by_epoch.items()) if len(vals) == len(seeds)]
+def _std(values: list[float]) -> float | None:
+    return statistics.stdev(values) if len(values) > 1 else None
 
 
-def _reaches(curve: list[tuple[float, float]], target: float, higher: bool) -> float | None:
-    # a small tolerance so that a curve ending exactly on the target (none's own) counts as reaching it
-    tol = 1e-9 * max(1.0, abs(target))
-    for epoch, value in curve:
+def _paired(own: dict[int, Curve], base: dict[int, Curve], higher: bool) -> dict[str, Any]:
+    seeds = sorted(set(own) & set(base))
+    if not seeds:
+        return {"paired_seeds": 0}
+    diffs = [own[s].values[-1] - base[s].values[-1] for s in seeds]
+    delta, low, high = mean_ci(diffs)
+    p_value = None
+    if len(seeds) > 1 and any(d != diffs[0] for d in diffs):
+        from scipy import stats
+
+        p_value = float(stats.ttest_rel([own[s].values[-1] for s in seeds], [base[s].values[-1] for s in seeds]).pvalue)
+    elif len(seeds) > 1 and diffs[0] != 0:
+        p_value = 0.0  # every seed differs by the same nonzero amount
+    wins = sum(1.0 if (d > 0) == higher and d != 0 else 0.5 if d == 0 else 0.0 for d in diffs)
+    base_mean = statistics.fmean(base[s].values[-1] for s in seeds)
+    return {"delta_vs_none": delta, "delta_ci_low": low, "delta_ci_high": high, "p_value": p_value,
+            "win_rate": wins / len(seeds), "paired_seeds": len(seeds),
+            "delta_vs_none_pct": 100.0 * delta / abs(base_mean) if base_mean else None}
+
+
+def _first_reaching(curve: Curve, target: float, higher: bool) -> tuple[float, float] | None:
+    tol = 1e-9 * max(1.0, abs(target))  # a curve ending exactly on the target reaches it
+    for epoch, seconds, value in zip(curve.epochs, curve.seconds, curve.values):
         if (value >= target - tol) if higher else (value <= target + tol):
-            return epoch
+            return epoch, seconds
     return None
 
 
-def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    curves = _curves(rows)
+def _area(xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
+    """Mean height of the piecewise-linear curve over its x range (its only value for a single point)."""
+    if len(xs) < 2 or xs[-1] == xs[0]:
+        return statistics.fmean(ys)
+    area = sum((xs[i + 1] - xs[i]) * (ys[i + 1] + ys[i]) / 2 for i in range(len(xs) - 1))
+    return area / (xs[-1] - xs[0])
+
+
+def _with_interval(name: str, values: list[float] | None) -> dict[str, Any]:
+    return dict(zip((name + part for part in _INTERVAL), mean_ci(values or [])))
+
+
+def _convergence(own: dict[int, Curve], base: dict[int, Curve], higher: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if all(len(c.values) > 1 for c in own.values()):
+        out |= _with_interval("auc_epoch", [_area(c.epochs, c.values) for c in own.values()])
+        out |= _with_interval("auc_s", [_area(c.seconds, c.values) for c in own.values()])
+    if not base or any(len(c.values) < 2 for c in base.values()):
+        return out
+    first = statistics.fmean(c.values[0] for c in base.values())
+    gain = statistics.fmean(c.values[-1] for c in base.values()) - first
+    if (gain > 0) != higher or gain == 0:
+        return out  # none did not improve: no meaningful target
+    for q in TARGETS:
+        reached = [_first_reaching(c, first + q / 100 * gain, higher) for c in own.values()]
+        if all(reached):
+            out |= _with_interval(f"reach{q}_epoch", [r[0] for r in reached])
+            out |= _with_interval(f"reach{q}_s", [r[1] for r in reached])
+    return out
+
+
+def baseline_variant(variant: str) -> str:
+    """The variant of the ``none`` job a variant is compared with: the same knobs, less the averaging ones."""
+    return format_variant({k: v for k, v in parse_variant(variant).items() if k not in AVERAGING_DEFAULTS})
+
+
+def _row(selection: str, cell: Cell, seeds: dict[int, Curve], base: dict[int, Curve] | None) -> dict[str, Any]:
+    higher = cell.higher_is_better
+    finals = [c.values[-1] for c in seeds.values()]
+    bests = [max(c.values) if higher else min(c.values) for c in seeds.values()]
+    row = {column: None for column in COLUMNS} | cell._asdict() | {
+        "selection": selection, "seeds": len(seeds),
+        "final_mean": statistics.fmean(finals), "final_std": _std(finals),
+        "best_mean": statistics.fmean(bests), "best_std": _std(bests),
+        "epochs": max(c.epochs[-1] for c in seeds.values()),
+    }
+    if base is not None:
+        row |= _paired(seeds, base, higher) if cell.method != "none" else {"delta_vs_none": 0.0, "delta_vs_none_pct": 0.0}
+        row |= _convergence(seeds, base, higher)
+    return row
+
+
+def _tuned_choices(cells: dict[Cell, dict[int, Curve]], primary: dict[str, str]) -> dict[tuple, str]:
+    """(task, preset, method) -> the variant whose mean final val primary metric is best."""
+    best: dict[tuple, tuple[float, str]] = {}
+    for cell, seeds in cells.items():
+        if cell.split != "val" or primary.get(cell.task) != cell.metric:
+            continue
+        mean = statistics.fmean(c.values[-1] for c in seeds.values())
+        score = mean if cell.higher_is_better else -mean
+        key = (cell.task, cell.preset, cell.method)
+        if key not in best or (score, cell.variant == "") > (best[key][0], best[key][1] == ""):
+            best[key] = (score, cell.variant)  # ties go to the preset as shipped
+    return {key: variant for key, (_, variant) in best.items()}
+
+
+def aggregate(rows: list[dict[str, Any]], primary: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The leaderboard of ``rows`` (every metrics row of the finished jobs).
+
+    ``primary``: task -> its primary metric, which the tuned selection ranks by (see :func:`primary_metrics`);
+    tasks without one get no tuned rows.
+    """
+    cells = _cells(rows)
     table = []
-    finals: dict[Key, float] = {}
-    for key, seeds in curves.items():
-        higher = key.higher_is_better
-        final_mean, final_std = _mean_std([points[-1][1] for points in seeds.values()])
-        pick = max if higher else min
-        best_mean, best_std = _mean_std([pick(v for _, v in points) for points in seeds.values()])
-        finals[key] = final_mean
-        table.append({
-            **key._asdict(), "seeds": len(seeds),
-            "final_mean": final_mean, "final_std": final_std, "best_mean": best_mean, "best_std": best_std,
-            "epochs": max(points[-1][0] for points in seeds.values()),
-        })
-    for row in table:
-        own_key = Key(**{field: row[field] for field in Key._fields})
-        base = finals.get(own_key._replace(method="none"))
-        row["delta_vs_none"] = None if base is None else row["final_mean"] - base
-        row["delta_vs_none_pct"] = None if not base else 100.0 * (row["final_mean"] - base) / abs(base)
-        row["epoch_reach_none_final"] = None if base is None else _reaches(
-            _mean_curve(curves[own_key]), base, row["higher_is_better"])
-    table.sort(key=lambda r: (r["task"], r["preset"], r["variant"], r["split"], r["metric"],
+    for cell, seeds in cells.items():
+        base = cells.get(cell._replace(method="none", variant=baseline_variant(cell.variant)))
+        table.append(_row("shipped" if cell.variant == "" else "sweep", cell, seeds, base))
+    choices = _tuned_choices(cells, primary or {})
+    for cell, seeds in cells.items():
+        if cell.split != "test" or choices.get((cell.task, cell.preset, cell.method)) != cell.variant:
+            continue
+        none_variant = choices.get((cell.task, cell.preset, "none"))
+        base = None if none_variant is None else cells.get(cell._replace(method="none", variant=none_variant))
+        table.append(_row("tuned", cell, seeds, base))
+    table.sort(key=lambda r: (SELECTION_ORDER[r["selection"]], r["task"], r["preset"], r["split"], r["metric"],
+                              r["variant"] if r["selection"] == "sweep" else "",
                               METHOD_ORDER.get(r["method"], 9), r["method"]))
     return table
 
 
+def primary_metrics(tasks: Iterable[str]) -> dict[str, str]:
+    """Task -> primary metric name, for the registered tasks among ``tasks`` (no torch import)."""
+    from suite.errors import SuiteError
+    from suite.registry import get_task
+
+    out = {}
+    for name in set(tasks):
+        try:
+            out[name] = get_task(name).primary_metric.name
+        except SuiteError:
+            continue  # results of a task whose adapter is not installed here: no tuned rows
+    return out
+
+
+def load(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Every metrics row of the finished jobs under ``results_dir`` (or of ``job_ids``)."""
+    return [row for job in finished_jobs(results_dir, job_ids) for row in job.metrics()]
+
+
 def build(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    rows = [row for job in finished_jobs(results_dir, job_ids) for row in job.metrics()]
-    return aggregate(rows)
+    rows = load(results_dir, job_ids)
+    return aggregate(rows, primary_metrics(r["task"] for r in rows))
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
@@ -142,15 +313,26 @@ def _pm(mean: float, std: float | None) -> str:
     return f"{mean:.4g}" + (f" ± {std:.2g}" if std is not None else "")
 
 
-def format_table(table: list[dict[str, Any]]) -> str:
-    """A compact console table: mean +- std of final and best, delta vs none, convergence epoch."""
-    header = ("task", "preset", "metric", "method", "seeds", "final", "best", "delta", "reach@ep")
+def _delta(r: dict[str, Any]) -> str:
+    if r["delta_vs_none"] is None or r["method"] == "none":
+        return ""
+    interval = f" [{r['delta_ci_low']:+.3g}, {r['delta_ci_high']:+.3g}]" if r["delta_ci_low"] is not None else ""
+    return f"{r['delta_vs_none']:+.3g}{interval}"
+
+
+def format_table(table: list[dict[str, Any]], selections: tuple[str, ...] = ("shipped", "tuned")) -> str:
+    """A compact console table of the shipped and tuned selections: mean ± std over seeds, the paired delta
+    against none with its 95% interval, p-value, win rate, and epochs to 90% of none's improvement."""
+    header = ("selection", "task", "preset", "split", "metric", "method", "seeds", "final", "delta [95% CI]", "p",
+              "win", "ep→90%")
     lines = [header]
     for r in table:
+        if r["selection"] not in selections:
+            continue
         preset = r["preset"] + (f" [{r['variant']}]" if r["variant"] else "")
-        lines.append((r["task"], preset, r["metric"] + ("↑" if r["higher_is_better"] else "↓"), r["method"],
-                      str(r["seeds"]), _pm(r["final_mean"], r["final_std"]), _pm(r["best_mean"], r["best_std"]),
-                      "" if r["delta_vs_none"] is None else f"{r['delta_vs_none']:+.3g}",
-                      _fmt(r["epoch_reach_none_final"])))
+        lines.append((r["selection"], r["task"], preset, r["split"], r["metric"] + ("↑" if r["higher_is_better"] else "↓"),
+                      r["method"], str(r["seeds"]), _pm(r["final_mean"], r["final_std"]), _delta(r),
+                      "" if r["p_value"] is None else f"{r['p_value']:.2g}",
+                      "" if r["win_rate"] is None else f"{r['win_rate']:.2g}", _fmt(r["reach90_epoch"])))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)

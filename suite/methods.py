@@ -1,8 +1,14 @@
-"""The ``--method`` axis: what each method adds to a job, and the averaging knobs users may set."""
+"""The ``--method`` axis: what each method adds to a job, the averaging knobs, and which knobs each method uses.
+
+A knob a method does not use (``decay`` for ``none``, the switch knobs for ``ema``) is dropped from the
+job's resolved spec, so it neither changes the job's id nor retrains an identical job; the CLI says so.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from suite.errors import BadOverride
 
 METHODS: dict[str, str] = {
     "none": "plain training; the trained weights are evaluated",
@@ -12,35 +18,73 @@ METHODS: dict[str, str] = {
 
 # Defaults for every task; a preset's ``averaging`` dict and ``--set`` override them.
 AVERAGING_DEFAULTS: dict[str, Any] = {
-    "decay": 0.999,  # avg <- decay * avg + (1 - decay) * w, close to 1
-    "update_interval": 1,  # optimizer steps between averaging updates
-    "average_buffers": True,  # average BatchNorm statistics too
-    "warmup_epochs": 0,  # linear decay warm-up length in epochs (0: none) ...
-    "warmup_iters": 0,  # ... or in iterations
-    "warmup_factor": 0.9,  # the warm-up starts at warmup_factor * decay
-    "switch_interval": 1,  # SEMA: switch every this many epochs ...
-    "switch_start": 1,  # ... from this epoch on (1-based)
-    "switch_interval_iters": None,  # or every this many iterations (None: per epoch; iteration loops: one pass)
+    "decay": 0.999,
+    "update_interval": 1,
+    "average_buffers": True,
+    "warmup_epochs": 0,
+    "warmup_iters": 0,
+    "warmup_factor": 0.9,
+    "switch_interval": 1,
+    "switch_start": 1,
+    "switch_interval_iters": None,
 }
+
+# One meaning per knob in every loop kind. An "epoch" of an iteration-based loop (gen, COCO 90k) is one pass
+# over the training data (len(train_dataloader) iterations).
+AVERAGING_HELP: dict[str, str] = {
+    "decay": "avg <- decay * avg + (1 - decay) * w; close to 1 (ema, sema)",
+    "update_interval": "optimizer steps between averaging updates (ema, sema)",
+    "average_buffers": "average float buffers (BatchNorm statistics) too, else copy them (ema, sema)",
+    "warmup_epochs": "linear decay warm-up over this many epochs, 0: none (ema, sema)",
+    "warmup_iters": "... or over this many iterations; takes precedence over warmup_epochs (ema, sema)",
+    "warmup_factor": "the warm-up starts at warmup_factor * decay (ema, sema; only with a warm-up)",
+    "switch_interval": "switch every this many epochs (sema)",
+    "switch_start": "first epoch (1-based) at whose end, or within which, switches may happen (sema)",
+    "switch_interval_iters": "switch every this many iterations instead of switch_interval; None: per epoch (sema)",
+}
+
+_AVERAGING = ("decay", "update_interval", "average_buffers", "warmup_epochs", "warmup_iters", "warmup_factor")
+_SWITCH = ("switch_interval", "switch_start", "switch_interval_iters")
+USED_KNOBS: dict[str, tuple[str, ...]] = {"none": (), "ema": _AVERAGING, "sema": _AVERAGING + _SWITCH}
+
+
+def effective_averaging(method: str, averaging: dict[str, Any]) -> dict[str, Any]:
+    """The averaging knobs that change what a job of ``method`` does, with the same meaning in every loop.
+
+    Knobs that are inert in this combination are left out: a warm-up factor without a warm-up, and
+    ``warmup_epochs`` when ``warmup_iters`` is set.
+    """
+    if averaging.get("switch_interval_iters") is not None and averaging["switch_interval"] != 1 and method == "sema":
+        raise BadOverride("switch_interval and switch_interval_iters are both set; a switch period is either in "
+                          "epochs or in iterations: drop one of them")
+    used = {key: averaging[key] for key in USED_KNOBS[method]}
+    if used.get("warmup_iters"):
+        used.pop("warmup_epochs", None)
+    if used and not (used.get("warmup_iters") or used.get("warmup_epochs")):
+        used.pop("warmup_factor", None)
+    if used.get("switch_interval_iters") is not None:
+        used.pop("switch_interval", None)
+    return used
 
 
 def averaging_hook(method: str, averaging: dict[str, Any]) -> dict[str, Any] | None:
-    """The SemaHook config for a method, or None for plain training."""
+    """The SemaHook config for a method (``averaging`` as :func:`effective_averaging` leaves it), or None."""
     if method == "none":
         return None
+    full = {**AVERAGING_DEFAULTS, **averaging}
     warmup = None
-    if averaging["warmup_iters"]:
-        warmup = {"iters": averaging["warmup_iters"], "start_factor": averaging["warmup_factor"]}
-    elif averaging["warmup_epochs"]:
-        warmup = {"epochs": averaging["warmup_epochs"], "start_factor": averaging["warmup_factor"]}
+    if full["warmup_iters"]:
+        warmup = {"iters": full["warmup_iters"], "start_factor": full["warmup_factor"]}
+    elif full["warmup_epochs"]:
+        warmup = {"epochs": full["warmup_epochs"], "start_factor": full["warmup_factor"]}
     return {
         "type": "SemaHook",
-        "decay": averaging["decay"],
+        "decay": full["decay"],
         "warmup": warmup,
-        "update_interval": averaging["update_interval"],
-        "average_buffers": averaging["average_buffers"],
+        "update_interval": full["update_interval"],
+        "average_buffers": full["average_buffers"],
         "switch": method == "sema",
-        "switch_interval": averaging["switch_interval"],
-        "switch_start": averaging["switch_start"],
-        "switch_interval_iters": averaging["switch_interval_iters"],
+        "switch_interval": full["switch_interval"],
+        "switch_start": full["switch_start"],
+        "switch_interval_iters": full["switch_interval_iters"],
     }

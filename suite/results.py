@@ -25,10 +25,10 @@ from typing import Any
 from suite.errors import CorruptResults
 
 METRIC_COLUMNS = (
-    "job_id", "task", "preset", "dataset", "model", "method", "seed", "variant",
+    "job_id", "run_id", "task", "preset", "dataset", "model", "method", "seed", "variant",
     "epoch", "iter", "split", "metric", "value", "higher_is_better", "wall_time_s", "timestamp",
 )
-OPTIONAL_COLUMNS = {"variant": ""}  # absent from files written before it existed
+OPTIONAL_COLUMNS = {"variant": "", "run_id": ""}  # absent from files written before they existed
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: mkstemp creates 0600 files, results must stay readable like any other file
 
@@ -84,6 +84,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             rows = []
             for line, raw in enumerate(reader, start=2):
                 raw = {**OPTIONAL_COLUMNS, **raw}
+                raw["run_id"] = raw["run_id"] or raw["job_id"]
                 if None in raw or any(raw[c] is None for c in METRIC_COLUMNS):
                     raise CorruptResults(path, f"line {line} has the wrong number of fields")
                 try:

@@ -80,6 +80,11 @@ class Task(ABC):
     def metric(self, name: str) -> Metric | None:
         return next((m for m in self.metrics if m.name == name), None)
 
+    def val_split(self, preset: Preset, params: dict[str, Any]) -> str:
+        """Which split the val loop evaluates: "val" (held out from training), or "test" when a final run
+        trains on the whole training set (a paper preset's ``val_size=0``) and curves are drawn on test."""
+        return "val"
+
     def check_data(self, preset: Preset, ctx: BuildContext) -> None:
         """Fail early, before anything is built or written, when the preset's data is not there.
 

@@ -10,41 +10,56 @@ from pathlib import Path
 
 import pytest
 
+from scipy import stats
+
 from suite import leaderboard
 from suite.results import JobDir
 
 
 def write_job(results: Path, method: str, seed: int, values: list[float], higher: bool = True,
-              metric: str = "top1", state: str = "done") -> JobDir:
-    job = JobDir(results, f"t-{metric}-{method}-s{seed}")
+              metric: str = "top1", state: str = "done", variant: str = "", split: str = "val",
+              job_id: str | None = None, stamp: str = "2026-01-01T00:00:00") -> JobDir:
+    job = JobDir(results, job_id or f"t-{metric}-{method}-s{seed}-{variant}")
     job.append_metrics([
         {"job_id": job.job_id, "task": "t", "preset": "tiny", "dataset": "d", "model": "m", "method": method,
-         "seed": seed, "epoch": epoch, "iter": 10 * epoch, "split": "val", "metric": metric, "value": v,
-         "higher_is_better": higher, "wall_time_s": epoch, "timestamp": "2026-01-01T00:00:00"}
+         "seed": seed, "variant": variant, "epoch": epoch, "iter": 10 * epoch, "split": split, "metric": metric,
+         "value": v, "higher_is_better": higher, "wall_time_s": 2.0 * epoch, "timestamp": stamp}
         for epoch, v in enumerate(values, start=1)
     ])
     job.update_status(state=state)
     return job
 
 
-def rows_by_method(results: Path) -> dict[str, dict]:
-    return {r["method"]: r for r in leaderboard.build(results)}
+def rows_by_method(results: Path, selection: str = "shipped") -> dict[str, dict]:
+    return {r["method"]: r for r in leaderboard.build(results) if r["selection"] == selection}
 
 
-def test_higher_is_better(tmp_path: Path) -> None:
-    write_job(tmp_path, "none", 0, [50, 60, 70])
-    write_job(tmp_path, "none", 1, [52, 64, 72])
-    write_job(tmp_path, "sema", 0, [55, 72, 74])
-    write_job(tmp_path, "sema", 1, [61, 70, 76])
+def test_higher_is_better_with_paired_statistics(tmp_path: Path) -> None:
+    for seed, (none, sema) in enumerate([([50, 60, 70], [55, 72, 74]), ([52, 64, 72], [61, 70, 76]),
+                                         ([51, 61, 71], [60, 70, 71])]):
+        write_job(tmp_path, "none", seed, none)
+        write_job(tmp_path, "sema", seed, sema)
     write_job(tmp_path, "ema", 0, [10, 20, 90], state="failed")  # only finished jobs count
     rows = rows_by_method(tmp_path)
     assert set(rows) == {"none", "sema"}
     none, sema = rows["none"], rows["sema"]
-    assert (none["seeds"], none["final_mean"], none["final_std"]) == (2, 71, pytest.approx(1.41421356))
-    assert sema["final_mean"] == 75 and sema["best_mean"] == 75
-    assert sema["delta_vs_none"] == 4 and sema["delta_vs_none_pct"] == pytest.approx(400 / 71)
-    assert sema["epoch_reach_none_final"] == 2  # mean curve 58, 71, 75 reaches none's final 71 at epoch 2
-    assert none["epoch_reach_none_final"] == 3
+    assert (none["seeds"], none["final_mean"], none["final_std"]) == (3, 71, pytest.approx(1.0))
+    assert sema["final_mean"] == pytest.approx(221 / 3) and sema["best_mean"] == pytest.approx(221 / 3)
+    diffs = [4, 4, 0]  # per seed: 74-70, 76-72, 71-71
+    assert sema["delta_vs_none"] == pytest.approx(8 / 3)
+    low, high = stats.t.interval(0.95, 2, loc=8 / 3, scale=stats.sem(diffs))
+    assert (sema["delta_ci_low"], sema["delta_ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert sema["p_value"] == pytest.approx(stats.ttest_rel([74, 76, 71], [70, 72, 71]).pvalue)
+    assert sema["win_rate"] == pytest.approx(2.5 / 3) and sema["paired_seeds"] == 3
+    # none improves from 51 to 71 on average: 90% is 69, 99% is 70.8
+    assert sema["reach90_epoch"] == 2 and sema["reach90_s"] == 4  # every seed is at >= 70 at epoch 2
+    assert (sema["reach99_epoch"], sema["reach99_epoch_ci_low"]) == (pytest.approx(8 / 3), pytest.approx(
+        stats.t.interval(0.95, 2, loc=8 / 3, scale=stats.sem([2, 3, 3]))[0]))  # 72, 70 and 70 < 70.8
+    assert none["reach90_epoch"] == 3
+    # the mean height of the curve over the run: trapezoids over epochs 1..3, divided by 2
+    assert sema["auc_epoch"] == pytest.approx(sum((a + 2 * b + c) / 4 for a, b, c in
+                                                  ([55, 72, 74], [61, 70, 76], [60, 70, 71])) / 3)
+    assert sema["auc_s"] == pytest.approx(sema["auc_epoch"])  # evaluations evenly spaced in time too
 
 
 def test_lower_is_better(tmp_path: Path) -> None:
@@ -53,9 +68,9 @@ def test_lower_is_better(tmp_path: Path) -> None:
     write_job(tmp_path, "sema", 0, [7, 4, 3, 3], higher=False, metric="mae")
     rows = rows_by_method(tmp_path)
     assert rows["none"]["best_mean"] == 4  # the minimum, not the maximum
-    assert rows["none"]["epoch_reach_none_final"] == 2  # first epoch at or below 6
-    assert rows["ema"]["delta_vs_none"] == -1 and rows["ema"]["epoch_reach_none_final"] == 2
-    assert rows["sema"]["epoch_reach_none_final"] == 2 and rows["sema"]["delta_vs_none"] == -3
+    assert rows["ema"]["delta_vs_none"] == -1 and rows["ema"]["win_rate"] == 1
+    assert rows["sema"]["delta_vs_none"] == -3 and rows["sema"]["delta_ci_low"] is None  # one seed: no interval
+    assert rows["sema"]["reach90_epoch"] == 2  # none goes 9 -> 6: 90% of that is 6.3
     assert [r["method"] for r in leaderboard.build(tmp_path)] == ["none", "ema", "sema"]
 
 
@@ -64,8 +79,48 @@ def test_never_reaching_and_no_baseline(tmp_path: Path) -> None:
     write_job(tmp_path, "ema", 0, [40, 70])
     write_job(tmp_path, "sema", 0, [1, 2], metric="other")
     rows = {(r["metric"], r["method"]): r for r in leaderboard.build(tmp_path)}
-    assert rows[("top1", "ema")]["epoch_reach_none_final"] is None
+    assert rows[("top1", "ema")]["reach90_epoch"] is None and rows[("top1", "ema")]["auc_epoch"] == 55
     assert rows[("other", "sema")]["delta_vs_none"] is None
+
+
+def test_variants_stay_apart_and_pair_with_the_none_of_their_training_knobs(tmp_path: Path) -> None:
+    write_job(tmp_path, "none", 0, [50, 60])
+    write_job(tmp_path, "sema", 0, [50, 64])
+    write_job(tmp_path, "sema", 0, [50, 58], variant="decay=0.8")
+    write_job(tmp_path, "none", 0, [50, 70], variant="epochs=2")
+    write_job(tmp_path, "sema", 0, [50, 75], variant="decay=0.8,epochs=2")
+    rows = {(r["selection"], r["variant"], r["method"]): r for r in leaderboard.build(tmp_path)}
+    assert rows[("shipped", "", "sema")]["delta_vs_none"] == 4
+    assert rows[("sweep", "decay=0.8", "sema")]["delta_vs_none"] == -2  # against the one shipped none
+    assert rows[("sweep", "decay=0.8,epochs=2", "sema")]["delta_vs_none"] == 5  # against none at epochs=2
+    assert len(rows) == 5
+
+
+def test_duplicate_jobs_of_one_seed_are_never_mixed(tmp_path: Path) -> None:
+    write_job(tmp_path, "none", 0, [50, 60, 70], job_id="old", stamp="2026-01-01T00:00:00")
+    write_job(tmp_path, "none", 0, [40, 55, 62, 66, 68], job_id="new", stamp="2026-02-01T00:00:00")
+    rows = leaderboard.load(tmp_path)
+    (message,) = leaderboard.conflicts(rows)
+    assert "using the newest, new" in message and "ignoring old" in message
+    (row,) = leaderboard.aggregate(rows)
+    assert (row["seeds"], row["final_mean"], row["epochs"]) == (1, 68, 5)
+
+
+def test_tuned_selects_on_val_and_reports_test(tmp_path: Path) -> None:
+    """decay=0.8 is best on val, decay=0.9 on test: the tuned table must report decay=0.8's test result."""
+    for seed in (0, 1):
+        write_job(tmp_path, "none", seed, [50, 60 + seed])
+        write_job(tmp_path, "none", seed, [58 + seed], split="test")
+        for variant, val, test in (("", 62, 59), ("decay=0.8", 66, 60), ("decay=0.9", 64, 70)):
+            write_job(tmp_path, "sema", seed, [50, val + seed], variant=variant)
+            write_job(tmp_path, "sema", seed, [test + seed], variant=variant, split="test")
+    table = leaderboard.aggregate(leaderboard.load(tmp_path), {"t": "top1"})
+    tuned = {r["method"]: r for r in table if r["selection"] == "tuned"}
+    assert set(tuned) == {"none", "sema"}
+    assert tuned["sema"]["variant"] == "decay=0.8" and tuned["sema"]["split"] == "test"
+    assert tuned["sema"]["final_mean"] == 60.5 and tuned["sema"]["delta_vs_none"] == 2
+    assert tuned["none"]["variant"] == ""
+    assert not [r for r in leaderboard.aggregate(leaderboard.load(tmp_path)) if r["selection"] == "tuned"]
 
 
 def test_cli_writes_csv_and_refuses_corrupt_input(tmp_path: Path) -> None:
@@ -77,7 +132,8 @@ def test_cli_writes_csv_and_refuses_corrupt_input(tmp_path: Path) -> None:
     with out.open() as handle:
         table = list(csv.DictReader(handle))
     assert tuple(table[0]) == leaderboard.COLUMNS
-    assert [(r["method"], r["final_mean"], r["delta_vs_none"]) for r in table] == [("none", "60", "0"), ("sema", "66", "6")]
+    assert [(r["selection"], r["method"], r["final_mean"], r["delta_vs_none"]) for r in table] == [
+        ("shipped", "none", "60", "0"), ("shipped", "sema", "66", "6")]
 
     before = out.read_text()
     with job.metrics_csv.open("a") as handle:

@@ -1,0 +1,85 @@
+"""Job identity and sweeps: the id hashes what a job runs, a sweep expands to the cartesian product."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from suite.errors import BadOverride
+from suite.jobs import JobSpec, expand_matrix, parse_overrides
+
+
+def job(method: str, *overrides: tuple[str, object], task: str = "cls"):
+    return JobSpec(task, "tiny", method, 0, tuple(sorted(overrides))).resolve()
+
+
+def test_restating_a_default_is_the_same_job() -> None:
+    assert job("sema", ("epochs", 10)).job_id == job("sema").job_id
+    assert job("sema", ("decay", 0.95), ("switch_start", 2)).job_id == job("sema").job_id
+    assert job("sema", ("epochs", 10)).variant == ""
+    assert job("sema", ("epochs", 12)).job_id != job("sema").job_id
+
+
+@pytest.mark.parametrize(("method", "knob"), [
+    ("none", ("decay", 0.9)), ("none", ("switch_interval", 2)), ("ema", ("switch_interval", 2)),
+    ("ema", ("switch_start", 5)), ("ema", ("switch_interval_iters", 7)),
+])
+def test_a_knob_the_method_ignores_does_not_change_its_id(method: str, knob: tuple[str, object]) -> None:
+    resolved = job(method, knob)
+    assert resolved.job_id == job(method).job_id
+    assert resolved.variant == "" and resolved.ignored == (knob[0],)
+
+
+def test_knobs_that_matter_make_a_new_variant() -> None:
+    sema = job("sema", ("decay", 0.8), ("switch_interval", 2))
+    assert sema.job_id != job("sema").job_id
+    assert sema.variant == "decay=0.8,switch_interval=2"
+    assert job("ema", ("decay", 0.8)).variant == "decay=0.8"
+    assert job("none", ("depths", [1, 1])).variant == "depths=[1,1]"
+
+
+def test_a_sweep_is_the_cartesian_product_and_none_is_trained_once() -> None:
+    overrides = parse_overrides(["decay=0.9,0.95,0.99", "switch_interval=1,2"])
+    assert overrides == {"decay": [0.9, 0.95, 0.99], "switch_interval": [1, 2]}
+    matrix = expand_matrix(["cls"], ["none", "ema", "sema"], [0, 1], None, overrides)
+    methods = [j.spec.method for j in matrix.jobs]
+    # per seed: one none, three ema decays (switch_interval is not an ema knob), 3 x 2 sema points
+    assert (methods.count("none"), methods.count("ema"), methods.count("sema")) == (2, 6, 12)
+    assert len({j.job_id for j in matrix.jobs}) == len(matrix.jobs)
+    assert {j.variant for j in matrix.jobs if j.spec.method == "sema"} == {  # 0.95 is the preset's decay
+        "decay=0.9", "decay=0.9,switch_interval=2", "", "switch_interval=2",
+        "decay=0.99", "decay=0.99,switch_interval=2"}
+    assert any("decay, switch_interval ignored for method none" in n for n in matrix.notes)
+
+
+def test_list_values_are_not_sweeps() -> None:
+    assert parse_overrides(["depths=[1,1,2]"]) == {"depths": [[1, 1, 2]]}
+    assert parse_overrides(["depths=[1],[1,1]"]) == {"depths": [[1], [1, 1]]}
+
+
+@pytest.mark.parametrize(("items", "message"), [
+    (["decay=0.9", "decay=0.95"], "decay is set twice"),
+    (["decay=0.9,0.9"], "repeats a value"),
+])
+def test_bad_sweeps(items: list[str], message: str) -> None:
+    with pytest.raises(BadOverride, match=message):
+        parse_overrides(items)
+
+
+def test_switch_period_in_epochs_and_in_iterations_is_an_error() -> None:
+    with pytest.raises(BadOverride, match="drop one of them"):
+        job("sema", ("switch_interval", 2), ("switch_interval_iters", 10))
+    assert job("ema", ("switch_interval", 2), ("switch_interval_iters", 10)).job_id == job("ema").job_id
+
+
+def test_cli_dry_run_prints_the_expanded_list() -> None:
+    result = subprocess.run([sys.executable, "-m", "suite.cli", "run", "--task", "cls", "--method", "none,sema",
+                             "--seeds", "0,1", "--set", "decay=0.9,0.99", "--set", "depths=[1]", "--set", "width=4",
+                             "--dry-run"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    listing = result.stdout[result.stdout.index("6 job(s):"):]
+    assert listing.count("sema seed") == 4 and listing.count("none seed") == 2
+    assert "decay=0.9,depths=[1],width=4" in listing
+    assert "note: decay ignored for method none" in listing
