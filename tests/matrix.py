@@ -79,6 +79,7 @@ def assert_complete(results: Path, reference: str) -> None:
     for job in jobs(results):
         assert job.status()["state"] == "done", (job.job_id, job.status())
         rows = Counter((r["epoch"], r["split"], r["metric"]) for r in job.metrics())
-        assert sorted(rows) == [(1.0, "val", "top1"), (2.0, "val", "top1"), (3.0, "val", "top1")], rows
+        assert sorted(rows) == [(1.0, "val", "top1"), (2.0, "val", "top1"), (3.0, "test", "top1"),
+                                (3.0, "val", "top1")], rows
         assert set(rows.values()) == {1}, rows
     assert board(results) == reference

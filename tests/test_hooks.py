@@ -31,9 +31,17 @@ class Probe(Hook):
             torch.equal(t, averaged[n]) for n, t in runner.model.state_dict().items()))
 
 
-def train(tmp_path: Path, method: str, epochs: int, **overrides) -> tuple[Runner, Probe, SemaHook]:
+def train(tmp_path: Path, method: str, epochs: int, by_iters: bool = False, **overrides) -> tuple[Runner, Probe, SemaHook]:
+    """Train cls tiny; ``by_iters``: the same run through mmengine's IterBasedTrainLoop (as gen's loop)."""
     job = JobSpec("cls", "tiny", method, 0, (*FAST, ("epochs", epochs), *overrides.items())).resolve()
     cfg = build_config(job, job.context(tmp_path / "data", tmp_path / job.job_id / "work"), tmp_path)
+    if by_iters:
+        per_epoch = len(Runner.build_dataloader(cfg.train_dataloader))
+        cfg.train_cfg = {"type": "IterBasedTrainLoop", "max_iters": epochs * per_epoch, "val_interval": per_epoch}
+        cfg.param_scheduler = []
+        cfg.default_hooks.checkpoint.by_epoch = False
+        cfg.log_processor.by_epoch = False
+        next(h for h in cfg.custom_hooks if h["type"] == "ResultsHook")["by_epoch"] = False
     runner = Runner.from_cfg(cfg)
     probe = Probe()
     runner.register_hook(probe)
@@ -72,6 +80,17 @@ def test_iteration_switches(tmp_path: Path) -> None:
     iters = [s["iter"] for s in sema.switches]
     assert iters and all(i % 2 == 0 for i in iters) and iters == sorted(iters)
     assert len(iters) == sema.counts()["updates"] // 2
+
+
+def test_switch_knobs_mean_epochs_in_iteration_loops_too(tmp_path: Path) -> None:
+    """An iteration-based loop switches where an epoch-based loop over the same data does: switch_start and
+    switch_interval count passes over the training data in both."""
+    knobs = {"switch_start": 2, "switch_interval": 2}
+    _, _, by_epoch = train(tmp_path / "epochs", "sema", epochs=5, **knobs)
+    _, _, by_iter = train(tmp_path / "iters", "sema", epochs=5, by_iters=True, **knobs)
+    per_epoch = by_epoch.switches[0]["iter"] // 2
+    assert [s["iter"] for s in by_epoch.switches] == [2 * per_epoch, 4 * per_epoch]
+    assert [s["iter"] for s in by_iter.switches] == [s["iter"] for s in by_epoch.switches]
 
 
 @pytest.mark.parametrize("bad", [{"switch_interval": 0}, {"warmup": {"steps": 3}}])

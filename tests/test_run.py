@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from suite.jobs import JobSpec
 from suite.results import JobDir
@@ -29,7 +30,7 @@ def run_args(results: Path, epochs: int, method: str = "sema") -> list[str]:
 
 def curve(results: Path) -> list[tuple[float, float]]:
     (job,) = [JobDir(results, p.name) for p in results.iterdir() if p.is_dir()]
-    return [(r["epoch"], r["value"]) for r in job.metrics()]
+    return [(r["epoch"], r["value"]) for r in job.metrics() if r["split"] == "val"]
 
 
 def test_kill_and_rerun_resumes_exactly(tmp_path: Path) -> None:
@@ -100,3 +101,43 @@ def test_dry_run_builds_paper_preset_without_data(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "type='SemaHook'" in result.stdout and "switch=True" in result.stdout
     assert "# model: ImageClassifier, 11.2" in result.stdout  # ResNet-18 with 100 classes
+
+
+def test_final_evaluation_is_recorded_after_a_kill_before_it(tmp_path: Path) -> None:
+    """With evaluations every 2 of 3 epochs, the last checkpoint (epoch 3) is written before the final
+    evaluation; a job killed in between resumes at the end of training and must still record it."""
+    args = ["--set", "cfg.train_cfg.val_interval=2"]
+    assert suite(*run_args(tmp_path, epochs=3), *args).returncode == 0
+    (job,) = [JobDir(tmp_path, p.name) for p in tmp_path.iterdir() if p.is_dir()]
+    reference = [(r["split"], r["epoch"], r["value"]) for r in job.metrics()]
+    assert [r[:2] for r in reference] == [("val", 2), ("val", 3), ("test", 3)]
+
+    job.drop_metrics(lambda r: r["epoch"] < 3)  # as if killed right after the epoch-3 checkpoint
+    job.update_status(state="failed", error="killed")
+    again = suite(*run_args(tmp_path, epochs=3), *args)
+    assert again.returncode == 0, again.stderr
+    assert [(r["split"], r["epoch"], r["value"]) for r in job.metrics()] == reference
+    assert job.status()["resumed_from"].endswith("epoch_3.pth")
+
+
+def test_a_seed_gives_every_method_the_same_start_and_data_order(tmp_path: Path) -> None:
+    """The seeds are pairs: none, ema and sema of one seed start from the same weights and draw the same
+    batches, so after epoch 1 (before sema's first switch at epoch 2) all three trained the same weights,
+    and ema -- which never feeds back -- ends on exactly none's weights. Another seed trains other weights."""
+    sets = [x for s in [*FAST, "epochs=2", "switch_start=2"] for x in ("--set", s)]
+    result = suite("run", "--task", "cls", "--method", "none,ema,sema", "--seeds", "0,1",
+                   "--results-dir", str(tmp_path), *sets)
+    assert result.returncode == 0, result.stderr
+
+    def weights(method: str, seed: int, epoch: int) -> dict[str, torch.Tensor]:
+        (folder,) = tmp_path.glob(f"cls-tiny-{method}-s{seed}-*")
+        return torch.load(folder / "work" / f"epoch_{epoch}.pth", weights_only=False)["state_dict"]
+
+    def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    none = weights("none", 0, 1)
+    assert same(none, weights("ema", 0, 1)) and same(none, weights("sema", 0, 1))
+    assert same(weights("none", 0, 2), weights("ema", 0, 2))
+    assert not same(weights("none", 0, 2), weights("sema", 0, 2))
+    assert not same(none, weights("none", 1, 1))

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Copy what the leaderboard and the dashboard read from a results directory into a folder to commit:
+# each finished job's job.json, status.json, metrics.csv and sample images -- no checkpoints, no logs.
+#   bash scripts/publish_results.sh ~/sema-results/tiny published/tiny
+set -euo pipefail
+[ $# -eq 2 ] || { echo "usage: $0 RESULTS_DIR DEST_DIR" >&2; exit 2; }
+src=$1
+dest=$2
+[ -d "$src" ] || { echo "$0: $src is not a directory" >&2; exit 2; }
+count=0
+for status in "$src"/*/status.json; do
+  job=$(dirname "$status")
+  grep -q '"state": "done"' "$status" || continue
+  out="$dest/$(basename "$job")"
+  mkdir -p "$out"
+  cp "$job/job.json" "$job/status.json" "$job/metrics.csv" "$out/"
+  if [ -d "$job/samples" ]; then
+    rm -rf "$out/samples"
+    cp -r "$job/samples" "$out/"
+  fi
+  count=$((count + 1))
+done
+echo "copied $count finished job(s) from $src to $dest"
