@@ -14,7 +14,8 @@ import streamlit as st
 
 from dashboard import charts, tables
 from dashboard.store import ResultsStore, Snapshot
-from suite import leaderboard
+from suite import leaderboard, profiles
+from suite.profiles import selection_of
 from suite.registry import get_task
 
 RESULTS_ENV = "SUITE_RESULTS_DIR"
@@ -58,7 +59,7 @@ def choose(label: str, options: list[str], key: str, default: str | None = None)
 
 
 def curves(rows: list[dict], metric: str, higher: bool) -> None:
-    """Seed-mean curves per method with a std band, against epoch, iteration or wall-clock time."""
+    """Seed-mean curves per method and variant with a std band, against epoch, iteration or wall-clock time."""
     cols = st.columns([1, 1, 1])
     splits = sorted({r["split"] for r in rows})
     with cols[0]:
@@ -77,10 +78,12 @@ def curves(rows: list[dict], metric: str, higher: bool) -> None:
         st.altair_chart(charts.curve_chart(summary, points if show_seeds else None, x_title,
                                            f"{metric} ({direction(higher)})", counts=x != "wall-clock"),
                         width="stretch")
-        seeds = summary.groupby("method")["n"].max().to_dict()
-        st.caption("Line: mean over seeds; shaded band: mean ± 1 standard deviation over seeds ("
-                   + ", ".join(f"{m}: {n}" for m, n in sorted(seeds.items(), key=lambda kv: tables.method_key(kv[0])))
-                   + " seeds). Curves include running jobs (not failed ones).")
+        seeds = summary.groupby(["method", "variant"])["n"].max().to_dict()
+        counts = ", ".join(f"{tables.series_label(m, v)}: {n}"
+                           for (m, v), n in sorted(seeds.items(), key=lambda kv: tables.series_key(*kv[0])))
+        st.caption("One curve per method and variant (*shipped*: the preset as shipped; otherwise the `--set` "
+                   "knobs it ran with), never averaged together. Line: mean over seeds; shaded band: mean ± 1 "
+                   f"standard deviation over seeds ({counts} seeds). Curves include running jobs (not failed ones).")
 
 
 def task_view(snapshot: Snapshot, task: str, preset: str, metric: str, higher: bool) -> None:
@@ -89,20 +92,62 @@ def task_view(snapshot: Snapshot, task: str, preset: str, metric: str, higher: b
         curves(rows, metric, higher)
     else:
         st.info(f"No evaluation of {metric} from a done or running job of {task} / {preset} yet.")
+    repeated = [j.job_id for j in snapshot.repeated if j.get("task") == task and j.get("preset") == preset]
+    if repeated:
+        st.warning(f"Left out {len(repeated)} older job(s) that repeat a seed of the same method and variant (the "
+                   f"newest is used, as in the leaderboard; delete them if they are stale): {', '.join(repeated)}",
+                   icon="⚠️")
     board_rows = tables.leaderboard_rows(snapshot.leaderboard, task, preset, metric)
     with st.container(key="leaderboard"):
         st.subheader(f"Leaderboard: {task} / {preset} · {metric} ({direction(higher)})")
         if not board_rows:
             st.info("No finished jobs for this task and preset yet; the leaderboard fills in as jobs finish.")
             return
-        frame = tables.leaderboard_frame(board_rows)
-        show_leaderboard(frame, higher)
+        by_selection = {s: [r for r in board_rows if selection_of(r) == s] for s in tables.SELECTIONS}
+        st.markdown("##### As shipped: the preset's own knobs")
+        if by_selection["shipped"]:
+            show_leaderboard(tables.leaderboard_frame(by_selection["shipped"]), higher)
+        else:
+            st.caption("No finished run of the preset as shipped; every run here set some knob (see below).")
+        st.markdown(f"##### Tuned: per method, the variant with the best mean val {metric}, reported on test")
+        if by_selection["tuned"]:
+            show_leaderboard(tables.leaderboard_frame(by_selection["tuned"]), higher)
+        else:
+            st.caption("No tuned rows in this leaderboard: they come from a sweep (`suite run --set decay=0.9,0.99`) "
+                       "evaluated on val and test.")
+        if by_selection["sweep"]:
+            with st.expander(f"Every swept variant ({len(by_selection['sweep'])} rows)"):
+                show_leaderboard(tables.leaderboard_frame(by_selection["sweep"]), higher)
         st.download_button("Download as CSV", leaderboard.to_csv(board_rows), mime="text/csv", key="download-task",
                            file_name=f"leaderboard-{task}-{preset}-{metric}.csv")
-        st.caption("Ranked by the final mean (last evaluation, averaged over seeds). Δ vs none is the difference "
-                   "of final means (green: better than plain training). *Reaches none at* is the first epoch at "
-                   "which the method's seed-mean curve reaches `none`'s final mean; *speed-up* is `none`'s own "
-                   "such epoch divided by the method's (None: never reached). Click a column header to sort.")
+        st.caption("Ranked by the final mean (last evaluation, averaged over seeds) within each split; *variant* "
+                   "names the knobs a row ran with. Δ vs none is the mean of the per-seed differences to plain "
+                   "training with the same seed (green: better), with its 95% t interval, the paired t-test's "
+                   "p-value and the share of seeds on which the method beats `none`. *reach 90%/99%* is the first "
+                   "epoch (or second) at which the method reaches that share of `none`'s final improvement over "
+                   "its first evaluation; *AUC* is the normalised area under the curve. Click a header to sort.")
+    sensitivity_view(snapshot, task, preset, metric, board_rows)
+
+
+LEADERBOARD_COLUMNS = {
+    "final_mean": st.column_config.NumberColumn("final mean", format="%.4g"),
+    "final_std": st.column_config.NumberColumn("± std", format="%.2g"),
+    "best_mean": st.column_config.NumberColumn("best mean", format="%.4g"),
+    "best_std": st.column_config.NumberColumn("± std ", format="%.2g"),
+    "delta_vs_none": st.column_config.NumberColumn("Δ vs none", format="%+.3g"),
+    "delta_vs_none_pct": st.column_config.NumberColumn("Δ vs none %", format="%+.2f%%"),
+    "delta_ci": st.column_config.TextColumn("Δ 95% interval"),
+    "p_value": st.column_config.NumberColumn("p-value", format="%.3g"),
+    "win_rate": st.column_config.NumberColumn("win rate", format="percent"),
+    "paired_seeds": st.column_config.NumberColumn("paired seeds", format="%d"),
+    "reach90_epoch": st.column_config.NumberColumn("reach 90% (epoch)", format="%g"),
+    "reach99_epoch": st.column_config.NumberColumn("reach 99% (epoch)", format="%g"),
+    "reach90_s": st.column_config.NumberColumn("reach 90% (s)", format="%.3g"),
+    "reach99_s": st.column_config.NumberColumn("reach 99% (s)", format="%.3g"),
+    "auc_epoch": st.column_config.NumberColumn("AUC (epoch)", format="%.4g"),
+    "auc_s": st.column_config.NumberColumn("AUC (s)", format="%.4g"),
+    "epochs": st.column_config.NumberColumn("epochs", format="%g"),
+}
 
 
 def show_leaderboard(frame: pd.DataFrame, higher: bool) -> None:
@@ -113,20 +158,29 @@ def show_leaderboard(frame: pd.DataFrame, higher: bool) -> None:
             return ""
         return "color: #1a7f37" if sign * value > 0 else "color: #cf222e"
 
-    shown = frame[["rank", "method", "seeds", "final_mean", "final_std", "best_mean", "best_std",
-                   "delta_vs_none", "delta_vs_none_pct", "epoch_reach_none_final", "speedup", "epochs"]]
-    styled = shown.style.map(colour, subset=["delta_vs_none", "delta_vs_none_pct"])
-    st.dataframe(styled, hide_index=True, column_config={
-        "final_mean": st.column_config.NumberColumn("final mean", format="%.4g"),
-        "final_std": st.column_config.NumberColumn("± std", format="%.2g"),
-        "best_mean": st.column_config.NumberColumn("best mean", format="%.4g"),
-        "best_std": st.column_config.NumberColumn("± std ", format="%.2g"),
-        "delta_vs_none": st.column_config.NumberColumn("Δ vs none", format="%+.3g"),
-        "delta_vs_none_pct": st.column_config.NumberColumn("Δ vs none %", format="%+.2f%%"),
-        "epoch_reach_none_final": st.column_config.NumberColumn("reaches none at", format="%g"),
-        "speedup": st.column_config.NumberColumn("speed-up", format="%.2f×"),
-        "epochs": st.column_config.NumberColumn("epochs", format="%g"),
-    })
+    deltas = [c for c in ("delta_vs_none", "delta_vs_none_pct") if c in frame.columns]
+    config = {name: column for name, column in LEADERBOARD_COLUMNS.items() if name in frame.columns}
+    st.dataframe(frame.style.map(colour, subset=deltas), hide_index=True, column_config=config)
+
+
+def sensitivity_view(snapshot: Snapshot, task: str, preset: str, metric: str, board_rows: list[dict]) -> None:
+    """The val metric against each knob the sweep set, so a reader sees how much tuning matters."""
+    points = tables.sensitivity_points(board_rows, tables.shipped_knobs(snapshot.jobs, task, preset))
+    if points.empty:
+        return
+    reference = next((r["final_mean"] for r in board_rows if r["method"] == "none" and r["split"] == "val"
+                      and selection_of(r) == "shipped"), None)
+    knobs = list(dict.fromkeys(points["knob"]))
+    with st.container(key="sensitivity"):
+        st.subheader(f"Sensitivity: val {metric} against each swept knob")
+        for start in range(0, len(knobs), 2):
+            for col, knob in zip(st.columns(2), knobs[start:start + 2]):
+                with col:
+                    st.altair_chart(charts.sensitivity_chart(points[points["knob"] == knob], knob, f"val {metric}",
+                                                             reference), width="stretch")
+        st.caption("Each point is a variant's final mean over seeds, with a bar of ± 1 standard deviation; a line "
+                   "joins one method's values of the knob (other swept knobs, if any, held as its legend says), "
+                   "its shipped setting included. Dashed grey: `none` as shipped.")
 
 
 def across_view(snapshot: Snapshot) -> None:
@@ -136,10 +190,12 @@ def across_view(snapshot: Snapshot) -> None:
         return
     st.subheader("All tasks at a glance")
     st.markdown("Each cell is how much a method's final primary metric improves on plain training (`none`) for "
-                "that task, in percent of `none`'s value and signed so that **positive is better**; *mean rank* "
-                "averages the method's place among the methods over the tasks (1 = best).")
+                "that task, in percent of `none`'s value and signed so that **positive is better**. Rows keep "
+                "selections and variants apart: *shipped* is the preset as shipped, *tuned* the variant with the "
+                "best val metric per task (its knobs below), *sweep* one row per other variant. *Mean rank* "
+                "averages the row's place among the rows of its selection over the tasks (1 = best).")
     frame = tables.across_tasks(table, primary_metric)
-    task_columns = [c for c in frame.columns if c not in ("mean rank", "tasks")]
+    task_columns = [c for c in frame.columns if c not in ("selection", "method", "variant", "mean rank", "tasks")]
 
     def colour(value: float) -> str:
         if pd.isna(value) or value == 0:
@@ -147,12 +203,35 @@ def across_view(snapshot: Snapshot) -> None:
         return "background-color: #dafbe1" if value > 0 else "background-color: #ffebe9"
 
     styled = frame.style.map(colour, subset=task_columns).format("{:+.2f}%", subset=task_columns, na_rep="")
-    st.dataframe(styled.format("{:.2f}", subset=["mean rank"]))
+    st.dataframe(styled.format("{:.2f}", subset=["mean rank"]), hide_index=True)
+    knobs = tables.tuned_knobs(table, primary_metric)
+    if not knobs.empty:
+        st.markdown("Knobs the *tuned* rows chose (best mean val primary metric):")
+        st.dataframe(knobs)
+    profile_view(table)
     with st.container(key="full-leaderboard"):
         st.subheader("Full leaderboard (as `suite leaderboard` writes it)")
         st.dataframe(tables.full_leaderboard(table), hide_index=True)
         st.download_button("Download leaderboard.csv", leaderboard.to_csv(table), file_name="leaderboard.csv",
                            mime="text/csv", key="download-all")
+
+
+def profile_view(table: list[dict]) -> None:
+    scores = profiles.scores(table, primary_metric)
+    if not scores:
+        return
+    curve, behind = tables.profile_frames(scores)
+    with st.container(key="profile"):
+        st.subheader("Performance profile")
+        st.altair_chart(charts.profile_chart(curve), width="stretch")
+        st.caption(f"For each τ, the fraction of the {behind['problem'].nunique()} task-presets on which a method's "
+                   "final primary metric is within τ of the best method's, as a relative gap |best − value| / "
+                   "|best| (the best is the highest value, or the lowest where lower is better). Values from the "
+                   "*tuned* selection on test, or *shipped* where a method has no tuned row; a method that never "
+                   "ran a task-preset never counts there. Higher and further left is better.")
+        with st.expander("The values behind the profile"):
+            st.dataframe(behind, hide_index=True, column_config={
+                "gap": st.column_config.NumberColumn("gap to best", format="percent")})
 
 
 def jobs_view(snapshot: Snapshot) -> None:
@@ -197,11 +276,12 @@ def samples_view(snapshot: Snapshot, task: str, preset: str) -> None:
         with cols[1]:
             step = st.select_slider("epoch / iteration", steps, value=steps[-1], key="sample_step",
                                     format_func=lambda v: f"{v:g}", bind="query-params")
-    chosen = sorted((j for j in jobs if j.get("seed") == seed), key=lambda j: tables.method_key(str(j.get("method"))))
+    chosen = sorted((j for j in jobs if j.get("seed") == seed),
+                    key=lambda j: tables.series_key(str(j.get("method")), j.get("variant")))
     for col, job in zip(st.columns(max(1, len(chosen))), chosen):
         with col:
             match = [s for s in job.samples if s.step == step] or ([] if steps else list(job.samples[-1:]))
-            st.markdown(f"**{job.get('method')}** · seed {seed}")
+            st.markdown(f"**{tables.series_label(str(job.get('method')), job.get('variant'))}** · seed {seed}")
             if match:
                 st.image(str(match[-1].path), caption=match[-1].path.name, width="stretch", output_format="PNG")
             else:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.errors import CorruptResults
-from suite.leaderboard import aggregate
+from suite.leaderboard import aggregate, newest_jobs, primary_metrics
 from suite.results import JobDir, read_json, read_metrics
 
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?)(?!.*\d)")  # the last number in a file name: "epoch_12" -> 12
@@ -65,14 +65,30 @@ class Snapshot:
         return [row for job in self.jobs for row in job.rows]
 
     @cached_property
+    def curve_jobs(self) -> list[JobRecord]:
+        """Done and running jobs (the curves are live; a failed run would bend the mean), one per (task, preset,
+        variant, method, seed): where two claim the same seed, e.g. one left from an older version of a preset,
+        the newest, by the leaderboard's own rule. So a curve never averages two runs of one seed."""
+        live = [job for job in self.jobs if job.state in ("done", "running") and job.rows]
+        kept, _ = newest_jobs([row for job in live for row in job.rows])
+        return [job for job in live if job.job_id in kept]
+
+    @cached_property
     def curve_rows(self) -> list[dict[str, Any]]:
-        """Evaluations of done and running jobs: the curves are live, and a failed run would bend the mean."""
-        return [row for job in self.jobs if job.state in ("done", "running") for row in job.rows]
+        return [row for job in self.curve_jobs for row in job.rows]
+
+    @cached_property
+    def repeated(self) -> list[JobRecord]:
+        """Done and running jobs left out of the curves: an older job of a seed that a newer one also ran."""
+        kept = {job.job_id for job in self.curve_jobs}
+        return [job for job in self.jobs if job.state in ("done", "running") and job.rows and job.job_id not in kept]
 
     @cached_property
     def leaderboard(self) -> list[dict[str, Any]]:
-        """Exactly what ``suite leaderboard`` computes: :func:`suite.leaderboard.aggregate` over done jobs."""
-        return aggregate([row for job in self.jobs if job.state == "done" for row in job.rows])
+        """Exactly what ``suite leaderboard`` computes: :func:`suite.leaderboard.aggregate` over done jobs, its
+        tuned selection ranked by each task's primary metric."""
+        rows = [row for job in self.jobs if job.state == "done" for row in job.rows]
+        return aggregate(rows, primary_metrics(r["task"] for r in rows))
 
     @cached_property
     def counts(self) -> dict[str, int]:

@@ -2,46 +2,79 @@
 
 Leaderboard numbers are never recomputed here: they come from :func:`suite.leaderboard.aggregate` (via
 ``Snapshot.leaderboard``), so the page shows what ``suite leaderboard`` writes. What is added on top is
-presentation: ranking, the speed-up ratio, and the across-task summary.
+presentation: ranking, labels for variants, the across-task summary and the points of the sensitivity plot.
+Columns are read with ``.get``, so a leaderboard that lacks some (an older suite's) still shows what it has.
+
+A variant is the ``--set`` knobs a job ran with ('' = the preset as shipped); runs of two variants are never
+averaged, ranked or summarised together, and every view names the variant.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
 
 from dashboard.store import JobRecord
-from suite.leaderboard import COLUMNS, METHOD_ORDER
+from suite import profiles
+from suite.leaderboard import COLUMNS, METHOD_ORDER, SELECTION_ORDER
+from suite.profiles import Score, selection_of
+from suite.variants import format_value, format_variant, parse_variant
 
 X_AXES = {"epoch": "epoch", "iteration": "iter", "wall-clock": "wall_time_s"}
+SELECTIONS = tuple(sorted(SELECTION_ORDER, key=SELECTION_ORDER.get))  # shipped, tuned, sweep
+SHIPPED = "shipped"  # the label of variant '' (the preset as shipped)
+# what a task's leaderboard table shows, in order (those with no value in any row are left out)
+IDENTITY = {"rank", "method", "variant", "split", "seeds", "final_mean"}
+BOARD_COLUMNS = (
+    "rank", "method", "variant", "split", "seeds", "final_mean", "final_std", "best_mean", "best_std",
+    "delta_vs_none", "delta_vs_none_pct", "delta_ci", "p_value", "win_rate", "paired_seeds",
+    "reach90_epoch", "reach99_epoch", "reach90_s", "reach99_s", "auc_epoch", "auc_s", "epochs",
+)
 
 
 def method_key(method: str) -> tuple[int, str]:
     return METHOD_ORDER.get(method, 9), method
 
 
+def variant_label(variant: str | None) -> str:
+    return variant or SHIPPED
+
+
+def series_label(method: str, variant: str | None) -> str:
+    """What a curve is called: its method and variant, e.g. ``sema · decay=0.8`` or ``sema · shipped``."""
+    return f"{method} · {variant_label(variant)}"
+
+
+def series_key(method: str, variant: str | None) -> tuple[int, str, bool, str]:
+    """Order of series: by method, the shipped variant first."""
+    return (*method_key(method), bool(variant), variant or "")
+
+
 def select(rows: Iterable[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
-    return [r for r in rows if all(r[k] == v for k, v in match.items())]
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
 
 
 def curve_points(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (job, evaluation): the individual seed curves."""
-    columns = ["method", "seed", "job_id", "epoch", "iter", "wall_time_s", "value"]
+    """One row per (job, evaluation): the individual seed curves, each labelled by its series."""
+    columns = ["method", "variant", "seed", "job_id", "epoch", "iter", "wall_time_s", "value"]
     frame = pd.DataFrame([{c: r[c] for c in columns} for r in rows], columns=columns)
-    return frame.sort_values(["method", "job_id", "iter"], ignore_index=True)
+    frame["series"] = [series_label(m, v) for m, v in zip(frame["method"], frame["variant"])]
+    return frame.sort_values(["series", "job_id", "iter"], ignore_index=True)
 
 
 def curve_summary(points: pd.DataFrame, x: str) -> pd.DataFrame:
-    """Mean and std over seeds per method and evaluation; ``x`` is a key of :data:`X_AXES`.
+    """Mean and std over seeds per (method, variant) and evaluation; ``x`` is a key of :data:`X_AXES`.
 
+    ``n`` counts jobs (each job is one seed of its series), so two settings are never averaged as two seeds.
     Seeds are aligned by epoch (or iteration); against wall-clock time each point sits at the seeds' mean
     wall time for that evaluation, since seeds do not finish an epoch at the same second.
     """
     by = "iter" if x == "iteration" else "epoch"
-    grouped = points.groupby(["method", by], sort=True)
-    summary = grouped.agg(mean=("value", "mean"), std=("value", "std"), n=("value", "size"),
+    grouped = points.groupby(["series", "method", "variant", by], sort=True)
+    summary = grouped.agg(mean=("value", "mean"), std=("value", "std"), n=("job_id", "nunique"),
                           wall_time_s=("wall_time_s", "mean")).reset_index()
     summary["std"] = summary["std"].fillna(0.0)
     summary["lo"] = summary["mean"] - summary["std"]
@@ -50,61 +83,173 @@ def curve_summary(points: pd.DataFrame, x: str) -> pd.DataFrame:
     return summary
 
 
-def leaderboard_rows(table: list[dict[str, Any]], task: str, preset: str, metric: str | None = None
-                     ) -> list[dict[str, Any]]:
+def leaderboard_rows(table: list[dict[str, Any]], task: str, preset: str, metric: str | None = None,
+                     selection: str | None = None) -> list[dict[str, Any]]:
     return [r for r in table
-            if r["task"] == task and r["preset"] == preset and (metric is None or r["metric"] == metric)]
+            if r["task"] == task and r["preset"] == preset and (metric is None or r["metric"] == metric)
+            and (selection is None or selection_of(r) == selection)]
+
+
+def _interval(low: float | None, high: float | None) -> str | None:
+    if _missing(low) or _missing(high):
+        return None
+    return f"[{low:+.3g}, {high:+.3g}]"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One metric's leaderboard rows ranked best first, with the convergence speed-up against ``none``.
-
-    Speed-up = epochs ``none`` takes to first reach its own final mean / epochs the method takes to reach
-    it (both from the seed-mean curves); empty when the method never gets there.
-    """
+    """One metric's leaderboard rows ranked best first within each split, variants labelled, ``delta_ci`` the
+    95% interval of the paired difference to ``none``. A column no row has a value in (p-values of single-seed
+    rows, convergence where ``none`` never improved) is left out: the tables stay narrow enough to read."""
     if not rows:
-        return pd.DataFrame(columns=["rank", *COLUMNS, "speedup"])
+        return pd.DataFrame(columns=list(BOARD_COLUMNS))
     higher = rows[0]["higher_is_better"]
-    ranked = sorted(rows, key=lambda r: (-r["final_mean"] if higher else r["final_mean"], method_key(r["method"])))
-    none_reach = next((r["epoch_reach_none_final"] for r in rows if r["method"] == "none"), None)
-    records = []
-    for rank, r in enumerate(ranked, start=1):
-        reach = r["epoch_reach_none_final"]
-        speedup = none_reach / reach if none_reach and reach else None
-        records.append({"rank": rank, **{c: r[c] for c in COLUMNS}, "speedup": speedup})
-    return pd.DataFrame.from_records(records)
+    ranked = sorted(rows, key=lambda r: (r["split"], -r["final_mean"] if higher else r["final_mean"],
+                                         series_key(r["method"], r.get("variant"))))
+    records, rank, split = [], 0, None
+    for r in ranked:
+        rank = 1 if r["split"] != split else rank + 1
+        split = r["split"]
+        records.append({**r, "rank": rank, "variant": variant_label(r.get("variant")),
+                        "delta_ci": _interval(r.get("delta_ci_low"), r.get("delta_ci_high"))})
+    columns = [c for c in BOARD_COLUMNS if c in IDENTITY or any(not _missing(r.get(c)) for r in records)]
+    return pd.DataFrame.from_records([{c: r.get(c) for c in columns} for r in records], columns=columns)
 
 
 def full_leaderboard(table: list[dict[str, Any]]) -> pd.DataFrame:
     """The leaderboard with exactly ``suite leaderboard``'s columns."""
-    return pd.DataFrame.from_records([{c: r[c] for c in COLUMNS} for r in table], columns=list(COLUMNS))
+    return pd.DataFrame.from_records([{c: r.get(c) for c in COLUMNS} for r in table], columns=list(COLUMNS))
+
+
+def _problem_metric(rows: list[dict[str, Any]], primary: Callable[[str], str | None], task: str) -> str:
+    metric = primary(task)
+    return metric if metric in {r["metric"] for r in rows} else min(r["metric"] for r in rows)
 
 
 def across_tasks(table: list[dict[str, Any]], primary: Callable[[str], str | None]) -> pd.DataFrame:
-    """Per method (rows) and task/preset (columns): the relative improvement of the primary metric's final
-    mean over ``none``, in percent and signed so that positive is better; plus the mean rank over tasks."""
-    columns: dict[str, dict[str, float | None]] = {}
-    ranks: dict[str, list[float]] = {}
+    """One row per (selection, method, variant), one column per task/preset: the relative improvement of the
+    primary metric's final mean over ``none``, in percent and signed so that positive is better; plus the mean
+    rank over tasks among the rows of the same selection.
+
+    Each task is read on one split (``test`` where it has one, else ``val``), named in its column. The tuned
+    rows of one method pick their variant per task, so they share one row (their knobs: :func:`tuned_knobs`).
+    """
+    cells: dict[tuple[str, str, str], dict[str, float | None]] = {}
+    ranks: dict[tuple[str, str, str], list[float]] = {}
+    names = []
     for task, preset in sorted({(r["task"], r["preset"]) for r in table}):
         rows = leaderboard_rows(table, task, preset)
-        metric = primary(task)
-        if metric not in {r["metric"] for r in rows}:
-            metric = min(r["metric"] for r in rows)
+        metric = _problem_metric(rows, primary, task)
         rows = [r for r in rows if r["metric"] == metric]
+        split = "test" if any(r["split"] == "test" for r in rows) else "val"
+        rows = [r for r in rows if r["split"] == split]
         higher = rows[0]["higher_is_better"]
         sign = 1.0 if higher else -1.0
-        name = f"{task}/{preset} · {metric} {'↑' if higher else '↓'}"
-        columns[name] = {r["method"]: None if r["delta_vs_none_pct"] is None else sign * r["delta_vs_none_pct"] + 0.0
-                         for r in rows}
-        order = pd.Series({r["method"]: sign * r["final_mean"] for r in rows}).rank(ascending=False)
-        for method, rank in order.items():
-            ranks.setdefault(method, []).append(float(rank))
-    methods = sorted(ranks, key=method_key)
-    frame = pd.DataFrame(columns, index=methods, dtype="float64")
-    frame["mean rank"] = [sum(ranks[m]) / len(ranks[m]) for m in methods]
-    frame["tasks"] = [len(ranks[m]) for m in methods]
-    frame.index.name = "method"
+        name = f"{task}/{preset} · {metric} {'↑' if higher else '↓'} ({split})"
+        names.append(name)
+        for selection in SELECTIONS:
+            chosen = [r for r in rows if selection_of(r) == selection]
+            keys = [(selection, r["method"], "per task, best on val" if selection == "tuned"
+                     else variant_label(r.get("variant"))) for r in chosen]
+            for key, r in zip(keys, chosen):
+                pct = r.get("delta_vs_none_pct")
+                cells.setdefault(key, {})[name] = None if _missing(pct) else sign * pct + 0.0
+            order = pd.Series([sign * r["final_mean"] for r in chosen], dtype="float64").rank(ascending=False)
+            for key, rank in zip(keys, order):
+                ranks.setdefault(key, []).append(float(rank))
+    keys = sorted(cells, key=lambda k: (SELECTIONS.index(k[0]), series_key(k[1], "" if k[2] == SHIPPED else k[2])))
+    frame = pd.DataFrame([cells[k] for k in keys], columns=names, dtype="float64")
+    frame.insert(0, "variant", [k[2] for k in keys])
+    frame.insert(0, "method", [k[1] for k in keys])
+    frame.insert(0, "selection", [k[0] for k in keys])
+    frame["mean rank"] = [sum(ranks[k]) / len(ranks[k]) for k in keys]
+    frame["tasks"] = [len(ranks[k]) for k in keys]
     return frame
+
+
+def tuned_knobs(table: list[dict[str, Any]], primary: Callable[[str], str | None]) -> pd.DataFrame:
+    """Per method (rows) and task/preset (columns): the variant the ``tuned`` selection chose."""
+    knobs: dict[str, dict[str, str]] = {}
+    for r in table:
+        if selection_of(r) == "tuned":
+            task_rows = leaderboard_rows(table, r["task"], r["preset"])
+            if r["metric"] == _problem_metric(task_rows, primary, r["task"]):
+                knobs.setdefault(r["method"], {})[f"{r['task']}/{r['preset']}"] = variant_label(r.get("variant"))
+    methods = sorted(knobs, key=method_key)
+    frame = pd.DataFrame([knobs[m] for m in methods], index=pd.Index(methods, name="method"))
+    return frame.reindex(sorted(frame.columns), axis=1)
+
+
+def shipped_knobs(jobs: Iterable[JobRecord], task: str, preset: str) -> dict[str, dict[str, str]]:
+    """method -> knob -> its value as shipped (from the specs of the task's shipped jobs), written like variants
+    write values, so the sensitivity plot can place the shipped setting on each knob's axis."""
+    out: dict[str, dict[str, str]] = {}
+    for job in jobs:
+        spec = job.spec
+        if spec.get("task") == task and spec.get("preset") == preset and not spec.get("variant"):
+            knobs = {**(spec.get("params") or {}), **(spec.get("averaging") or {})}
+            out.setdefault(str(spec.get("method")), {}).update({k: format_value(v) for k, v in knobs.items()})
+    return out
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def sensitivity_points(rows: list[dict[str, Any]], shipped: dict[str, dict[str, str]]) -> pd.DataFrame:
+    """The points of the sensitivity plot from one metric's ``val`` leaderboard rows of one task/preset.
+
+    One point per (knob, row that sets it): x is the knob's value, the line is the method plus the variant's
+    other knobs (``sema`` or ``sema · switch_interval=2``). A shipped row adds a point at its shipped value (from
+    ``shipped``) to the line with no other knob set. ``order`` sorts each knob's values (numerically if all are
+    numbers). Empty when no row of the sweep sets a knob.
+    """
+    rows = [r for r in rows if r["split"] == "val" and selection_of(r) in ("shipped", "sweep")]
+    knobs = sorted({k for r in rows for k in parse_variant(r.get("variant") or "")})
+    records = []
+    for knob in knobs:
+        for r in rows:
+            setting = parse_variant(r.get("variant") or "")
+            value = setting.pop(knob, None) if setting else shipped.get(r["method"], {}).get(knob)
+            if value is None:
+                continue
+            others = format_variant(setting)
+            records.append({"knob": knob, "value": value, "method": r["method"], "others": others,
+                            "line": r["method"] + (f" · {others}" if others else ""),
+                            "variant": variant_label(r.get("variant")), "mean": r["final_mean"],
+                            "std": r.get("final_std"), "seeds": r.get("seeds")})
+    frame = pd.DataFrame.from_records(records, columns=["knob", "value", "method", "others", "line", "variant",
+                                                         "mean", "std", "seeds"])
+    frame["std"] = frame["std"].astype("float64").fillna(0.0)
+    frame["lo"] = frame["mean"] - frame["std"]
+    frame["hi"] = frame["mean"] + frame["std"]
+    frame["order"] = 0.0
+    for knob, group in frame.groupby("knob"):
+        numbers = [_as_number(v) for v in group["value"]]
+        ordered = sorted(set(group["value"]), key=_as_number) if None not in numbers else sorted(set(group["value"]))
+        frame.loc[group.index, "order"] = [float(ordered.index(v)) for v in group["value"]]
+    return frame
+
+
+def profile_frames(scores: list[Score]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The performance profile's points (method, tau, fraction), from tau 0 to a little past the largest finite
+    gap, and the scores behind it with each one's gap to the best."""
+    gaps = profiles.gaps(scores)
+    taus = profiles.breakpoints(gaps)
+    taus.append(taus[-1] * 1.25 if taus[-1] > 0 else 0.01)  # carry every line on past its last step
+    fractions = profiles.profile(gaps, taus)
+    methods = sorted(fractions, key=method_key)
+    curve = pd.DataFrame([{"method": m, "tau": t, "fraction": f} for m in methods for t, f in zip(taus, fractions[m])])
+    behind = pd.DataFrame([{"problem": f"{s.task}/{s.preset}", "metric": s.metric, "split": s.split,
+                            "method": s.method, "selection": s.selection, "variant": variant_label(s.variant),
+                            "value": s.value, "gap": gaps[s.method][(s.task, s.preset)]} for s in scores])
+    return curve, behind
 
 
 def _position(status: dict[str, Any], state: str) -> tuple[float | None, str]:
@@ -124,8 +269,8 @@ def _last_metrics(job: JobRecord) -> str:
         return ""
     last = max(r["iter"] for r in job.rows)
     rows = [r for r in job.rows if r["iter"] == last]
-    values = ", ".join(f"{r['metric']}={r['value']:.4g}" for r in rows)
-    return f"{values} ({rows[0]['split']}, epoch {rows[0]['epoch']:g})"
+    values = ", ".join(f"{r['metric']}={r['value']:.4g} ({r['split']})" for r in rows)  # the end: val and test
+    return f"{values} at epoch {rows[0]['epoch']:g}"
 
 
 def jobs_frame(jobs: list[JobRecord]) -> pd.DataFrame:
@@ -138,7 +283,8 @@ def jobs_frame(jobs: list[JobRecord]) -> pd.DataFrame:
         updated = status.get("updated")
         records.append({
             "job_id": job.job_id, "task": job.get("task"), "preset": job.get("preset"),
-            "method": job.get("method"), "seed": job.get("seed"), "state": job.state,
+            "method": job.get("method"), "variant": variant_label(job.get("variant")), "seed": job.get("seed"),
+            "state": job.state,
             "progress": fraction, "position": position, "last metrics": _last_metrics(job),
             "updated": pd.to_datetime(updated, unit="s", utc=True) if isinstance(updated, (int, float)) else pd.NaT,
             "updates": averaging.get("updates"), "switches": averaging.get("switches"),
@@ -146,4 +292,4 @@ def jobs_frame(jobs: list[JobRecord]) -> pd.DataFrame:
         })
     return pd.DataFrame.from_records(records, columns=[
         "job_id", "state", "progress", "position", "last metrics", "updates", "switches", "error", "updated",
-        "task", "preset", "method", "seed"])
+        "task", "preset", "method", "variant", "seed"])

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install Debian's Chromium for the dashboard's end-to-end test (tests/test_dashboard_e2e.py).
+# Install Debian's Chromium for the dashboard's end-to-end test (tests/test_dashboard_e2e.py) and
+# scripts/screenshot.py, which drive it through Playwright (never `playwright install`: no browser download).
 # Idempotent, and a no-op (exit 0) where it cannot act: Chromium already there, not root, or no apt-get.
 # The test skips itself, saying why, wherever Chromium is missing.
 set -euo pipefail

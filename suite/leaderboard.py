@@ -84,7 +84,7 @@ def _claim(row: dict[str, Any]) -> tuple:
     return row["task"], row["preset"], row.get("variant", ""), row["method"], row["seed"]
 
 
-def _newest_jobs(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+def newest_jobs(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     """Rows grouped by job, one job per claim (the newest); and a message for every claim made twice."""
     by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -107,12 +107,12 @@ def _newest_jobs(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, A
 
 def conflicts(rows: list[dict[str, Any]]) -> list[str]:
     """What :func:`aggregate` will say about jobs that claim the same (task, preset, variant, method, seed)."""
-    return _newest_jobs(rows)[1]
+    return newest_jobs(rows)[1]
 
 
 def _cells(rows: list[dict[str, Any]]) -> dict[Cell, dict[int, Curve]]:
     """Cell -> seed -> that seed's job's curve."""
-    by_job, _ = _newest_jobs(rows)
+    by_job, _ = newest_jobs(rows)
     cells: dict[Cell, dict[int, Curve]] = defaultdict(dict)
     for job_rows in by_job.values():
         series: dict[Cell, list[tuple[float, float, float]]] = defaultdict(list)

@@ -1,7 +1,8 @@
 """Results directories for the dashboard tests, written by the suite's own writer (:class:`JobDir`).
 
 The curves are synthetic but shaped like training (saturating, seed noise, ``sema`` ahead of ``ema`` ahead of
-``none``) so rankings, deltas and speed-ups are all non-trivial.
+``none``) so rankings, deltas and convergence are all non-trivial. A job may run a variant (``--set`` knobs), which
+shifts its curve by :data:`VARIANT_BONUS`.
 """
 
 from __future__ import annotations
@@ -19,38 +20,51 @@ TASKS = {
     "gen": ("tiny", [("fid", False), ("loss", False)]),
 }
 BONUS = {"none": 0.0, "ema": 1.0, "sema": 2.0}
+SHIPPED_DECAY = 0.99  # the averaging methods' decay as shipped
+VARIANT_BONUS = {"decay=0.8": -3.0, "decay=0.9": 0.5}  # what a swept decay adds to the method's bonus
 
 
-def _value(metric: str, higher: bool, method: str, seed: int, epoch: int, epochs: int) -> float:
-    progress = 1.0 - math.exp(-3.0 * epoch / epochs * (1.0 + 0.25 * BONUS[method]))
-    noise = random.Random(f"{metric}{method}{seed}{epoch}").gauss(0.0, 0.3)
+def _value(metric: str, higher: bool, method: str, seed: int, epoch: int, epochs: int, variant: str = "",
+           split: str = "val") -> float:
+    bonus = BONUS[method] + VARIANT_BONUS.get(variant, 0.0)
+    progress = 1.0 - math.exp(-3.0 * epoch / epochs * (1.0 + 0.25 * max(bonus, 0.0)))
+    noise = random.Random(f"{metric}{method}{variant}{seed}{epoch}{split}").gauss(0.0, 0.3)
     if higher:
-        return round(40.0 + 50.0 * progress + BONUS[method] + noise, 4)
-    return round(80.0 - 60.0 * progress - 3.0 * BONUS[method] + noise, 4)
+        return round(40.0 + 50.0 * progress + bonus + noise, 4)
+    return round(80.0 - 60.0 * progress - 3.0 * bonus + noise, 4)
 
 
 def write_job(results: Path, task: str, method: str, seed: int, epochs: int = 6, state: str = "done",
-              evaluated: int | None = None, samples: bool = False) -> JobDir:
-    """One job as the scheduler, worker and hooks would leave it; ``evaluated`` epochs have metrics."""
+              evaluated: int | None = None, samples: bool = False, decay: float | None = None,
+              test: bool = False) -> JobDir:
+    """One job as the scheduler, worker and hooks would leave it; ``evaluated`` epochs have metrics.
+    ``decay``: the job ran ``--set decay=...`` (an averaging method's variant); ``test``: a done job ends with an
+    evaluation on the test split, as real jobs do."""
     preset, metrics = TASKS[task]
-    job_id = f"{task}-{preset}-{method}-s{seed}-fixture"
+    variant = "" if decay is None else f"decay={decay!r}"
+    job_id = f"{task}-{preset}-{method}-s{seed}-" + (f"decay{decay!r}-" if variant else "") + "fixture"
     job = JobDir(results, job_id)
-    spec = {"task": task, "preset": preset, "method": method, "seed": seed, "overrides": {}, "dataset": "synthetic",
-            "model": "toy", "params": {"epochs": epochs}, "averaging": {}, "config_edits": {}}
+    averaging = {} if method == "none" else {"decay": SHIPPED_DECAY if decay is None else decay, "switch_interval": 1}
+    spec = {"task": task, "preset": preset, "method": method, "seed": seed, "variant": variant,
+            "overrides": {} if decay is None else {"decay": decay}, "dataset": "synthetic", "model": "toy",
+            "params": {"epochs": epochs}, "averaging": averaging, "config_edits": {}}
     write_json(job.job_json, {"job_id": job_id, "spec": spec, "data_root": "data", "download": False,
                               "environment": {}})
     job.update_status(state="pending")
     evaluated = epochs if evaluated is None else evaluated
     started = time.time()
+    evaluations = [(epoch, "val") for epoch in range(1, evaluated + 1)]
+    evaluations += [(epochs, "test")] if test and state == "done" else []
     rows = []
-    for epoch in range(1, evaluated + 1):
+    for epoch, split in evaluations:
         for metric, higher in metrics:
-            rows.append({"job_id": job_id, "task": task, "preset": preset, "dataset": "synthetic", "model": "toy",
-                         "method": method, "seed": seed, "epoch": epoch, "iter": epoch * 20, "split": "val",
-                         "metric": metric, "value": _value(metric, higher, method, seed, epoch, epochs),
+            rows.append({"job_id": job_id, "run_id": job_id, "task": task, "preset": preset, "dataset": "synthetic",
+                         "model": "toy", "method": method, "seed": seed, "variant": variant, "epoch": epoch,
+                         "iter": epoch * 20, "split": split, "metric": metric,
+                         "value": _value(metric, higher, method, seed, epoch, epochs, variant, split),
                          "higher_is_better": higher, "wall_time_s": round(epoch * (2.0 + 0.1 * seed), 3),
                          "timestamp": "2026-01-01T00:00:00"})
-        if samples:
+        if samples and split == "val":
             _png(job.path / "samples" / f"{epoch}.png", shade=int(255 * epoch / epochs))
     if rows:
         job.append_metrics(rows)
@@ -75,12 +89,17 @@ def _png(path: Path, shade: int) -> None:
     Image.new("RGB", (32, 32), (shade, 64, 255 - shade)).save(path)
 
 
-def make_results(results: Path, seeds: int = 3, epochs: int = 6, extra_states: bool = True) -> Path:
-    """Every task x method x seed done; plus (``extra_states``) one running, one failed and one pending job."""
+def make_results(results: Path, seeds: int = 3, epochs: int = 6, extra_states: bool = True,
+                 sweep: tuple[float, ...] = (), test: bool = False) -> Path:
+    """Every task x method x seed done; plus (``extra_states``) one running, one failed and one pending job;
+    plus (``sweep``) ``sema`` on cls at each of these decays, every seed done; ``test``: see :func:`write_job`."""
     for task in TASKS:
         for method in BONUS:
             for seed in range(seeds):
-                write_job(results, task, method, seed, epochs=epochs, samples=task == "gen" and seed == 0)
+                write_job(results, task, method, seed, epochs=epochs, samples=task == "gen" and seed == 0, test=test)
+    for decay in sweep:
+        for seed in range(seeds):
+            write_job(results, "cls", "sema", seed, epochs=epochs, decay=decay, test=test)
     if extra_states:
         write_job(results, "cls", "sema", seeds, epochs=epochs, state="running", evaluated=2)
         write_job(results, "cls", "ema", seeds, epochs=epochs, state="failed", evaluated=2)

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,10 @@ pyarrow = pytest.importorskip("pyarrow")
 from results_fixture import make_results  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from dashboard import tables  # noqa: E402
 from dashboard.store import ResultsStore  # noqa: E402
 from suite import cli, leaderboard  # noqa: E402
+from suite.profiles import selection_of  # noqa: E402
 from suite.results import JobDir  # noqa: E402
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -48,6 +51,12 @@ def chart_data(at: AppTest) -> list[dict]:
     return rows
 
 
+def frame_with(at: AppTest, *columns: str, nth: int = 0):
+    """The ``nth`` dataframe on the page that has all of ``columns``."""
+    frames = [d.value for d in at.dataframe if set(columns) <= set(d.value.columns)]
+    return frames[nth]
+
+
 def snapshot_files(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(root.rglob("*"))}
 
@@ -59,17 +68,19 @@ def test_every_view_renders(results: Path, monkeypatch) -> None:
     assert {r["method"] for r in chart_data(at)} == {"none", "ema", "sema"}
 
     at = run_app(results, monkeypatch, view="Across tasks")
-    across = at.dataframe[0].value
-    assert list(across.index) == ["none", "ema", "sema"]
-    assert across.loc["sema", "mean rank"] == 1.0  # the fixture makes sema best on every task
-    assert across.loc["sema", "gen/tiny · fid ↓"] > 0  # lower fid is an improvement: shown positive
+    across = frame_with(at, "mean rank").set_index(["selection", "method", "variant"])
+    shipped = across.loc["shipped"]
+    assert list(shipped.index) == [("none", "shipped"), ("ema", "shipped"), ("sema", "shipped")]
+    assert shipped.loc[("sema", "shipped"), "mean rank"] == 1.0  # the fixture makes sema best on every task
+    assert shipped.loc[("sema", "shipped"), "gen/tiny · fid ↓ (val)"] > 0  # lower fid is an improvement: positive
+    assert "Performance profile" in [s.value for s in at.subheader]
 
     at = run_app(results, monkeypatch, view="Jobs")
     jobs = at.dataframe[0].value
     assert len(jobs) == 21
     assert dict(jobs["state"].value_counts()) == {"done": 18, "running": 1, "failed": 1, "pending": 1}
     sema = jobs[(jobs.method == "sema") & (jobs.state == "done")].iloc[0]
-    assert (sema["updates"], sema["switches"]) == (120, 5)
+    assert (sema["updates"], sema["switches"], sema["variant"]) == (120, 5, "shipped")
     failed = jobs[jobs.state == "failed"].iloc[0]
     assert failed["error"].startswith("NonFiniteLoss") and failed["position"] == "epoch 2/6"
 
@@ -83,7 +94,7 @@ def test_leaderboard_numbers_equal_the_cli(results: Path, monkeypatch, tmp_path:
     with out.open() as handle:
         expected = list(csv.DictReader(handle))
 
-    full = run_app(results, monkeypatch, view="Across tasks").dataframe[1].value
+    full = frame_with(run_app(results, monkeypatch, view="Across tasks"), *leaderboard.COLUMNS)
     assert len(full) == len(expected)
     for shown, row in zip(full.to_dict("records"), expected):
         for column, text in row.items():
@@ -95,8 +106,10 @@ def test_leaderboard_numbers_equal_the_cli(results: Path, monkeypatch, tmp_path:
             else:
                 assert str(value) == text, column
 
-    board = run_app(results, monkeypatch, task="gen", metric="fid").dataframe[0].value
-    cli_rows = {r["method"]: r for r in expected if r["task"] == "gen" and r["metric"] == "fid"}
+    board = run_app(results, monkeypatch, task="gen", metric="fid").dataframe[0].value  # the shipped table
+    cli_rows = {r["method"]: r for r in expected if r["task"] == "gen" and r["metric"] == "fid"
+                and selection_of(r) == "shipped" and r["split"] == "val"}
+    board = board[board["split"] == "val"]
     assert list(board["method"]) == ["sema", "ema", "none"]  # lower fid ranks first
     for _, shown in board.iterrows():
         assert shown["final_mean"] == pytest.approx(float(cli_rows[shown["method"]]["final_mean"]), rel=1e-5)
@@ -115,7 +128,7 @@ def test_switching_task_metric_and_axis_changes_the_chart(results: Path, monkeyp
     means = [sorted(round(r["mean"], 6) for r in data if "mean" in r) for data in (cls_data, fid_data, loss_data)]
     assert means[0] != means[1] != means[2]
     at.button_group(key="x").set_value("wall-clock").run()
-    xs = {r["x"] for r in chart_data(at) if "mean" in r}
+    xs = {r["x"] for r in chart_data(at) if "series" in r and "mean" in r}
     assert max(xs) == pytest.approx(6 * 2.1)  # mean wall time of seeds 0..2 at epoch 6 (see the fixture)
 
 
@@ -141,7 +154,8 @@ def test_corrupt_files_warn_and_the_rest_renders(results: Path, monkeypatch) -> 
     assert dict(zip(board["method"], board["seeds"])) == {"sema": 2, "ema": 3, "none": 3}
 
 
-def test_the_dashboard_never_writes_into_the_results(results: Path, monkeypatch) -> None:
+def test_the_dashboard_never_writes_into_the_results(tmp_path: Path, monkeypatch) -> None:
+    results = make_results(tmp_path / "results", sweep=(0.8,))
     before = snapshot_files(results)
     for view in ("Task", "Across tasks", "Jobs", "Samples"):
         run_app(results, monkeypatch, view=view, task="gen")
@@ -179,6 +193,190 @@ def test_cli_dashboard_command_binds_localhost_and_keeps_startup_light(tmp_path:
     assert json.loads(out.stdout) == []
 
 
+def test_variants_are_never_mixed(tmp_path: Path, monkeypatch) -> None:
+    """sema as shipped and sema --set decay=0.8 side by side: every view keeps them apart and names them."""
+    results = make_results(tmp_path / "results", sweep=(0.8,), extra_states=False)
+    at = run_app(results, monkeypatch)
+    caption = next(c.value for c in at.caption if "seeds" in c.value)
+    assert "sema · shipped: 3" in caption and "sema · decay=0.8: 3" in caption  # not "sema: 6 seeds"
+    means = {(r["series"], r["x"]): (r["mean"], r["n"]) for r in chart_data(at) if "series" in r and "mean" in r}
+    series = {name for name, _ in means}
+    assert series == {"none · shipped", "ema · shipped", "sema · shipped", "sema · decay=0.8"}
+    assert {n for _, n in means.values()} == {3}  # three seeds per series, never six
+    for name, job_id in (("sema · shipped", "cls-tiny-sema-s{}-fixture"),
+                         ("sema · decay=0.8", "cls-tiny-sema-s{}-decay0.8-fixture")):
+        values = [_final(results / job_id.format(seed)) for seed in range(3)]
+        assert means[(name, 6.0)][0] == pytest.approx(sum(values) / 3)  # each series its own three jobs
+
+    boards = [d.value for d in at.dataframe if "variant" in d.value.columns]
+    shipped, sweep = boards[0], next(b for b in boards if "decay=0.8" in set(b["variant"]))
+    assert list(shipped["method"]) == ["sema", "ema", "none"] and set(shipped["variant"]) == {"shipped"}
+    assert list(zip(sweep["method"], sweep["variant"])) == [("sema", "decay=0.8")]
+
+    across = frame_with(run_app(results, monkeypatch, view="Across tasks"), "mean rank")
+    cls = "cls/tiny · top1 ↑ (val)"
+    rows = {(r["selection"], r["method"], r["variant"]): r[cls] for r in across.to_dict("records")}
+    assert {("shipped", "sema", "shipped"), ("sweep", "sema", "decay=0.8")} <= set(rows)
+    assert rows[("shipped", "sema", "shipped")] > 0  # the shipped sema is still there, and better than none
+
+
+def test_a_seed_run_twice_is_one_seed_of_its_curve(results: Path, monkeypatch) -> None:
+    """An older job of the same method, variant and seed (say, from an older version of the preset) is left out,
+    as the leaderboard leaves it out: the curve keeps three seeds and the newest job's values."""
+    older = JobDir(results, "cls-tiny-sema-s0-older")
+    shutil.copytree(results / "cls-tiny-sema-s0-fixture", older.path)
+    rows = [{**r, "job_id": older.job_id, "value": r["value"] - 30, "timestamp": "2025-01-01T00:00:00"}
+            for r in older.metrics()]
+    older.drop_metrics(lambda r: False)
+    older.append_metrics(rows)
+    at = run_app(results, monkeypatch)
+    means = {(r["series"], r["x"]): (r["mean"], r["n"]) for r in chart_data(at) if "series" in r and "mean" in r}
+    newest = [_final(results / f"cls-tiny-sema-s{seed}-fixture") for seed in range(3)]
+    assert means[("sema · shipped", 6.0)] == (pytest.approx(sum(newest) / 3), 3)
+    assert "cls-tiny-sema-s0-older" in at.warning[0].value
+    board = at.dataframe[0].value
+    assert dict(zip(board["method"], board["seeds"]))["sema"] == 3
+
+
+def test_the_leaderboards_own_tuned_selection_is_shown(tmp_path: Path, monkeypatch) -> None:
+    """A decay sweep evaluated on val and test, through the real leaderboard: its tuned rows fill the tuned table,
+    the knobs the across-tasks view lists, and the performance profile."""
+    results = make_results(tmp_path / "results", sweep=(0.8, 0.9), test=True, extra_states=False)
+    at = run_app(results, monkeypatch)
+    tuned = frame_with(at, "variant", "final_mean", nth=1)
+    assert set(tuned["split"]) == {"test"}
+    assert dict(zip(tuned["method"], tuned["variant"])) == {"sema": "decay=0.9", "ema": "shipped", "none": "shipped"}
+    assert tuned.loc[tuned["method"] != "none", "delta_ci"].str.startswith("[").all()  # paired with none's seeds
+
+    at = run_app(results, monkeypatch, view="Across tasks")
+    assert frame_with(at, "cls/tiny").loc["sema", "cls/tiny"] == "decay=0.9"
+    behind = frame_with(at, "gap", "selection")
+    assert set(behind["selection"]) == {"tuned"} and set(behind["split"]) == {"test"}
+    jobs = run_app(results, monkeypatch, view="Jobs").dataframe[0].value
+    assert jobs["last metrics"].str.contains(r"top1=[\d.]+ \(val\), top1=[\d.]+ \(test\) at epoch 6").sum() == 15
+
+
+def _final(job: Path) -> float:
+    """A job's last val top1, read straight from its metrics.csv."""
+    with (job / "metrics.csv").open() as handle:
+        return float([r for r in csv.DictReader(handle) if r["metric"] == "top1"][-1]["value"])
+
+
+def board_row(task: str, method: str, final: float, selection: str = "shipped", variant: str = "",
+              split: str = "val", **values: float) -> dict:
+    """A leaderboard row with every column; None where the test does not care."""
+    metric, higher = {"cls": ("top1", True), "gen": ("fid", False)}[task]
+    return {**dict.fromkeys(leaderboard.COLUMNS), "selection": selection,
+            "task": task, "preset": "tiny", "variant": variant, "dataset": "synthetic", "model": "toy", "split": split,
+            "metric": metric, "higher_is_better": higher, "method": method, "seeds": 3, "final_mean": final,
+            "final_std": 0.2, "best_mean": final, "best_std": 0.2, "epochs": 6, **values}
+
+
+def made_board() -> list[dict]:
+    """A leaderboard made by hand, with shipped, sweep and tuned rows on val and test and every number chosen."""
+    rows = []
+    for split, shift in (("val", 0.0), ("test", -1.0)):
+        rows += [board_row("cls", "none", 80 + shift, split=split), board_row("cls", "ema", 81 + shift, split=split),
+                 board_row("cls", "sema", 82 + shift, split=split, delta_vs_none=2.0, delta_vs_none_pct=2.5,
+                           delta_ci_low=1.5, delta_ci_high=2.5, p_value=0.004, win_rate=1.0, paired_seeds=3,
+                           reach90_epoch=3.0, auc_epoch=0.8),
+                 board_row("cls", "sema", 78 + shift, "sweep", "decay=0.8", split),
+                 board_row("cls", "sema", 83 + shift, "sweep", "decay=0.9", split),
+                 board_row("cls", "ema", 81.5 + shift, "sweep", "decay=0.9", split),
+                 board_row("gen", "none", 30 - shift, split=split), board_row("gen", "ema", 28 - shift, split=split),
+                 board_row("gen", "sema", 27 - shift, split=split), board_row("gen", "sema", 26 - shift, "sweep",
+                                                                              "decay=0.9", split)]
+    rows += [board_row("cls", "none", 79, "tuned", split="test"),
+             board_row("cls", "ema", 80.5, "tuned", "decay=0.9", "test"),
+             board_row("cls", "sema", 82, "tuned", "decay=0.9", "test", delta_vs_none=3.0, delta_vs_none_pct=3.8,
+                       delta_ci_low=2.0, delta_ci_high=4.0, p_value=0.01, win_rate=1.0, paired_seeds=3),
+             board_row("gen", "none", 31, "tuned", split="test"),  # gen: ema has no tuned row
+             board_row("gen", "sema", 27, "tuned", "decay=0.9", "test")]
+    return rows
+
+
+@pytest.fixture
+def made_leaderboard(results: Path, monkeypatch) -> Path:
+    """The results fixture, shown with :func:`made_board` as its leaderboard (``Snapshot.leaderboard``)."""
+    monkeypatch.setattr("dashboard.store.aggregate", lambda rows, primary=None: made_board())
+    return results
+
+
+def test_shipped_and_tuned_tables_show_knobs_and_paired_statistics(made_leaderboard: Path, monkeypatch) -> None:
+    at = run_app(made_leaderboard, monkeypatch)
+    shipped, tuned, sweep = (frame_with(at, "variant", "final_mean", nth=i) for i in range(3))
+    assert list(zip(shipped["split"], shipped["method"])) == [
+        ("test", "sema"), ("test", "ema"), ("test", "none"), ("val", "sema"), ("val", "ema"), ("val", "none")]
+    sema = shipped.iloc[0]
+    assert (sema["variant"], sema["delta_ci"], sema["p_value"], sema["win_rate"], sema["reach90_epoch"]) == (
+        "shipped", "[+1.5, +2.5]", 0.004, 1.0, 3.0)
+    assert list(zip(tuned["method"], tuned["variant"], tuned["split"])) == [
+        ("sema", "decay=0.9", "test"), ("ema", "decay=0.9", "test"), ("none", "shipped", "test")]
+    assert tuned.iloc[0]["delta_ci"] == "[+2, +4]"
+    assert set(sweep["variant"]) == {"decay=0.8", "decay=0.9"}
+    assert "auc_s" not in shipped.columns  # a column no row has a value in is not shown
+
+
+def test_sensitivity_plots_the_val_metric_against_each_swept_knob(made_leaderboard: Path, monkeypatch) -> None:
+    at = run_app(made_leaderboard, monkeypatch)
+    assert "Sensitivity: val top1 against each swept knob" in [s.value for s in at.subheader]
+    data = chart_data(at)
+    points = {(r["line"], r["value"]): r["mean"] for r in data if r.get("knob") == "decay"}
+    assert points == {("sema", "0.8"): 78, ("sema", "0.9"): 83, ("sema", "0.99"): 82,  # 0.99: the shipped decay
+                      ("ema", "0.9"): 81.5, ("ema", "0.99"): 81}
+    assert [r["none"] for r in data if "none" in r] == [80]  # none as shipped, on val: the reference line
+    assert {r["order"] for r in data if r.get("value") == "0.99"} == {2.0}  # sorted as numbers
+
+    at = run_app(made_leaderboard, monkeypatch, task="gen", metric="loss")  # no sweep of loss: no plot
+    assert not any(s.value.startswith("Sensitivity") for s in at.subheader)
+
+
+def test_across_tasks_keeps_selections_apart_and_plots_the_profile(made_leaderboard: Path, monkeypatch) -> None:
+    at = run_app(made_leaderboard, monkeypatch, view="Across tasks")
+    across = frame_with(at, "mean rank").set_index(["selection", "method", "variant"])
+    cls, gen = "cls/tiny · top1 ↑ (test)", "gen/tiny · fid ↓ (test)"
+    assert across.loc[("tuned", "sema", "per task, best on val"), cls] == pytest.approx(3.8)
+    assert across.loc[("shipped", "sema", "shipped"), cls] == pytest.approx(2.5)
+    assert ("sweep", "sema", "decay=0.8") in across.index and ("sweep", "ema", "decay=0.9") in across.index
+    assert across.loc[("tuned", "sema", "per task, best on val"), "mean rank"] == 1.0
+    knobs = frame_with(at, "cls/tiny")
+    assert dict(knobs["cls/tiny"]) == {"none": "shipped", "ema": "decay=0.9", "sema": "decay=0.9"}
+    assert math.isnan(knobs.loc["ema", "gen/tiny"])  # no tuned ema on gen
+    assert across.columns.tolist()[:2] == [cls, gen]
+
+    profile = [r for r in chart_data(at) if "fraction" in r]
+    at_zero = {r["method"]: r["fraction"] for r in profile if r["tau"] == 0}
+    assert at_zero == {"none": 0.0, "ema": 0.0, "sema": 1.0}  # sema is best on both task-presets
+    assert {r["fraction"] for r in profile if r["method"] == "ema"} == {0.0, 0.5, 1.0}
+    behind = frame_with(at, "gap", "selection")
+    ema_gen = behind[(behind.method == "ema") & (behind.problem == "gen/tiny")].iloc[0]
+    assert (ema_gen["selection"], ema_gen["value"], ema_gen["gap"]) == ("shipped", 29, pytest.approx(2 / 27))
+
+
+def test_a_task_table_leaves_out_columns_without_values() -> None:
+    """One seed: no interval, p-value or spread; a leaderboard without a column (an older one): not shown."""
+    rows = [{k: v for k, v in board_row("cls", m, v, final_std=None, best_std=None).items() if k != "auc_s"}
+            for m, v in (("none", 80.0), ("sema", 82.0))]
+    frame = tables.leaderboard_frame(rows)
+    assert list(frame.columns) == ["rank", "method", "variant", "split", "seeds", "final_mean", "best_mean", "epochs"]
+    assert list(frame["method"]) == ["sema", "none"]
+
+
+def test_sensitivity_points_of_a_two_knob_sweep() -> None:
+    rows = [board_row("cls", "sema", 80.0, "sweep", "decay=0.9,switch_interval=2"),
+            board_row("cls", "sema", 81.0, "sweep", "decay=0.99,switch_interval=2"),
+            board_row("cls", "sema", 79.0, "sweep", "decay=0.9,switch_interval=10"),
+            board_row("cls", "sema", 99.0, "tuned", "decay=0.9,switch_interval=2", "test")]
+    points = tables.sensitivity_points(rows, {})
+    decay = points[points.knob == "decay"]
+    assert sorted(zip(decay["line"], decay["value"], decay["mean"])) == [
+        ("sema · switch_interval=10", "0.9", 79.0), ("sema · switch_interval=2", "0.9", 80.0),
+        ("sema · switch_interval=2", "0.99", 81.0)]
+    interval = points[points.knob == "switch_interval"]
+    assert sorted(zip(interval["line"], interval["order"], interval["value"])) == [
+        ("sema · decay=0.9", 0.0, "2"), ("sema · decay=0.9", 1.0, "10"), ("sema · decay=0.99", 0.0, "2")]  # 2 < 10
+
+
 @pytest.mark.slow
 def test_a_real_tiny_run_shows_up(tmp_path: Path, monkeypatch) -> None:
     """One real cls job (2 epochs) through `suite run`: its curve, leaderboard row and hook counts."""
@@ -187,10 +385,11 @@ def test_a_real_tiny_run_shows_up(tmp_path: Path, monkeypatch) -> None:
                     "--set", "epochs=2", "--results-dir", str(results)], cwd=REPO, check=True, capture_output=True,
                    env={**os.environ, "PYTHONPATH": str(REPO), "SUITE_THREADS": "1"})
     at = run_app(results, monkeypatch)
-    board = at.dataframe[0].value
-    expected = leaderboard.build(results)
-    assert list(board["final_mean"]) == [pytest.approx(expected[0]["final_mean"])]
-    assert {r["x"] for r in chart_data(at) if "mean" in r} == {1.0, 2.0}
+    boards = [d.value.to_dict("records") for d in at.dataframe if "variant" in d.value.columns]
+    val = [(r["variant"], r["final_mean"]) for board in boards for r in board if r["split"] == "val"]
+    expected = [r for r in leaderboard.build(results) if r["metric"] == "top1" and r["split"] == "val"]
+    assert val == [("epochs=2", pytest.approx(expected[0]["final_mean"]))]  # --set epochs=2: a variant, labelled
+    assert {r["x"] for r in chart_data(at) if "series" in r and "mean" in r} == {1.0, 2.0}
     jobs = run_app(results, monkeypatch, view="Jobs").dataframe[0].value
     job = jobs.iloc[0]
     assert (job["state"], job["position"], job["switches"]) == ("done", "epoch 2/2", 1)  # switch_start=2 in tiny
