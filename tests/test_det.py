@@ -14,17 +14,19 @@ import numpy as np
 import pytest
 
 from suite.cli import main
+from suite.data import cache_dir
 from suite.errors import DatasetMissing
 from suite.jobs import JobSpec
 from suite.results import JobDir, read_json
 from tasks.det import COCO_FILES, SHIPPED_CONFIGS, TASK
+from tasks.det.coco import holdout_files
 from tasks.det.shapes import CLASSES, ShapesSpec, ann_file, ensure_shapes
 
 mmcv_ops = pytest.importorskip("mmcv.ops", reason="mmcv with compiled ops (scripts/build_mmcv.sh)")
 
 REPO = Path(__file__).resolve().parents[1]
 # Small enough for the test budget, big enough to learn: 6 epochs of 8 steps.
-QUICK = ["epochs=6", "num_train=128", "num_val=32", "batch_size=16", "warmup_iters=8"]
+QUICK = ["epochs=6", "num_train=128", "num_val=32", "num_test=32", "batch_size=16", "warmup_iters=8"]
 STEPS = 8  # per epoch
 
 
@@ -37,7 +39,9 @@ def _env(tmp_path_factory, monkeypatch):
 
 
 def _sets(items: list[str]) -> list[str]:
-    return [arg for item in items for arg in ("--set", item)]
+    """``--set`` arguments; a later item overrides an earlier one of the same key (a key may be set once)."""
+    last = {item.partition("=")[0]: item for item in items}
+    return [arg for item in last.values() for arg in ("--set", item)]
 
 
 def _only_job(results: Path) -> JobDir:
@@ -51,7 +55,7 @@ def _only_job(results: Path) -> JobDir:
 def test_shapes_are_a_real_coco_dataset_with_exact_boxes_and_masks(tmp_path):
     from pycocotools.coco import COCO
 
-    spec = ShapesSpec(num_train=20, num_val=10)
+    spec = ShapesSpec(num_train=20, num_val=10, num_test=10)
     root = ensure_shapes(spec, tmp_path)
     coco = COCO(str(ann_file(root, "train")))
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CLASSES)
@@ -71,14 +75,16 @@ def test_shapes_are_a_real_coco_dataset_with_exact_boxes_and_masks(tmp_path):
 
 
 def test_shapes_are_generated_once_and_identically(tmp_path):
-    spec = ShapesSpec(num_train=8, num_val=4)
+    spec = ShapesSpec(num_train=8, num_val=4, num_test=4)
     root = ensure_shapes(spec, tmp_path / "a")
     stamp = ann_file(root, "train").stat().st_mtime_ns
     assert ensure_shapes(spec, tmp_path / "a") == root and ann_file(root, "train").stat().st_mtime_ns == stamp
     other = ensure_shapes(spec, tmp_path / "b")
     assert ann_file(other, "val").read_text() == ann_file(root, "val").read_text()
+    assert ann_file(other, "test").read_text() == ann_file(root, "test").read_text()
     assert (other / "train" / "00003.png").read_bytes() == (root / "train" / "00003.png").read_bytes()
-    assert ensure_shapes(ShapesSpec(num_train=9, num_val=4), tmp_path / "a") != root  # other params: other data
+    assert ensure_shapes(ShapesSpec(num_train=9, num_val=4, num_test=4), tmp_path / "a") != root  # other data
+    assert ensure_shapes(ShapesSpec(num_train=8, num_val=4, num_test=5), tmp_path / "a") != root
 
 
 # -- paper presets ----------------------------------------------------------------------------------------
@@ -106,6 +112,17 @@ def test_check_data_accepts_a_complete_coco_layout(tmp_path):
         TASK.check_data(job.preset, job.context(tmp_path, tmp_path / "work"))
 
 
+def _dry_run_config(preset: str, tmp_path: Path, capsys, *sets: str):
+    from mmengine.config import Config
+
+    data = tmp_path / "data"
+    code = main(["run", "--task", "det", "--preset", preset, "--method", "sema", "--dry-run", *_sets(list(sets)),
+                 "--data-root", str(data), "--results-dir", str(tmp_path / "results")])
+    assert code == 0 and not (tmp_path / "results").exists()
+    out = capsys.readouterr().out
+    return Config.fromstring(out.split("\n", 1)[1].rsplit("# model:", 1)[0], ".py"), out
+
+
 @pytest.mark.parametrize("preset", sorted(SHIPPED_CONFIGS))
 def test_dry_run_builds_each_paper_preset(preset, tmp_path, capsys):
     from mmengine.config import Config
@@ -121,7 +138,13 @@ def test_dry_run_builds_each_paper_preset(preset, tmp_path, capsys):
     assert ("MaskRCNN" if "mask" in preset else "RetinaNet") in model and "M parameters" in model
     assert cfg.default_scope == "mmdet"
     assert cfg.train_dataloader.dataset.data_root == f"{data}/coco/"
-    assert cfg.val_evaluator.ann_file == f"{data}/coco/annotations/instances_val2017.json"
+    # test: val2017, once at the end; val: the held-out slice of train2017, which training does not read
+    assert cfg.test_evaluator.ann_file == f"{data}/coco/annotations/instances_val2017.json"
+    assert cfg.test_dataloader.dataset.data_prefix.img == "val2017/" and cfg.test_cfg.type == "TestLoop"
+    held_out = holdout_files(data / "coco", 5000, cache_dir())
+    assert cfg.train_dataloader.dataset.ann_file == str(held_out[0])
+    assert cfg.val_dataloader.dataset.ann_file == cfg.val_evaluator.ann_file == str(held_out[1])
+    assert cfg.val_dataloader.dataset.data_prefix.img == "train2017/" and cfg.val_dataloader.dataset.test_mode
     assert "data/coco" not in text.replace(str(data), "")  # nothing left pointing at mmdet's default root
     hooks = {h["type"]: h for h in cfg.custom_hooks}
     assert hooks["SemaHook"]["switch"] is True and hooks["SemaHook"]["decay"] == 0.9998
@@ -130,24 +153,65 @@ def test_dry_run_builds_each_paper_preset(preset, tmp_path, capsys):
     assert hooks["ResultsHook"]["by_epoch"] is not iteration_based
     assert cfg.default_hooks.checkpoint.by_epoch is not iteration_based
     assert cfg.log_processor.by_epoch is not iteration_based
-    assert "test_dataloader" not in cfg
+    assert hooks["ResultsHook"]["val_split"] == "val"
+
+
+@pytest.mark.parametrize("preset", sorted(SHIPPED_CONFIGS))
+def test_final_paper_run_trains_on_all_of_train2017_and_scores_val2017_every_time(preset, tmp_path, capsys):
+    cfg, _ = _dry_run_config(preset, tmp_path, capsys, "val_size=0")
+    data = tmp_path / "data"
+    assert cfg.train_dataloader.dataset.ann_file == "annotations/instances_train2017.json"  # as shipped
+    assert cfg.val_evaluator.ann_file == f"{data}/coco/annotations/instances_val2017.json"
+    assert "test_dataloader" not in cfg  # val2017 is scored at every evaluation, labelled test
+    assert {h["type"]: h for h in cfg.custom_hooks}["ResultsHook"]["val_split"] == "test"
+
+
+def test_paper_preset_datasets_hold_the_slice_out_of_training(tmp_path):
+    """A miniature COCO (shapes laid out as train2017 / val2017): the datasets and the val metric that
+    MMDetection builds from a paper preset's config hold the expected, disjoint images."""
+    from mmdet.registry import DATASETS, METRICS
+    from mmengine.registry import init_default_scope
+
+    shapes = ensure_shapes(ShapesSpec(num_train=40, num_val=8, num_test=0), tmp_path / "shapes")
+    coco = tmp_path / "data" / "coco"
+    (coco / "annotations").mkdir(parents=True)
+    for split, name in (("train", "train2017"), ("val", "val2017")):
+        annotations = json.loads(ann_file(shapes, split).read_text())
+        for category, coco_name in zip(annotations["categories"], ("person", "bicycle", "car")):
+            category["name"] = coco_name  # the shipped configs train on COCO's classes
+        (coco / "annotations" / f"instances_{name}.json").write_text(json.dumps(annotations))
+        (coco / name).symlink_to(shapes / split)
+    job = JobSpec("det", "coco-retinanet-1x", "sema", 0, (("val_size", 10),)).resolve()
+    cfg = TASK.build_config(job.preset, job.context(tmp_path / "data", tmp_path / "work"))
+    init_default_scope("mmdet")
+    data = {s: DATASETS.build(cfg[f"{s}_dataloader"]["dataset"]) for s in ("train", "val", "test")}
+    info = {s: [d.get_data_info(i) for i in range(len(d))] for s, d in data.items()}
+    paths = {s: {i["img_path"] for i in infos} for s, infos in info.items()}
+    assert {s: len(p) for s, p in paths.items()} == {"train": 30, "val": 10, "test": 8}
+    assert not paths["train"] & paths["val"]
+    assert all(Path(p).parent == coco / "train2017" for p in paths["train"] | paths["val"])
+    assert all(Path(p).parent == coco / "val2017" for p in paths["test"])
+    metric = METRICS.build(cfg["val_evaluator"])  # scores against the slice's own annotations
+    assert set(metric._coco_api.get_img_ids()) == {i["img_id"] for i in info["val"]}
 
 
 # -- real tiny runs ---------------------------------------------------------------------------------------
 
 
-def _metrics(job: JobDir) -> dict[tuple[int, str], float]:
+def _metrics(job: JobDir, split: str = "val") -> dict[tuple[int, str], float]:
+    """(iteration, metric) -> value of the ``split`` rows; fails if any evaluation was recorded twice."""
     rows = job.metrics()
-    keys = [(r["iter"], r["metric"]) for r in rows]
+    keys = [(r["split"], r["iter"], r["metric"]) for r in rows]
     assert len(keys) == len(set(keys)), "an evaluation was recorded twice"
-    return {key: r["value"] for key, r in zip(keys, rows)}
+    return {(i, m): r["value"] for (s, i, m), r in zip(keys, rows) if s == split}
 
 
 @pytest.mark.slow
 def test_tiny_ema_learns(tmp_path):
     results = tmp_path / "results"
     epochs = 10  # a detector trained from scratch needs ~80 steps before its AP takes off
-    args = ["run", "--task", "det", "--method", "ema", "--results-dir", str(results), *_sets([*QUICK, f"epochs={epochs}"])]
+    args = ["run", "--task", "det", "--method", "ema", "--results-dir", str(results),
+            *_sets([*QUICK, f"epochs={epochs}"])]
     assert main(args) == 0
     job = _only_job(results)
     metrics = _metrics(job)
@@ -155,6 +219,9 @@ def test_tiny_ema_learns(tmp_path):
     assert {m for _, m in metrics} == {"bbox_mAP", "bbox_mAP_50", "bbox_mAP_75"}
     first, last = metrics[(STEPS, "bbox_mAP_50")], metrics[(epochs * STEPS, "bbox_mAP_50")]
     assert last > 0.1 and last > 2 * first  # it learns (an untrained detector scores ~0.03)
+    test = _metrics(job, "test")  # the test shapes, once, at the end
+    assert sorted(test) == sorted((epochs * STEPS, m) for m in ("bbox_mAP", "bbox_mAP_50", "bbox_mAP_75"))
+    assert test[(epochs * STEPS, "bbox_mAP_50")] > 0.1
     averaging = job.status()["averaging"]
     assert averaging["updates"] == epochs * STEPS and averaging["switches"] == 0
 
@@ -211,6 +278,7 @@ def test_interrupted_tiny_job_resumes_and_records_each_evaluation_once(tmp_path)
     assert status["state"] == "done" and status["attempts"] == 2 and status["resumed_from"]
     after = _metrics(job)  # asserts that no evaluation appears twice
     assert sorted({i for i, _ in after}) == [STEPS * e for e in range(1, 7)]
+    assert sorted({i for i, _ in _metrics(job, "test")}) == [6 * STEPS]
     assert all(after[key] == value for key, value in before.items() if key[0] <= 2 * STEPS)
     assert [p["epoch"] for p in status["averaging"]["switch_points"]] == [2, 3, 4, 5, 6]
     assert json.loads(job.job_json.read_text())["spec"]["preset"] == "tiny"

@@ -21,8 +21,8 @@ from tasks.reg.modules import AgeDB, RotatedDigits, agedb_age, red_blue
 def test_rotated_digits_are_fixed_and_rotated_by_their_target():
     train, again = RotatedDigits("train", 16, 60.0), RotatedDigits("train", 16, 60.0)
     assert torch.equal(train.targets, again.targets) and torch.equal(train.images, again.images)
-    val = RotatedDigits("val", 16, 60.0)
-    assert len(train) + len(val) == 1797 and train.images.shape[1:] == (3, 16, 16)
+    val, test = RotatedDigits("val", 16, 60.0), RotatedDigits("test", 16, 60.0)
+    assert len(train) + len(val) + len(test) == 1797 and train.images.shape[1:] == (3, 16, 16)
     assert train.targets.abs().max() <= 60 and train.targets.std() > 30  # spread over [-60, 60]
     # undoing the rotation brings back the upright digit (up to interpolation and colour)
     image = val.images[:1] * 0.5 + 0.5
@@ -46,7 +46,7 @@ def test_agedb_reads_ages_from_file_names(tmp_path):
     assert agedb_age(Path("0_MariaCallas_35_f.jpg")) == 35
     with pytest.raises(ValueError, match="not an AgeDB file name"):
         agedb_age(Path("portrait.jpg"))
-    for split, ages in (("train", (20, 30, 70)), ("val", (41,))):
+    for split, ages in (("train", (20, 30, 70)), ("val", (41,)), ("test", (55, 60))):
         (tmp_path / split).mkdir()
         for i, age in enumerate(ages):
             Image.new("RGB", (40, 50), (i * 60, 100, 200)).save(tmp_path / split / f"{i}_Someone_{age}_m.jpg")
@@ -54,11 +54,18 @@ def test_agedb_reads_ages_from_file_names(tmp_path):
     assert len(data) == 1 and data.metainfo["train_median"] == 30
     item = data[0]
     assert item["inputs"].shape == (3, 32, 32) and item["targets"] == 41
+    test = AgeDB(str(tmp_path), "test", image_size=32)
+    assert sorted(test.targets.tolist()) == [55, 60] and test.metainfo["train_median"] == 30
 
 
 def test_agedb_without_data_names_the_layout(tmp_path):
     job = JobSpec("reg", "agedb", "none", 0).resolve()
     with pytest.raises(DatasetMissing, match=r"agedb/train/\*\.jpg"):
+        TASK.check_data(job.preset, job.context(tmp_path, tmp_path / "work"))
+    for split in ("train", "val"):  # the test split is needed too
+        (tmp_path / "agedb" / split).mkdir(parents=True)
+        (tmp_path / "agedb" / split / "0_A_30_m.jpg").write_bytes(b"")
+    with pytest.raises(DatasetMissing, match=r"agedb/test/\*\.jpg"):
         TASK.check_data(job.preset, job.context(tmp_path, tmp_path / "work"))
 
 
@@ -67,12 +74,13 @@ def test_tiny_run_beats_the_constant_predictor(tmp_path, capsys):
                  "--results-dir", str(tmp_path)]) == 0
     (job_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     rows = JobDir(tmp_path, job_dir.name).metrics()
-    mae = [r["value"] for r in rows if r["metric"] == "mae"]
-    rmse = [r["value"] for r in rows if r["metric"] == "rmse"]
-    (constant,) = [r for r in rows if r["metric"] == "mae_constant"]
-    assert len(mae) == len(rmse) == 3 and constant["split"] == "test"
-    assert 25 < constant["value"] < 35  # |uniform(-60, 60)| averages 30
-    assert mae[-1] < constant["value"] / 2 and all(r >= m for r, m in zip(rmse, mae))
+    mae = [r["value"] for r in rows if r["metric"] == "mae" and r["split"] == "val"]
+    rmse = [r["value"] for r in rows if r["metric"] == "rmse" and r["split"] == "val"]
+    test = {r["metric"]: r["value"] for r in rows if r["split"] == "test"}
+    assert len(mae) == len(rmse) == 3 and set(test) == {"mae", "rmse", "mae_constant"}
+    assert 25 < test["mae_constant"] < 35  # |uniform(-60, 60)| averages 30
+    assert mae[-1] < test["mae_constant"] / 2 and all(r >= m for r, m in zip(rmse, mae))
+    assert test["mae"] < test["mae_constant"] / 2 and test["rmse"] >= test["mae"]
 
 
 @pytest.mark.parametrize("preset", sorted(TASK.presets))
@@ -83,8 +91,10 @@ def test_dry_run_builds_every_preset(preset, tmp_path, capsys):
 
 
 def _rows(method: str, curve: list[float], seed: int = 0) -> list[dict]:
-    return [{"task": "reg", "preset": "tiny", "dataset": "d", "model": "m", "split": "val", "metric": "mae",
-             "higher_is_better": False, "method": method, "seed": seed, "epoch": float(e), "value": v}
+    return [{"job_id": f"reg-{method}-s{seed}", "timestamp": "2025-01-01T00:00:00",
+             "task": "reg", "preset": "tiny", "dataset": "d", "model": "m", "split": "val", "metric": "mae",
+             "higher_is_better": False, "method": method, "seed": seed, "epoch": float(e), "value": v,
+             "wall_time_s": 2.0 * e}
             for e, v in enumerate(curve, start=1)]
 
 
@@ -94,9 +104,10 @@ def test_leaderboard_treats_lower_as_better():
     table = {r["method"]: r for r in leaderboard.aggregate(rows)}
     assert table["none"]["final_mean"] == 5.0 and table["none"]["best_mean"] == pytest.approx(4.75)
     assert table["sema"]["best_mean"] == 4.0  # the lowest value, not the highest
-    assert table["sema"]["delta_vs_none"] == pytest.approx(-0.8)  # below none: better
-    assert table["ema"]["delta_vs_none"] == pytest.approx(1.0)
-    # convergence: the first epoch at or below none's final mean (5.0)
-    assert table["sema"]["epoch_reach_none_final"] == 2
-    assert table["none"]["epoch_reach_none_final"] == 3
-    assert table["ema"]["epoch_reach_none_final"] is None
+    assert table["sema"]["delta_vs_none"] == pytest.approx(-1.3)  # paired with none's seed 0 (5.5): lower, better
+    assert table["ema"]["delta_vs_none"] == pytest.approx(0.5)
+    assert table["sema"]["win_rate"] == 1.0 and table["ema"]["win_rate"] == 0.0
+    # convergence: the first epoch at or below 90 % of none's improvement (9.0 -> 5.0: 5.4)
+    assert table["sema"]["reach90_epoch"] == 2
+    assert table["none"]["reach90_epoch"] == 3
+    assert table["ema"]["reach90_epoch"] is None

@@ -1,5 +1,6 @@
 """The SSL adapter: losses against their definitions, the k-NN, BYOL's target kept out of the averaging,
-the end-of-run linear probe on the averaged weights, and a short real run."""
+the end-of-run test pass (k-NN and linear probe on the test digits) on the averaged weights, and a short
+real run."""
 
 from __future__ import annotations
 
@@ -114,20 +115,20 @@ def test_end_of_run_probe_uses_the_average_after_a_resume(tmp_path):
     assert hook.averager.num_updates == steps
     assert all(torch.equal(v, before[k]) for k, v in hook.averager.averaged_state().items())
     rows = JobDir(tmp_path, job.job_id).metrics()
-    assert [r["metric"] for r in rows if r["split"] == "test"] == ["linear_probe"]
+    assert [r["metric"] for r in rows if r["split"] == "test"] == ["knn", "linear_probe"]
 
 
-def test_tiny_run_learns_and_records_knn_each_epoch_and_one_probe(tmp_path, capsys):
+def test_tiny_run_learns_and_records_knn_each_epoch_then_knn_and_probe_on_test(tmp_path, capsys):
     assert main(["run", "--task", "ssl", "--method", "none", "--set", "epochs=3",
                  "--results-dir", str(tmp_path)]) == 0
     (job_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     rows = JobDir(tmp_path, job_dir.name).metrics()
-    knn = [r for r in rows if r["metric"] == "knn"]
-    probe = [r for r in rows if r["metric"] == "linear_probe"]
-    assert [r["epoch"] for r in knn] == [1, 2, 3] and all(r["split"] == "val" for r in knn)
-    assert len(probe) == 1 and probe[0]["split"] == "test" and probe[0]["epoch"] == 3
+    knn = [r for r in rows if r["metric"] == "knn" and r["split"] == "val"]
+    test = {r["metric"]: r for r in rows if r["split"] == "test"}
+    assert [r["epoch"] for r in knn] == [1, 2, 3] and len(rows) == 5
+    assert set(test) == {"knn", "linear_probe"} and all(r["epoch"] == 3 for r in test.values())
     # chance is 10 %; an untrained backbone scores ~25 % on the distorted digits
-    assert knn[-1]["value"] > 35 and probe[0]["value"] > 35
+    assert knn[-1]["value"] > 35 and test["knn"]["value"] > 35 and test["linear_probe"]["value"] > 35
 
 
 @pytest.mark.parametrize("preset", sorted(TASK.presets))

@@ -10,9 +10,9 @@ from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 from mmengine.registry import DATASETS, METRICS, MODELS
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
-from suite.data import load_digits_split, random_shift
+from suite.data import load_digits_split, random_shift, split_indices
 from suite.nets import cifar_resnet
 
 _CIFAR_MEAN, _CIFAR_STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
@@ -20,7 +20,8 @@ _CIFAR_MEAN, _CIFAR_STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
 
 @DATASETS.register_module()
 class DigitsClassification(Dataset):
-    """scikit-learn's 1,797 handwritten digits, upsampled; random 2-pixel shifts when training."""
+    """scikit-learn's 1,797 handwritten digits (the suite's fixed train/val/test split), upsampled; random
+    2-pixel shifts when training."""
 
     def __init__(self, split: str, image_size: int = 16) -> None:
         self.images, self.labels = load_digits_split(split, image_size)
@@ -37,16 +38,22 @@ class DigitsClassification(Dataset):
 
 @DATASETS.register_module()
 class CifarClassification(Dataset):
-    """torchvision's CIFAR-10/100 with the standard crop-and-flip augmentation."""
+    """torchvision's CIFAR-10/100 with the standard crop-and-flip augmentation when training.
 
-    def __init__(self, root: str, split: str, classes: int = 100, download: bool = False) -> None:
+    ``train`` is the training set less the ``val_size`` images (class-balanced, fixed) that form ``val``;
+    ``test`` is the CIFAR test set.
+    """
+
+    def __init__(self, root: str, split: str, classes: int = 100, download: bool = False, val_size: int = 0) -> None:
         from torchvision import datasets, transforms
 
         cls = datasets.CIFAR100 if classes == 100 else datasets.CIFAR10
         normalize = [transforms.ToTensor(), transforms.Normalize(_CIFAR_MEAN, _CIFAR_STD)]
         augment = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if split == "train" else []
-        self.data = cls(root, train=split == "train", download=download,
+        self.data = cls(root, train=split != "test", download=download,
                         transform=transforms.Compose(augment + normalize))
+        if split != "test":
+            self.data = Subset(self.data, split_indices(split, len(self.data), val_size, self.data.targets).tolist())
 
     def __len__(self) -> int:
         return len(self.data)

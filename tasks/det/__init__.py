@@ -1,8 +1,10 @@
 """Object detection and instance segmentation through MMDetection 3 (COCO bbox / segm mAP).
 
 ``tiny`` and ``tiny-mask`` train small MMDetection detectors on a generated COCO-format shapes data set on a
-CPU; the paper presets run MMDetection's own shipped COCO configs with only the data root (and the suite's
-hooks) injected. Everything is read and scored by MMDetection's ``CocoDataset`` and ``CocoMetric``.
+CPU (its own train, val and test splits); the paper presets run MMDetection's own shipped COCO configs with
+only the data root, the held-out ``val`` slice of train2017 (see :mod:`tasks.det.coco`) and the suite's hooks
+injected, and report val2017 as ``test``. Everything is read and scored by MMDetection's ``CocoDataset`` and
+``CocoMetric``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from suite.data import HeldOutSplits, cache_dir, check_val_size
 from suite.errors import DatasetMissing
 from suite.task import BuildContext, Metric, Preset, Task
 
@@ -23,7 +26,7 @@ COCO_FILES = ("annotations/instances_train2017.json", "annotations/instances_val
 
 _TINY = {"epochs": 12, "iters": 0, "val_interval": 1, "batch_size": 16, "lr": 0.002, "weight_decay": 0.05,
          "warmup_iters": 25, "num_workers": 0, "width": 16, "channels": 48, "image_size": 64, "num_train": 400,
-         "num_val": 100}
+         "num_val": 100, "num_test": 100}
 # The shapes data set gives 25 steps per epoch at batch 16, 300 in all. The averaging lag of an EMA is
 # ~d/(1-d) steps; a per-epoch switch pulls the model back by about that much, so it must stay well under an
 # epoch or SEMA stalls. Measured on this preset (seed 0): plain training 0.55 bbox mAP; SEMA at decay 0.98
@@ -35,14 +38,18 @@ _TINY_AVERAGING = {"decay": 0.9, "warmup_epochs": 1, "warmup_factor": 0.9, "swit
 # for its detectors (ExpMomentumEMA, momentum 2e-4): an averaging horizon of ~5,000 steps, under one epoch,
 # so a switch every epoch copies back a well-settled average. Warmed up over the 500-step LR warm-up x 4.
 _COCO_AVERAGING = {"decay": 0.9998, "warmup_iters": 2000, "warmup_factor": 0.9, "switch_start": 1}
+# val_size: 5,000 train2017 images held out for val -- as many as val2017 (the test split) has, so a val
+# evaluation costs what a test one does; 4 % of train2017. Final runs train on all of it: --set val_size=0.
+_COCO_PARAMS = {"val_size": 5000}
+COCO_TRAIN = 118_287  # images in train2017
 
 
 def _coco_preset(name: str, model: str, description: str) -> Preset:
-    return Preset(name=name, description=description, dataset="coco2017", model=model, params={},
+    return Preset(name=name, description=description, dataset="coco2017", model=model, params=dict(_COCO_PARAMS),
                   averaging=_COCO_AVERAGING)
 
 
-class Detection(Task):
+class Detection(HeldOutSplits, Task):
     name = "det"
     description = "object detection / instance segmentation, MMDetection (shapes offline; COCO RetinaNet, Mask R-CNN)"
     metrics = (
@@ -76,6 +83,7 @@ class Detection(Task):
     def check_data(self, preset: Preset, ctx: BuildContext) -> None:
         if preset.name not in SHIPPED_CONFIGS:
             return
+        check_val_size(ctx.params, COCO_TRAIN, "COCO train2017")
         root = Path(ctx.data_root) / "coco"
         if not all((root / name).exists() for name in COCO_FILES):
             layout = "\n".join(f"  {root}/{name}" for name in COCO_FILES)
@@ -84,10 +92,16 @@ class Detection(Task):
 
     def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:
         if preset.name in SHIPPED_CONFIGS:
-            from tasks.det.coco import shipped_config
+            from tasks.det.coco import ensure_holdout, holdout_files, shipped_config
 
-            return shipped_config(SHIPPED_CONFIGS[preset.name], Path(ctx.data_root) / "coco")
-        from suite.data import cache_dir
+            val_size, coco = ctx.params["val_size"], Path(ctx.data_root) / "coco"
+            check_val_size(ctx.params, COCO_TRAIN, "COCO train2017")
+            holdout = None  # val_size=0: train on all of train2017, score val2017 at every evaluation
+            if val_size and ctx.dry_run:  # where the files would be, without reading COCO
+                holdout = holdout_files(coco, val_size, cache_dir())
+            elif val_size:
+                holdout = ensure_holdout(coco, val_size, cache_dir())
+            return shipped_config(SHIPPED_CONFIGS[preset.name], coco, holdout)
         from tasks.det import tiny
         from tasks.det.shapes import ensure_shapes
 

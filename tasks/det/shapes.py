@@ -6,6 +6,9 @@ colour. Every shape is drawn from the same polygon that is stored as its mask, a
 polygon's extent, so boxes and masks are exact. The files are read by MMDetection's own ``CocoDataset``
 and scored by its ``CocoMetric`` (pycocotools), exactly as COCO is.
 
+Three splits, drawn one after the other from one random stream (so they hold different images): ``train``,
+``val`` (evaluated at every evaluation) and ``test`` (evaluated once, at the end).
+
 The data set depends only on its parameters (never on a job's seed): every method and seed trains and is
 evaluated on the same images. It is generated into a temporary folder and renamed into place, so parallel
 jobs that start together never see half of it.
@@ -25,8 +28,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 CLASSES = ("rectangle", "ellipse", "triangle")
-VERSION = 1  # bump when the generator's output changes, so stale caches are not reused
-SPLITS = ("train", "val")
+VERSION = 2  # bump when the generator's output changes, so stale caches are not reused (2: the test split)
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class ShapesSpec:
     image_size: int = 64
     num_train: int = 400
     num_val: int = 100
+    num_test: int = 100
     max_objects: int = 3
     min_size: int = 10
     max_size: int = 28
@@ -41,7 +45,11 @@ class ShapesSpec:
 
     def key(self) -> str:
         digest = hashlib.sha1(json.dumps({**asdict(self), "version": VERSION}, sort_keys=True).encode())
-        return f"coco-shapes-{self.image_size}px-{self.num_train}+{self.num_val}-{digest.hexdigest()[:8]}"
+        return (f"coco-shapes-{self.image_size}px-{self.num_train}+{self.num_val}+{self.num_test}-"
+                f"{digest.hexdigest()[:8]}")
+
+    def count(self, split: str) -> int:
+        return {"train": self.num_train, "val": self.num_val, "test": self.num_test}[split]
 
 
 def ann_file(root: Path, split: str) -> Path:
@@ -120,8 +128,8 @@ def _write_split(spec: ShapesSpec, root: Path, split: str, count: int, rng: np.r
 
 
 def ensure_shapes(spec: ShapesSpec, cache: Path) -> Path:
-    """The data set's folder under ``cache``, generated on first use: ``annotations/instances_{train,val}.json``
-    and the images in ``train/`` and ``val/``."""
+    """The data set's folder under ``cache``, generated on first use: ``annotations/instances_{split}.json``
+    and the images in ``{split}/``, for the splits ``train``, ``val`` and ``test``."""
     root = Path(cache) / "datasets" / spec.key()
     if all(ann_file(root, split).is_file() for split in SPLITS):
         return root
@@ -129,8 +137,8 @@ def ensure_shapes(spec: ShapesSpec, cache: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
     try:
         rng = np.random.default_rng(spec.seed)
-        _write_split(spec, tmp, "train", spec.num_train, rng)
-        _write_split(spec, tmp, "val", spec.num_val, rng)
+        for split in SPLITS:
+            _write_split(spec, tmp, split, spec.count(split), rng)
         try:
             tmp.rename(root)
         except OSError:  # another process finished first: keep its copy

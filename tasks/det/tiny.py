@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from suite.data import evaluation_config
 from tasks.det.shapes import CLASSES, ShapesSpec, ann_file
 
 # strides 4, 8, 16 (ResNet stages 1-3); the 64 px images give 16x16, 8x8 and 4x4 feature maps
@@ -121,7 +122,8 @@ def mask_rcnn(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def spec(p: dict[str, Any]) -> ShapesSpec:
-    return ShapesSpec(image_size=p["image_size"], num_train=p["num_train"], num_val=p["num_val"])
+    return ShapesSpec(image_size=p["image_size"], num_train=p["num_train"], num_val=p["num_val"],
+                      num_test=p["num_test"])
 
 
 def config(p: dict[str, Any], root: Path, mask: bool) -> dict[str, Any]:
@@ -129,12 +131,10 @@ def config(p: dict[str, Any], root: Path, mask: bool) -> dict[str, Any]:
     size = p["image_size"]
     annotations = {"type": "LoadAnnotations", "with_bbox": True, "with_mask": mask}
     resize = {"type": "Resize", "scale": (size, size), "keep_ratio": True}  # a no-op that records scale_factor
-    pipelines = {
-        "train": [{"type": "LoadImageFromFile"}, annotations, resize, {"type": "RandomFlip", "prob": 0.5},
-                  {"type": "PackDetInputs"}],
-        "val": [{"type": "LoadImageFromFile"}, resize, annotations,
-                {"type": "PackDetInputs", "meta_keys": ("img_id", "img_path", "ori_shape", "img_shape", "scale_factor")}],
-    }
+    train = [{"type": "LoadImageFromFile"}, annotations, resize, {"type": "RandomFlip", "prob": 0.5},
+             {"type": "PackDetInputs"}]
+    meta_keys = ("img_id", "img_path", "ori_shape", "img_shape", "scale_factor")
+    evaluation = [{"type": "LoadImageFromFile"}, resize, annotations, {"type": "PackDetInputs", "meta_keys": meta_keys}]
 
     def loader(split: str) -> dict[str, Any]:
         return {"batch_size": p["batch_size"], "num_workers": p["num_workers"],
@@ -142,8 +142,13 @@ def config(p: dict[str, Any], root: Path, mask: bool) -> dict[str, Any]:
                 "sampler": {"type": "DefaultSampler", "shuffle": split == "train"},
                 "dataset": {"type": "CocoDataset", "data_root": str(root), "metainfo": {"classes": CLASSES},
                             "ann_file": str(ann_file(root, split).relative_to(root)),
-                            "data_prefix": {"img": f"{split}/"}, "test_mode": split == "val",
-                            "filter_cfg": {"filter_empty_gt": False}, "pipeline": pipelines[split]}}
+                            "data_prefix": {"img": f"{split}/"}, "test_mode": split != "train",
+                            "filter_cfg": {"filter_empty_gt": False},
+                            "pipeline": train if split == "train" else evaluation}}
+
+    def evaluator(split: str) -> dict[str, Any]:
+        return {"type": "CocoMetric", "ann_file": str(ann_file(root, split)),
+                "metric": ["bbox", "segm"] if mask else "bbox"}
 
     if p["iters"]:
         train_cfg = {"type": "IterBasedTrainLoop", "max_iters": p["iters"], "val_interval": p["val_interval"]}
@@ -157,11 +162,8 @@ def config(p: dict[str, Any], root: Path, mask: bool) -> dict[str, Any]:
         "default_scope": "mmdet",
         "model": mask_rcnn(p) if mask else retinanet(p),
         "train_dataloader": loader("train"),
-        "val_dataloader": loader("val"),
-        "val_evaluator": {"type": "CocoMetric", "ann_file": str(ann_file(root, "val")),
-                          "metric": ["bbox", "segm"] if mask else "bbox"},
+        **evaluation_config(p, loader, evaluator),
         "train_cfg": train_cfg,
-        "val_cfg": {"type": "ValLoop"},
         "optim_wrapper": {"type": "OptimWrapper", "clip_grad": {"max_norm": 10.0, "norm_type": 2},
                           "optimizer": {"type": "AdamW", "lr": p["lr"], "weight_decay": p["weight_decay"]}},
         "param_scheduler": [

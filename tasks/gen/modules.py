@@ -15,7 +15,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import DATASETS, METRICS, MODELS
 from torch.utils.data import Dataset
 
-from suite.data import load_digits_split
+from suite.data import load_digits_split, split_indices
 from suite.previews import image_grid  # importing suite.previews registers PreviewHook, which the config names
 
 
@@ -40,7 +40,7 @@ class _Images(Dataset):
 
 @DATASETS.register_module()
 class DigitsImages(_Images):
-    """scikit-learn's handwritten digits, upsampled to ``image_size`` (the suite's fixed train/val split)."""
+    """scikit-learn's handwritten digits, upsampled to ``image_size`` (the suite's fixed train/val/test split)."""
 
     def __init__(self, split: str, image_size: int = 16, limit: int | None = None) -> None:
         super().__init__(limit)
@@ -62,20 +62,24 @@ def _transform(crop: int | None, size: int, flip: bool):
 
 @DATASETS.register_module()
 class CifarImages(_Images):
-    """torchvision's CIFAR-10 images (labels unused), random horizontal flips when ``flip`` (as DDPM trains)."""
+    """torchvision's CIFAR-10 images (labels unused), random horizontal flips when ``flip`` (as DDPM trains):
+    ``train`` the training set less the ``val_size`` images (class-balanced, fixed) that form ``val``, ``test``
+    the test set."""
 
     def __init__(self, root: str, split: str, flip: bool = False, download: bool = False,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, val_size: int = 0) -> None:
         from torchvision.datasets import CIFAR10
 
         super().__init__(limit)
-        self.data = CIFAR10(root, train=split == "train", download=download, transform=_transform(None, 32, flip))
+        self.data = CIFAR10(root, train=split != "test", download=download, transform=_transform(None, 32, flip))
+        self.index = (list(range(len(self.data))) if split == "test"
+                      else split_indices(split, len(self.data), val_size, self.data.targets).tolist())
 
     def _size(self) -> int:
-        return len(self.data)
+        return len(self.index)
 
     def _image(self, index: int) -> torch.Tensor:
-        return self.data[index][0]
+        return self.data[self.index[index]][0]
 
 
 CELEBA_PARTITIONS = {"train": "0", "val": "1", "test": "2"}

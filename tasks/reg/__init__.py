@@ -2,8 +2,13 @@
 
 Metrics are lower-is-better: MAE (primary) and RMSE at every evaluation, in the target's unit (degrees or
 years). ``mae_constant`` is the MAE of the best constant prediction (the training targets' median) on the
-same validation images, recorded once per job -- in the test pass the worker runs after training -- so a
-reader sees what the model has to beat without a repeated row at every evaluation.
+test images, recorded once per job -- in the test pass the worker runs after training, which scores MAE and
+RMSE on the test split too -- so a reader sees what the model has to beat without a repeated row at every
+evaluation.
+
+Splits: ``tiny`` uses the suite's fixed 60/20/20 split of the digits (each split with its own fixed angles
+and colours); ``rcf-mnist`` holds ``val_size`` FashionMNIST training images out for ``val`` and tests on
+the FashionMNIST test set; ``agedb`` reads its three splits from ``agedb/{train,val,test}/``.
 """
 
 from __future__ import annotations
@@ -11,26 +16,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from suite.data import HeldOutSplits, check_val_size, evaluation_config
 from suite.errors import DatasetMissing
 from suite.task import BuildContext, Metric, Preset, Task
 
-AGEDB_LAYOUT = ("  {root}/agedb/train/*.jpg\n  {root}/agedb/val/*.jpg\n"
-                "named as AgeDB ships them, <id>_<name>_<age>_<gender>.jpg (e.g. 0_MariaCallas_35_f.jpg)")
+AGEDB_SPLITS = ("train", "val", "test")
+AGEDB_LAYOUT = ("  {root}/agedb/train/*.jpg\n  {root}/agedb/val/*.jpg\n  {root}/agedb/test/*.jpg\n"
+                "named as AgeDB ships them, <id>_<name>_<age>_<gender>.jpg (e.g. 0_MariaCallas_35_f.jpg), split "
+                "as in AgeDB-DIR (Yang et al., 2021: 12,208 / 2,140 / 2,140 images)")
+FASHION_MNIST_TRAIN = 60_000
 
 
-class AttributeRegression(Task):
+class AttributeRegression(HeldOutSplits, Task):
     name = "reg"
     description = "attribute regression: rotation angle (digits offline; RCF-MNIST) or age (AgeDB)"
     metrics = (
         Metric("mae", higher_is_better=False, primary=True, description="mean absolute error (degrees / years)"),
         Metric("rmse", higher_is_better=False, description="root mean squared error (degrees / years)"),
         Metric("mae_constant", higher_is_better=False,
-               description="MAE of predicting the training median on the validation images; recorded once"),
+               description="MAE of predicting the training median on the test images; recorded once"),
     )
     presets = {
         # Each digit is rotated by a fixed random angle in [-60, 60] degrees (no 6/9 or 0/1/8 symmetry
         # ambiguity in that range) and coloured with a random RGB colour; the constant predictor scores
-        # ~30 degrees. 23 steps per epoch: SEMA as in the cls tiny preset.
+        # ~30 degrees. 1,079 training digits, 17 steps per epoch: SEMA as in the cls tiny preset.
         "tiny": Preset(
             name="tiny",
             description="sklearn digits 16x16 rotated by a random angle in [-60, 60] deg and randomly coloured, "
@@ -44,7 +53,9 @@ class AttributeRegression(Task):
             offline=True,
         ),
         # RCF-MNIST (Yao et al., C-Mixup, 2022): FashionMNIST at 32x32, rotated by one of 60 angles in
-        # [0, 360), red/blue colour mix; ResNet-18 (CIFAR stem), AdamW 1e-3, cosine.
+        # [0, 360), red/blue colour mix; ResNet-18 (CIFAR stem), AdamW 1e-3, cosine. val_size: 6,000 of the
+        # 60,000 training images (10 %, as CIFAR's 5,000 of 50,000; class-balanced) are held out for val; test is
+        # FashionMNIST's test set. Final runs train on all 60,000: --set val_size=0.
         "rcf-mnist": Preset(
             name="rcf-mnist",
             description="RCF-MNIST from torchvision's FashionMNIST (rotation 0-354 deg, red/blue colour), "
@@ -53,11 +64,11 @@ class AttributeRegression(Task):
             model="resnet18-cifar",
             params={"epochs": 100, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.05, "num_workers": 4,
                     "backbone": "cifar", "depths": [2, 2, 2, 2], "width": 64, "image_size": 32,
-                    "target_center": 180.0, "target_scale": 180.0},
+                    "target_center": 180.0, "target_scale": 180.0, "val_size": 6000},
             averaging={"decay": 0.999, "warmup_epochs": 5, "warmup_factor": 0.9, "switch_start": 5},
         ),
         # AgeDB (Moschoglou et al., 2017) age estimation as in the imbalanced-regression benchmarks: 224x224
-        # faces, ResNet-50 (random init), AdamW, cosine, 90 epochs.
+        # faces, ResNet-50 (random init), AdamW, cosine, 90 epochs; AgeDB-DIR's own val and test splits.
         "agedb": Preset(
             name="agedb",
             description="AgeDB age regression (user-provided images), ResNet-50, AdamW, cosine, 90 epochs (GPU)",
@@ -71,10 +82,12 @@ class AttributeRegression(Task):
 
     def check_data(self, preset: Preset, ctx: BuildContext) -> None:
         root = Path(ctx.data_root)
+        if preset.dataset == "rcf-mnist":
+            check_val_size(ctx.params, FASHION_MNIST_TRAIN, "FashionMNIST")
         if preset.dataset == "rcf-mnist" and not ctx.download and not (root / "FashionMNIST" / "raw").is_dir():
             raise DatasetMissing("FashionMNIST", root, f"  {root}/FashionMNIST/raw/  (torchvision's layout)",
                                  hint="add --download to fetch it")
-        if preset.dataset == "agedb" and not all(any((root / "agedb" / s).glob("*.jpg")) for s in ("train", "val")):
+        if preset.dataset == "agedb" and not all(any((root / "agedb" / s).glob("*.jpg")) for s in AGEDB_SPLITS):
             raise DatasetMissing("AgeDB", root, AGEDB_LAYOUT.format(root=root),
                                  hint="request AgeDB from its authors (it cannot be downloaded automatically)")
 
@@ -85,7 +98,9 @@ class AttributeRegression(Task):
         if preset.dataset == "rotated-digits":
             dataset = {"type": "RotatedDigits", "image_size": p["image_size"], "max_angle": p["max_angle"]}
         elif preset.dataset == "rcf-mnist":
-            dataset = {"type": "RcfMnist", "root": str(ctx.data_root), "download": ctx.download}
+            check_val_size(p, FASHION_MNIST_TRAIN, "FashionMNIST")
+            dataset = {"type": "RcfMnist", "root": str(ctx.data_root), "download": ctx.download,
+                       "val_size": p["val_size"]}
         else:
             dataset = {"type": "AgeDB", "root": str(Path(ctx.data_root) / "agedb"), "image_size": p["image_size"]}
 
@@ -100,13 +115,9 @@ class AttributeRegression(Task):
             "model": {"type": "Regressor", "backbone": backbone, "target_center": p["target_center"],
                       "target_scale": p["target_scale"]},
             "train_dataloader": loader("train"),
-            "val_dataloader": loader("val"),
-            "val_evaluator": {"type": "RegressionError"},
-            "test_dataloader": loader("val"),
-            "test_evaluator": {"type": "ConstantBaselineError"},
+            **evaluation_config(p, loader, {"type": "RegressionError"},
+                                test_evaluator=[{"type": "RegressionError"}, {"type": "ConstantBaselineError"}]),
             "train_cfg": {"type": "EpochBasedTrainLoop", "max_epochs": p["epochs"], "val_interval": 1},
-            "val_cfg": {"type": "ValLoop"},
-            "test_cfg": {"type": "TestLoop"},
             "optim_wrapper": {"type": "OptimWrapper", "optimizer": {
                 "type": "AdamW", "lr": p["lr"], "weight_decay": p["weight_decay"]}},
             "param_scheduler": [{"type": "CosineAnnealingLR", "by_epoch": True, "T_max": p["epochs"],

@@ -16,10 +16,13 @@ from mmengine.registry import DATASETS, METRICS, MODELS
 from torch import nn
 from torch.utils.data import Dataset
 
-from suite.data import affine, load_digits_split, random_shift
+from suite.data import affine, load_digits_split, random_shift, split_indices
 from suite.nets import build_backbone
 
-_SPLIT_SEED = {"train": 1, "val": 2}  # fixed, not the job's seed: every job sees the same images and angles
+# fixed, not the job's seed: every job sees the same images and angles. RCF-MNIST draws its angles and colours
+# once for the whole FashionMNIST training set (val is a slice of it) and once for the test set.
+_SPLIT_SEED = {"train": 1, "val": 2, "test": 3}
+_RCF_SEED = {"train": 1, "test": 2}
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
@@ -31,8 +34,9 @@ def digit_angles(split: str, count: int, max_angle: float) -> torch.Tensor:
 
 @DATASETS.register_module()
 class RotatedDigits(Dataset):
-    """scikit-learn's digits, upsampled and padded to ``image_size``, rotated by a fixed random angle (the target) and
-    given a random foreground colour; training images also get random 1-pixel shifts (angle-preserving)."""
+    """scikit-learn's digits (the suite's fixed train/val/test split), upsampled and padded to ``image_size``,
+    rotated by a fixed random angle (the target) and given a random foreground colour; training images also get
+    random 1-pixel shifts (angle-preserving)."""
 
     def __init__(self, split: str, image_size: int = 16, max_angle: float = 60.0) -> None:
         digits, _ = load_digits_split(split, image_size - 4)
@@ -58,25 +62,38 @@ def red_blue(image: torch.Tensor, ratio: float) -> torch.Tensor:
     return torch.cat([image * ratio, torch.zeros_like(image), image * (1 - ratio)])
 
 
-def rcf_angles(split: str, count: int) -> torch.Tensor:
-    """The fixed rotation of each FashionMNIST image of a split: one of 0, 6, ..., 354 degrees."""
-    return torch.randint(0, 60, (count,), generator=torch.Generator().manual_seed(_SPLIT_SEED[split])).float() * 6.0
+def rcf_angles(source: str, count: int) -> torch.Tensor:
+    """The fixed rotation of each image of FashionMNIST's ``train`` or ``test`` set: one of 0, 6, ..., 354
+    degrees."""
+    return torch.randint(0, 60, (count,), generator=torch.Generator().manual_seed(_RCF_SEED[source])).float() * 6.0
 
 
 @DATASETS.register_module()
 class RcfMnist(Dataset):
     """RCF-MNIST (C-Mixup's rotated-coloured FashionMNIST): 32x32, rotated by one of 60 angles in
-    [0, 360) (the target, fixed per image), coloured with a random red/blue ratio; crops when training."""
+    [0, 360) (the target, fixed per image), coloured with a random red/blue ratio; crops when training.
 
-    def __init__(self, root: str, split: str, download: bool = False) -> None:
+    ``train`` is FashionMNIST's training set less the ``val_size`` images (class-balanced, fixed) that form
+    ``val``; ``test`` is its test set.
+    """
+
+    def __init__(self, root: str, split: str, download: bool = False, val_size: int = 0) -> None:
         from torchvision import datasets
 
-        data = datasets.FashionMNIST(root, train=split == "train", download=download)
-        self.images = data.data
-        self.targets = rcf_angles(split, len(self.images))
-        self.ratios = torch.rand(len(self.images), generator=torch.Generator().manual_seed(100 + _SPLIT_SEED[split]))
+        data = datasets.FashionMNIST(root, train=True, download=download)
+        angles = rcf_angles("train", len(data.data))
+        train = torch.as_tensor(split_indices("train", len(data.data), val_size, data.targets))
+        self.metainfo = {"train_median": float(angles[train].median())}
+        if split == "test":
+            data = datasets.FashionMNIST(root, train=False, download=download)
+            angles, index = rcf_angles("test", len(data.data)), torch.arange(len(data.data))
+        else:
+            index = train if split == "train" else torch.as_tensor(
+                split_indices("val", len(data.data), val_size, data.targets))
+        source = "test" if split == "test" else "train"
+        ratios = torch.rand(len(data.data), generator=torch.Generator().manual_seed(100 + _RCF_SEED[source]))
+        self.images, self.targets, self.ratios = data.data[index], angles[index], ratios[index]
         self.train = split == "train"
-        self.metainfo = {"train_median": float(rcf_angles("train", 60000).median())}
 
     def __len__(self) -> int:
         return len(self.targets)

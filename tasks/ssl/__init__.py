@@ -4,26 +4,35 @@ The SSL method is part of the preset (``tiny`` and ``*-simclr`` are SimCLR, ``ti
 ``*-mocov3`` MoCo v3, ``*-byol`` BYOL), so that the leaderboard never mixes methods under one preset name.
 BYOL has no tiny preset: within the one-minute budget (~100 steps) it stayed at the untrained backbone's
 k-NN accuracy, while SimCLR and MoCo v3 learn. Evaluation is on the frozen backbone: a weighted k-NN
-classifier at every evaluation (the primary metric) and a linear probe once, at the end of the run -- the
-run's test pass, which the worker starts after training, on the same bank/query images as the k-NN.
-With ``ema``/``sema`` both evaluate the averaged online weights; a momentum target network is never averaged.
+classifier at every evaluation (the primary metric), and at the end of the run -- the run's test pass, which
+the worker starts after training -- the k-NN and a linear probe on the test split. The k-NN bank and the
+probe's training set are always the labelled training images the SSL run trained on; the queries are the
+held-out ``val`` images at every evaluation and the ``test`` images at the end. With ``ema``/``sema`` both
+evaluate the averaged online weights; a momentum target network is never averaged.
+
+Splits: ``tiny`` uses the suite's fixed 60/20/20 split of the digits. The paper presets hold ``val_size``
+labelled training images out (class-balanced, fixed; kept out of the SSL training set too) as the ``val``
+queries, and test on the dataset's test set; ``--set val_size=0`` trains on everything (the recipe).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from suite.data import HeldOutSplits, check_val_size, evaluation_config
 from suite.errors import BadOverride
 from suite.task import BuildContext, Metric, Preset, Task, require_torchvision_folder
 
 _FOLDERS = {"cifar100": "cifar-100-python", "stl10": "stl10_binary"}
+LABELLED_TRAIN = {"cifar100": 50_000, "stl10": 5_000}  # the labelled training images, which val is held out of
 _NAMES = {"simclr": "SimCLR", "mocov3": "MoCo v3", "byol": "BYOL"}
 
 # The common CIFAR/STL-10 recipes of solo-learn and the BYOL paper, with SGD in place of LARS (the suite
 # stays on torch's optimizers): ResNet-18, batch 256, 10 warm-up epochs then cosine, weight decay 1e-5
 # (SimCLR, MoCo v3) / 1.5e-6 (BYOL), projector 2048 -> 128 (SimCLR, temperature 0.2) or 4096 -> 256 with a
 # 4096-wide predictor and target momentum 0.99 -> 1 (MoCo v3 with temperature 0.2, BYOL); k-NN with k = 200,
-# temperature 0.07.
+# temperature 0.07. val_size: 10 % of the labelled training images (as CIFAR's 5,000 of 50,000) -- CIFAR-100
+# 5,000, STL-10 500 of its 5,000 labelled ones (its 100,000 unlabelled images always train).
 _PAPER = {
     "simclr": {"ssl_method": "simclr", "lr": 0.4, "weight_decay": 1e-5, "proj_hidden": 2048, "proj_dim": 128,
                "temperature": 0.2},
@@ -33,8 +42,8 @@ _PAPER = {
              "pred_hidden": 4096, "target_momentum": 0.99},
 }
 _DATASETS = {
-    "cifar100": {"epochs": 1000, "image_size": 32, "backbone": "cifar"},
-    "stl10": {"epochs": 400, "image_size": 96, "backbone": "resnet18"},
+    "cifar100": {"epochs": 1000, "image_size": 32, "backbone": "cifar", "val_size": 5000},
+    "stl10": {"epochs": 400, "image_size": 96, "backbone": "resnet18", "val_size": 500},
 }
 
 
@@ -51,7 +60,7 @@ def _paper_preset(dataset: str, method: str) -> Preset:
         params={**_PAPER[method], "epochs": data["epochs"], "batch_size": 256, "momentum": 0.9, "warmup_epochs": 10,
                 "num_workers": 8, "backbone": data["backbone"], "depths": [2, 2, 2, 2], "width": 64,
                 "image_size": data["image_size"], "knn_k": 200, "knn_temperature": 0.07, "probe_c": 1.0,
-                "val_interval": 10},
+                "val_interval": 10, "val_size": data["val_size"]},
         averaging={"decay": 0.999, "warmup_epochs": 5, "warmup_factor": 0.9, "switch_start": 5},
     )
 
@@ -60,28 +69,29 @@ def _tiny(method: str, extra: dict[str, Any]) -> Preset:
     return Preset(
         name="tiny" if method == "simclr" else f"tiny-{method}",
         description=f"sklearn digits 12x12, two distorted views, small ResNet, {_NAMES[method]}, SGD, 8 epochs; "
-                    "k-NN every epoch and a linear probe at the end, on distorted digits (CPU, ~1 min)",
+                    "k-NN every epoch, k-NN and a linear probe on the test digits at the end (CPU, ~1 min)",
         dataset="digits",
         model=f"resnet-tiny-{method}",
-        params={"ssl_method": method, "epochs": 8, "batch_size": 128, "momentum": 0.9, "warmup_epochs": 1,
+        params={"ssl_method": method, "epochs": 8, "batch_size": 96, "momentum": 0.9, "warmup_epochs": 1,
                 "num_workers": 0, "backbone": "cifar", "depths": [1, 1, 1], "width": 16, "image_size": 12,
                 "proj_hidden": 128, "proj_dim": 64, "knn_k": 20, "knn_temperature": 0.07, "probe_c": 1.0,
                 "val_interval": 1, **extra},
-        # 11 steps per epoch: decay 0.96 averages over ~2 epochs (as 0.999 does over the paper's ~200 steps
-        # per epoch), warmed up over the first epoch, switching every epoch from epoch 2.
+        # 1,079 training digits, 11 steps of 96 per epoch: decay 0.96 averages over ~2 epochs (as 0.999 does
+        # over the paper's ~200 steps per epoch), warmed up over the first epoch, switching every epoch from
+        # epoch 2.
         averaging={"decay": 0.96, "warmup_epochs": 1, "warmup_factor": 0.9, "switch_start": 2},
         offline=True,
     )
 
 
-class SelfSupervisedLearning(Task):
+class SelfSupervisedLearning(HeldOutSplits, Task):
     name = "ssl"
     description = "self-supervised learning, SimCLR / MoCo v3 / BYOL (digits offline; CIFAR-100, STL-10 ResNet-18)"
     metrics = (
         Metric("knn", higher_is_better=True, primary=True,
                description="weighted k-NN top-1 accuracy (%) on frozen backbone features, every evaluation"),
         Metric("linear_probe", higher_is_better=True,
-               description="linear-probe top-1 accuracy (%) on frozen backbone features, once at the end"),
+               description="linear-probe top-1 accuracy (%) on frozen backbone features, once at the end (test)"),
     )
     presets = {
         "tiny": _tiny("simclr", {"lr": 0.3, "weight_decay": 5e-4, "temperature": 0.2}),
@@ -92,6 +102,7 @@ class SelfSupervisedLearning(Task):
 
     def check_data(self, preset: Preset, ctx: BuildContext) -> None:
         if folder := _FOLDERS.get(preset.dataset):
+            check_val_size(ctx.params, LABELLED_TRAIN[preset.dataset], preset.dataset)
             require_torchvision_folder(preset.dataset, ctx, folder)
 
     def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:
@@ -103,7 +114,9 @@ class SelfSupervisedLearning(Task):
             train_set = {"type": "UnlabelledDigits", "image_size": p["image_size"]}
             eval_set = {"type": "DigitsFeatureEval", "image_size": p["image_size"]}
         else:
-            source = {"name": preset.dataset, "root": str(ctx.data_root), "download": ctx.download}
+            check_val_size(p, LABELLED_TRAIN[preset.dataset], preset.dataset)
+            source = {"name": preset.dataset, "root": str(ctx.data_root), "download": ctx.download,
+                      "val_size": p["val_size"]}
             train_set = {"type": "TorchvisionTwoViews", "image_size": p["image_size"], **source}
             eval_set = {"type": "TorchvisionFeatureEval", **source}
 
@@ -123,6 +136,7 @@ class SelfSupervisedLearning(Task):
         if "target_momentum" in p:  # MoCo v3, BYOL
             model["pred_hidden"] = p["pred_hidden"]
             hooks.append({"type": "MomentumTargetHook", "base_momentum": p["target_momentum"]})
+        knn = {"type": "KnnAccuracy", "k": p["knn_k"], "temperature": p["knn_temperature"]}
         warmup = p["warmup_epochs"]
         if not 0 <= warmup < p["epochs"]:
             raise BadOverride(f"warmup_epochs must be in [0, epochs), got {warmup} with epochs={p['epochs']}")
@@ -135,13 +149,9 @@ class SelfSupervisedLearning(Task):
             "model": model,
             "custom_hooks": hooks,
             "train_dataloader": loader(train_set, train=True),
-            "val_dataloader": loader(eval_set, train=False),
-            "val_evaluator": {"type": "KnnAccuracy", "k": p["knn_k"], "temperature": p["knn_temperature"]},
-            "test_dataloader": loader(eval_set, train=False),
-            "test_evaluator": {"type": "LinearProbe", "c": p["probe_c"]},
+            **evaluation_config(p, lambda split: loader({**eval_set, "split": split}, train=False), knn,
+                                test_evaluator=[knn, {"type": "LinearProbe", "c": p["probe_c"]}]),
             "train_cfg": {"type": "EpochBasedTrainLoop", "max_epochs": p["epochs"], "val_interval": p["val_interval"]},
-            "val_cfg": {"type": "ValLoop"},
-            "test_cfg": {"type": "TestLoop"},
             "optim_wrapper": {"type": "OptimWrapper", "optimizer": {
                 "type": "SGD", "lr": p["lr"], "momentum": p["momentum"], "weight_decay": p["weight_decay"]}},
             "param_scheduler": schedulers,

@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
@@ -15,10 +16,10 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
 from mmengine.registry import DATASETS, FUNCTIONS, HOOKS, METRICS, MODELS
 from torch import nn
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from suite.averaging import unwrap_model
-from suite.data import affine, load_digits_split
+from suite.data import affine, load_digits_split, split_indices
 from suite.nets import build_backbone
 from tasks.ssl.losses import byol_loss, knn_predict, moco_v3_loss, nt_xent
 
@@ -88,19 +89,38 @@ class _Labelled(Dataset):
         return {"inputs": image, "labels": int(self.labels[index]), "bank": self.bank}
 
 
+_DISTORTION_SEEDS = {"train": 0, "val": 1, "test": 2}  # each split's one fixed draw of the distortions
+
+
 @DATASETS.register_module()
 class DigitsFeatureEval(ConcatDataset):
-    """Training digits (the k-NN bank / probe training set) followed by the validation digits (queries),
-    each with one fixed draw of the training distortions: raw pixels are then a weak representation (on
-    clean digits pixel k-NN is already ~98 % accurate), so the score measures the invariances learnt."""
+    """The training digits (the k-NN bank / probe training set) followed by the ``val`` or ``test`` digits
+    (the queries), each with one fixed draw of the training distortions: raw pixels are then a weak
+    representation (on clean digits pixel k-NN is already ~98 % accurate), so the score measures the
+    invariances learnt."""
 
-    def __init__(self, image_size: int = 16) -> None:
+    def __init__(self, split: str = "val", image_size: int = 16) -> None:
+        if split not in ("val", "test"):
+            raise ValueError(f"the queries are the 'val' or 'test' digits, not {split!r}")
         parts = []
-        for seed, split in enumerate(("train", "val")):
-            images, labels = load_digits_split(split, image_size)
-            images = distort_digits(images, torch.Generator().manual_seed(seed))
-            parts.append(_Labelled(images, labels, bank=split == "train"))
+        for part in ("train", split):
+            images, labels = load_digits_split(part, image_size)
+            images = distort_digits(images, torch.Generator().manual_seed(_DISTORTION_SEEDS[part]))
+            parts.append(_Labelled(images, labels, bank=part == "train"))
         super().__init__(parts)
+
+
+def _labels(name: str, data) -> list[int]:
+    return data.targets if name == "cifar100" else data.labels
+
+
+def labelled_split(name: str, data, split: str, val_size: int) -> list[int]:
+    """The indices of ``data`` (a torchvision training set) that are labelled training images of ``split``:
+    ``train`` all but the ``val_size`` held out (class-balanced, fixed), ``val`` those. The labelled images
+    come first (STL-10's unlabelled ones, label -1, follow them in train+unlabeled)."""
+    labels = np.asarray(_labels(name, data))
+    labelled = int((labels >= 0).sum())
+    return split_indices(split, labelled, val_size, labels[:labelled]).tolist()
 
 
 def _torchvision(name: str, root: str, split: str, download: bool, transform):
@@ -121,9 +141,10 @@ class _TwoViews:
 
 @DATASETS.register_module()
 class TorchvisionTwoViews(Dataset):
-    """CIFAR-100 (train) or STL-10 (train+unlabeled) with SimCLR's augmentations, two views per image."""
+    """CIFAR-100 (train) or STL-10 (train+unlabeled) with SimCLR's augmentations, two views per image,
+    without the ``val_size`` labelled images held out for ``val`` (see :func:`labelled_split`)."""
 
-    def __init__(self, name: str, root: str, image_size: int, download: bool = False) -> None:
+    def __init__(self, name: str, root: str, image_size: int, download: bool = False, val_size: int = 0) -> None:
         from torchvision import transforms as T
 
         mean, std = _STATS[name]
@@ -133,7 +154,10 @@ class TorchvisionTwoViews(Dataset):
             T.ToTensor(), T.Normalize(mean, std),
         ])
         split = "train" if name == "cifar100" else "train+unlabeled"
-        self.data = _torchvision(name, root, split, download, _TwoViews(augment))
+        data = _torchvision(name, root, split, download, _TwoViews(augment))
+        labelled = int((np.asarray(_labels(name, data)) >= 0).sum())
+        kept = labelled_split(name, data, "train", val_size) + list(range(labelled, len(data)))  # + STL's unlabelled
+        self.data = Subset(data, kept)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -144,19 +168,21 @@ class TorchvisionTwoViews(Dataset):
 
 @DATASETS.register_module()
 class TorchvisionFeatureEval(ConcatDataset):
-    """The labelled training split (k-NN bank / probe training set) followed by the test split (queries)."""
+    """The labelled training images the SSL run trained on (k-NN bank / probe training set) followed by the
+    queries: the ``val_size`` held-out labelled training images (``val``) or the test split (``test``)."""
 
-    def __init__(self, name: str, root: str, download: bool = False) -> None:
+    def __init__(self, name: str, root: str, split: str = "test", download: bool = False, val_size: int = 0) -> None:
         from torchvision import transforms as T
 
         mean, std = _STATS[name]
         transform = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
         parts = []
-        for split in ("train", "test"):
-            data = _torchvision(name, root, split, download, None)
-            labels = data.targets if name == "cifar100" else data.labels
+        for part in ("train", split):
+            data = _torchvision(name, root, "test" if part == "test" else "train", download, None)
+            labels = np.asarray(_labels(name, data))
             images = data.data if name == "cifar100" else data.data.transpose(0, 2, 3, 1)  # H x W x C uint8
-            parts.append(_Labelled(images, labels, bank=split == "train", transform=transform))
+            index = np.arange(len(labels)) if part == "test" else labelled_split(name, data, part, val_size)
+            parts.append(_Labelled(images[index], labels[index], bank=part == "train", transform=transform))
         super().__init__(parts)
 
 

@@ -16,7 +16,7 @@ from mmengine.registry import DATASETS, METRICS, MODELS
 from torch import nn
 from torch.utils.data import Dataset
 
-from suite.data import load_digits_split
+from suite.data import load_digits_split, split_indices
 from suite.previews import image_grid  # importing suite.previews registers PreviewHook, which the config names
 
 # -- data ---------------------------------------------------------------------------------------------------
@@ -52,13 +52,16 @@ class _MovingDigits(Dataset):
     """Items ``{"inputs": T_in x 1 x H x W, "targets": T_out x 1 x H x W}`` in [0, 1].
 
     Training sequences are new at every access (drawn from the global RNG, which mmengine seeds per job);
-    evaluation sequences are fixed: sequence ``i`` is drawn from a generator seeded with ``i``, the same for
-    every job.
+    evaluation sequences are fixed: sequence ``i`` is drawn from a generator seeded with ``i`` (``val``) or
+    ``TEST_SEED + i`` (``test``), the same for every job.
     """
+
+    TEST_SEED = 1_000_000_000  # test sequences never share a seed with val ones
 
     def __init__(self, digits: torch.Tensor, split: str, num_sequences: int, frames_in: int, frames_out: int,
                  frame_size: int, num_digits: int, speed: float) -> None:
         self.digits, self.train = digits, split == "train"
+        self.seed_offset = self.TEST_SEED if split == "test" else 0
         self.num_sequences, self.frames_in = num_sequences, frames_in
         self.draw = {"frames": frames_in + frames_out, "size": frame_size, "num_digits": num_digits, "speed": speed}
 
@@ -66,14 +69,15 @@ class _MovingDigits(Dataset):
         return self.num_sequences
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        generator = None if self.train else torch.Generator().manual_seed(index)
+        generator = None if self.train else torch.Generator().manual_seed(index + self.seed_offset)
         video = moving_digits(self.digits, generator=generator, **self.draw)
         return {"inputs": video[:self.frames_in], "targets": video[self.frames_in:]}
 
 
 @DATASETS.register_module()
 class MovingDigits(_MovingDigits):
-    """Moving scikit-learn digits (upsampled to ``digit_size``); the train and val splits use disjoint digits."""
+    """Moving scikit-learn digits (upsampled to ``digit_size``); the train, val and test splits move disjoint
+    digits (the suite's fixed split of the digits)."""
 
     def __init__(self, split: str, num_sequences: int, frames_in: int = 5, frames_out: int = 5,
                  frame_size: int = 32, digit_size: int = 12, num_digits: int = 2, speed: float = 2.0) -> None:
@@ -83,15 +87,17 @@ class MovingDigits(_MovingDigits):
 
 @DATASETS.register_module()
 class MovingMNIST(_MovingDigits):
-    """Moving MNIST training sequences, 64x64, drawn on the fly from torchvision's MNIST training digits (as
-    Srivastava et al. and OpenSTL do: two 28x28 digits, 3.6 pixels per frame)."""
+    """Moving MNIST sequences, 64x64, drawn from torchvision's MNIST training digits (as Srivastava et al. and
+    OpenSTL do: two 28x28 digits, 3.6 pixels per frame): ``train`` fresh ones from all but ``val_size`` digits
+    (class-balanced, fixed), ``val`` fixed ones from those ``val_size``."""
 
-    def __init__(self, root: str, num_sequences: int = 10_000, frames_in: int = 10, frames_out: int = 10,
-                 speed: float = 3.6, download: bool = False) -> None:
+    def __init__(self, root: str, split: str = "train", num_sequences: int = 10_000, frames_in: int = 10,
+                 frames_out: int = 10, speed: float = 3.6, download: bool = False, val_size: int = 0) -> None:
         from torchvision.datasets import MNIST
 
-        digits = MNIST(root, train=True, download=download).data  # N x 28 x 28 uint8
-        super().__init__(digits, "train", num_sequences, frames_in, frames_out, 64, 2, speed)
+        mnist = MNIST(root, train=True, download=download)
+        digits = mnist.data[torch.as_tensor(split_indices(split, len(mnist.data), val_size, mnist.targets))]
+        super().__init__(digits, split, num_sequences, frames_in, frames_out, 64, 2, speed)
 
 
 @DATASETS.register_module()
