@@ -47,7 +47,9 @@ def jobs(results: Path) -> list[JobDir]:
 
 
 def board(results: Path) -> str:
-    return leaderboard.to_csv(leaderboard.build(results))
+    """The leaderboard without its wall-clock columns (a resumed job's clock differs; its numbers must not)."""
+    clock = [c for c in leaderboard.COLUMNS if c.startswith(("reach90_s", "reach99_s", "auc_s"))]
+    return leaderboard.to_csv([{**row, **dict.fromkeys(clock)} for row in leaderboard.build(results)])
 
 
 def worker_processes(results: Path) -> dict[int, tuple[str, int]]:

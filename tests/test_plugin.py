@@ -27,10 +27,10 @@ def test_entry_point_plugin_runs(tmp_path: Path) -> None:
     assert "task digits-mlp: digits with a two-layer MLP" in listed.stdout, listed.stderr
 
     results = tmp_path / "results"
-    run = subprocess.run([*cli, "run", "--task", "digits-mlp", "--method", "sema", "--set", "epochs=2",
+    run = subprocess.run([*cli, "run", "--task", "digits-mlp", "--method", "sema", "--set", "epochs=3",
                           "--results-dir", str(results)], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr + run.stdout
     (job,) = [JobDir(results, p.name) for p in results.iterdir()]
     values = [r["value"] for r in job.metrics()]
-    assert len(values) == 2 and values[-1] > 40  # 10 classes: chance is 10 %
-    assert job.status()["averaging"]["switches"] == 2
+    assert len(values) == 3 and values[-1] > 40  # 10 classes: chance is 10 %
+    assert job.status()["averaging"]["switches"] == 3
