@@ -29,10 +29,10 @@ def store_for(results_dir: str) -> ResultsStore:
     return ResultsStore(Path(results_dir))
 
 
-def primary_metric(task: str) -> str | None:
-    """The task's primary metric from its adapter; None for results of a task not installed here."""
+def primary_metric(task: str, preset: str) -> str | None:
+    """The preset's primary metric from its adapter; None for results of a task not installed here."""
     try:
-        return get_task(task).primary_metric.name
+        return get_task(task).primary_metric_for(preset).name
     except Exception:  # noqa: BLE001  (an unknown or broken adapter must not break the page)
         return None
 
@@ -310,7 +310,7 @@ def page(store: ResultsStore) -> None:
         preset = choose("preset", sorted(p for t, p in specs if t == task), "preset", default="tiny")
     metrics = metrics_of.get((task, preset), {})
     with cols[2]:
-        metric = choose("metric", sorted(metrics), "metric", default=primary_metric(task)) if metrics else None
+        metric = choose("metric", sorted(metrics), "metric", default=primary_metric(task, preset)) if metrics else None
     view = st.tabs(VIEWS, key="view", bind="query-params")
     with view[0]:
         if view[0].open:

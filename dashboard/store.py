@@ -88,7 +88,7 @@ class Snapshot:
         """Exactly what ``suite leaderboard`` computes: :func:`suite.leaderboard.aggregate` over done jobs, its
         tuned selection ranked by each task's primary metric."""
         rows = [row for job in self.jobs if job.state == "done" for row in job.rows]
-        return aggregate(rows, primary_metrics(r["task"] for r in rows))
+        return aggregate(rows, primary_metrics(rows))
 
     @cached_property
     def counts(self) -> dict[str, int]:

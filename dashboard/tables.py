@@ -124,12 +124,13 @@ def full_leaderboard(table: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_records([{c: r.get(c) for c in COLUMNS} for r in table], columns=list(COLUMNS))
 
 
-def _problem_metric(rows: list[dict[str, Any]], primary: Callable[[str], str | None], task: str) -> str:
-    metric = primary(task)
+def _problem_metric(rows: list[dict[str, Any]], primary: Callable[[str, str], str | None], task: str,
+                    preset: str) -> str:
+    metric = primary(task, preset)
     return metric if metric in {r["metric"] for r in rows} else min(r["metric"] for r in rows)
 
 
-def across_tasks(table: list[dict[str, Any]], primary: Callable[[str], str | None]) -> pd.DataFrame:
+def across_tasks(table: list[dict[str, Any]], primary: Callable[[str, str], str | None]) -> pd.DataFrame:
     """One row per (selection, method, variant), one column per task/preset: the relative improvement of the
     primary metric's final mean over ``none``, in percent and signed so that positive is better; plus the mean
     rank over tasks among the rows of the same selection.
@@ -142,7 +143,7 @@ def across_tasks(table: list[dict[str, Any]], primary: Callable[[str], str | Non
     names = []
     for task, preset in sorted({(r["task"], r["preset"]) for r in table}):
         rows = leaderboard_rows(table, task, preset)
-        metric = _problem_metric(rows, primary, task)
+        metric = _problem_metric(rows, primary, task, preset)
         rows = [r for r in rows if r["metric"] == metric]
         split = "test" if any(r["split"] == "test" for r in rows) else "val"
         rows = [r for r in rows if r["split"] == split]
@@ -170,13 +171,13 @@ def across_tasks(table: list[dict[str, Any]], primary: Callable[[str], str | Non
     return frame
 
 
-def tuned_knobs(table: list[dict[str, Any]], primary: Callable[[str], str | None]) -> pd.DataFrame:
+def tuned_knobs(table: list[dict[str, Any]], primary: Callable[[str, str], str | None]) -> pd.DataFrame:
     """Per method (rows) and task/preset (columns): the variant the ``tuned`` selection chose."""
     knobs: dict[str, dict[str, str]] = {}
     for r in table:
         if selection_of(r) == "tuned":
             task_rows = leaderboard_rows(table, r["task"], r["preset"])
-            if r["metric"] == _problem_metric(task_rows, primary, r["task"]):
+            if r["metric"] == _problem_metric(task_rows, primary, r["task"], r["preset"]):
                 knobs.setdefault(r["method"], {})[f"{r['task']}/{r['preset']}"] = variant_label(r.get("variant"))
     methods = sorted(knobs, key=method_key)
     frame = pd.DataFrame([knobs[m] for m in methods], index=pd.Index(methods, name="method"))

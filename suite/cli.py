@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if outcome.error:
             print(f"  {outcome.state}: {outcome.job_id}: {outcome.error}")
     rows = leaderboard.load(args.results_dir, [job.job_id for job in jobs])
-    table = leaderboard.aggregate(rows, leaderboard.primary_metrics(r["task"] for r in rows))
+    table = leaderboard.aggregate(rows, leaderboard.primary_metrics(rows))
     if table:
         print("\n" + leaderboard.format_table(table))
     return 1 if counts["failed"] or counts["busy"] else 0
@@ -69,9 +69,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                          f"(the existing {args.out} is left as it is)")
     for message in leaderboard.conflicts(rows):
         print(f"suite: warning: {message}", file=sys.stderr)
-    table = leaderboard.aggregate(rows, leaderboard.primary_metrics(r["task"] for r in rows))
+    table = leaderboard.aggregate(rows, leaderboard.primary_metrics(rows))
     leaderboard.write(table, args.out)
-    print(leaderboard.format_table(table))
+    print(leaderboard.format_markdown(table) if args.markdown else leaderboard.format_table(table))
     print(f"\nwrote {len(table)} rows to {args.out}", file=sys.stderr)
     return 0
 
@@ -99,6 +99,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             print("    params: " + ", ".join(f"{k}={v}" for k, v in preset.params.items()))
             if preset.averaging:
                 print("    averaging: " + ", ".join(f"{k}={v}" for k, v in preset.averaging.items()))
+            if preset.primary_metric:
+                print(f"    primary metric: {preset.primary_metric}")
     return 0
 
 
@@ -170,6 +172,8 @@ def parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="aggregate finished jobs over seeds into a CSV")
     board.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     board.add_argument("--out", type=Path, default=Path("leaderboard.csv"))
+    board.add_argument("--markdown", action="store_true",
+                       help="print each task's primary metric on the test split as a Markdown table (the README's)")
     board.set_defaults(func=cmd_leaderboard)
 
     lst = sub.add_parser("list", help="tasks, presets, methods and metrics")

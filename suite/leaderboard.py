@@ -227,11 +227,11 @@ def _row(selection: str, cell: Cell, seeds: dict[int, Curve], base: dict[int, Cu
     return row
 
 
-def _tuned_choices(cells: dict[Cell, dict[int, Curve]], primary: dict[str, str]) -> dict[tuple, str]:
+def _tuned_choices(cells: dict[Cell, dict[int, Curve]], primary: dict[tuple[str, str], str]) -> dict[tuple, str]:
     """(task, preset, method) -> the variant whose mean final val primary metric is best."""
     best: dict[tuple, tuple[float, str]] = {}
     for cell, seeds in cells.items():
-        if cell.split != "val" or primary.get(cell.task) != cell.metric:
+        if cell.split != "val" or primary.get((cell.task, cell.preset)) != cell.metric:
             continue
         mean = statistics.fmean(c.values[-1] for c in seeds.values())
         score = mean if cell.higher_is_better else -mean
@@ -241,11 +241,11 @@ def _tuned_choices(cells: dict[Cell, dict[int, Curve]], primary: dict[str, str])
     return {key: variant for key, (_, variant) in best.items()}
 
 
-def aggregate(rows: list[dict[str, Any]], primary: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def aggregate(rows: list[dict[str, Any]], primary: dict[tuple[str, str], str] | None = None) -> list[dict[str, Any]]:
     """The leaderboard of ``rows`` (every metrics row of the finished jobs).
 
-    ``primary``: task -> its primary metric, which the tuned selection ranks by (see :func:`primary_metrics`);
-    tasks without one get no tuned rows.
+    ``primary``: (task, preset) -> its primary metric, which the tuned selection ranks by (see
+    :func:`primary_metrics`); presets without one get no tuned rows.
     """
     cells = _cells(rows)
     table = []
@@ -265,17 +265,24 @@ def aggregate(rows: list[dict[str, Any]], primary: dict[str, str] | None = None)
     return table
 
 
-def primary_metrics(tasks: Iterable[str]) -> dict[str, str]:
-    """Task -> primary metric name, for the registered tasks among ``tasks`` (no torch import)."""
+def primary_metric(task: str, preset: str) -> str | None:
+    """The metric a (task, preset) is ranked by, from its adapter; None for results of a task that is not
+    installed here (no torch import)."""
     from suite.errors import SuiteError
     from suite.registry import get_task
 
+    try:
+        return get_task(task).primary_metric_for(preset).name
+    except SuiteError:
+        return None
+
+
+def primary_metrics(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """(task, preset) -> primary metric, for the registered tasks among ``rows``."""
     out = {}
-    for name in set(tasks):
-        try:
-            out[name] = get_task(name).primary_metric.name
-        except SuiteError:
-            continue  # results of a task whose adapter is not installed here: no tuned rows
+    for key in {(r["task"], r["preset"]) for r in rows}:
+        if (metric := primary_metric(*key)) is not None:
+            out[key] = metric
     return out
 
 
@@ -286,7 +293,7 @@ def load(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[dict[s
 
 def build(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
     rows = load(results_dir, job_ids)
-    return aggregate(rows, primary_metrics(r["task"] for r in rows))
+    return aggregate(rows, primary_metrics(rows))
 
 
 def _fmt(value: Any) -> str:
@@ -320,19 +327,34 @@ def _delta(r: dict[str, Any]) -> str:
     return f"{r['delta_vs_none']:+.3g}{interval}"
 
 
-def format_table(table: list[dict[str, Any]], selections: tuple[str, ...] = ("shipped", "tuned")) -> str:
-    """A compact console table of the shipped and tuned selections: mean ± std over seeds, the paired delta
-    against none with its 95% interval, p-value, win rate, and epochs to 90% of none's improvement."""
+def _table_lines(table: list[dict[str, Any]], keep) -> list[tuple[str, ...]]:
     header = ("selection", "task", "preset", "split", "metric", "method", "seeds", "final", "delta [95% CI]", "p",
               "win", "ep→90%")
     lines = [header]
-    for r in table:
-        if r["selection"] not in selections:
-            continue
+    for r in filter(keep, table):
         preset = r["preset"] + (f" [{r['variant']}]" if r["variant"] else "")
         lines.append((r["selection"], r["task"], preset, r["split"], r["metric"] + ("↑" if r["higher_is_better"] else "↓"),
                       r["method"], str(r["seeds"]), _pm(r["final_mean"], r["final_std"]), _delta(r),
                       "" if r["p_value"] is None else f"{r['p_value']:.2g}",
                       "" if r["win_rate"] is None else f"{r['win_rate']:.2g}", _fmt(r["reach90_epoch"])))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return lines
+
+
+def format_table(table: list[dict[str, Any]], selections: tuple[str, ...] = ("shipped", "tuned")) -> str:
+    """A compact console table of the shipped and tuned selections: mean ± std over seeds, the paired delta
+    against none with its 95% interval, p-value, win rate, and epochs to 90% of none's improvement."""
+    lines = _table_lines(table, lambda r: r["selection"] in selections)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def format_markdown(table: list[dict[str, Any]], split: str = "test") -> str:
+    """The headline as a Markdown table (the README's): each task's primary metric on one split, shipped and
+    tuned selections."""
+    primary = primary_metrics(table)
+    lines = _table_lines(table, lambda r: r["selection"] in ("shipped", "tuned") and r["split"] == split
+                         and r["metric"] == primary.get((r["task"], r["preset"])))
+    used = [i for i in range(len(lines[0])) if any(line[i] for line in lines[1:])]  # test has no curve: no ep→90%
+    lines = [tuple(line[i] for i in used) for line in lines]
+    rows = [lines[0], tuple("---" for _ in lines[0]), *lines[1:]]
+    return "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows)

@@ -47,8 +47,8 @@ class Score:
     value: float
 
 
-def scores(rows: Iterable[Mapping[str, Any]], primary: Callable[[str], str | None]) -> list[Score]:
-    """One score per (problem, method) from leaderboard rows; ``primary(task)`` names the task's primary metric
+def scores(rows: Iterable[Mapping[str, Any]], primary: Callable[[str, str], str | None]) -> list[Score]:
+    """One score per (problem, method) from leaderboard rows; ``primary(task, preset)`` names its primary metric
     (when it is None or has no rows, the alphabetically first metric of the problem stands in)."""
     candidates: dict[Problem, list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -57,7 +57,7 @@ def scores(rows: Iterable[Mapping[str, Any]], primary: Callable[[str], str | Non
     out = []
     for (task, preset), problem_rows in sorted(candidates.items()):
         metrics = {r["metric"] for r in problem_rows}
-        metric = primary(task)
+        metric = primary(task, preset)
         metric = metric if metric in metrics else min(metrics)
         problem_rows = [r for r in problem_rows if r["metric"] == metric]
         split = "test" if any(r["split"] == "test" for r in problem_rows) else "val"

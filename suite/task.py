@@ -38,6 +38,9 @@ class Preset:
     params: dict[str, Any]
     averaging: dict[str, Any] = field(default_factory=dict)
     offline: bool = False  # needs no download and no --data-root (the tiny presets)
+    # the metric this preset is judged by, when it is not the task's primary one (gen's offline preset has no
+    # Inception weights and reports fid_digits instead of fid)
+    primary_metric: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,11 @@ class Task(ABC):
     @property
     def primary_metric(self) -> Metric:
         return next(m for m in self.metrics if m.primary)
+
+    def primary_metric_for(self, preset: str) -> Metric:
+        """The metric a preset's results are ranked and tuned by."""
+        name = self.presets[preset].primary_metric if preset in self.presets else None
+        return self.primary_metric if name is None else next(m for m in self.metrics if m.name == name)
 
     def metric(self, name: str) -> Metric | None:
         return next((m for m in self.metrics if m.name == name), None)

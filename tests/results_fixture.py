@@ -17,7 +17,7 @@ from suite.results import JobDir, write_json
 # task -> (preset, [(metric, higher_is_better)]); the first metric is the one the curves are built around
 TASKS = {
     "cls": ("tiny", [("top1", True)]),
-    "gen": ("tiny", [("fid", False), ("loss", False)]),
+    "gen": ("tiny", [("fid_digits", False), ("loss", False)]),
 }
 BONUS = {"none": 0.0, "ema": 1.0, "sema": 2.0}
 SHIPPED_DECAY = 0.99  # the averaging methods' decay as shipped

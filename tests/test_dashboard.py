@@ -72,7 +72,7 @@ def test_every_view_renders(results: Path, monkeypatch) -> None:
     shipped = across.loc["shipped"]
     assert list(shipped.index) == [("none", "shipped"), ("ema", "shipped"), ("sema", "shipped")]
     assert shipped.loc[("sema", "shipped"), "mean rank"] == 1.0  # the fixture makes sema best on every task
-    assert shipped.loc[("sema", "shipped"), "gen/tiny · fid ↓ (val)"] > 0  # lower fid is an improvement: positive
+    assert shipped.loc[("sema", "shipped"), "gen/tiny · fid_digits ↓ (val)"] > 0  # lower fid is an improvement: positive
     assert "Performance profile" in [s.value for s in at.subheader]
 
     at = run_app(results, monkeypatch, view="Jobs")
@@ -106,8 +106,8 @@ def test_leaderboard_numbers_equal_the_cli(results: Path, monkeypatch, tmp_path:
             else:
                 assert str(value) == text, column
 
-    board = run_app(results, monkeypatch, task="gen", metric="fid").dataframe[0].value  # the shipped table
-    cli_rows = {r["method"]: r for r in expected if r["task"] == "gen" and r["metric"] == "fid"
+    board = run_app(results, monkeypatch, task="gen", metric="fid_digits").dataframe[0].value  # the shipped table
+    cli_rows = {r["method"]: r for r in expected if r["task"] == "gen" and r["metric"] == "fid_digits"
                 and selection_of(r) == "shipped" and r["split"] == "val"}
     board = board[board["split"] == "val"]
     assert list(board["method"]) == ["sema", "ema", "none"]  # lower fid ranks first
@@ -120,7 +120,7 @@ def test_switching_task_metric_and_axis_changes_the_chart(results: Path, monkeyp
     at = run_app(results, monkeypatch)
     cls_data = chart_data(at)
     at.selectbox(key="task").set_value("gen").run()
-    assert at.selectbox(key="metric").value == "fid"
+    assert at.selectbox(key="metric").value == "fid_digits"
     fid_data = chart_data(at)
     at.selectbox(key="metric").set_value("loss").run()
     loss_data = chart_data(at)
@@ -265,7 +265,7 @@ def _final(job: Path) -> float:
 def board_row(task: str, method: str, final: float, selection: str = "shipped", variant: str = "",
               split: str = "val", **values: float) -> dict:
     """A leaderboard row with every column; None where the test does not care."""
-    metric, higher = {"cls": ("top1", True), "gen": ("fid", False)}[task]
+    metric, higher = {"cls": ("top1", True), "gen": ("fid_digits", False)}[task]
     return {**dict.fromkeys(leaderboard.COLUMNS), "selection": selection,
             "task": task, "preset": "tiny", "variant": variant, "dataset": "synthetic", "model": "toy", "split": split,
             "metric": metric, "higher_is_better": higher, "method": method, "seeds": 3, "final_mean": final,
@@ -334,7 +334,7 @@ def test_sensitivity_plots_the_val_metric_against_each_swept_knob(made_leaderboa
 def test_across_tasks_keeps_selections_apart_and_plots_the_profile(made_leaderboard: Path, monkeypatch) -> None:
     at = run_app(made_leaderboard, monkeypatch, view="Across tasks")
     across = frame_with(at, "mean rank").set_index(["selection", "method", "variant"])
-    cls, gen = "cls/tiny · top1 ↑ (test)", "gen/tiny · fid ↓ (test)"
+    cls, gen = "cls/tiny · top1 ↑ (test)", "gen/tiny · fid_digits ↓ (test)"
     assert across.loc[("tuned", "sema", "per task, best on val"), cls] == pytest.approx(3.8)
     assert across.loc[("shipped", "sema", "shipped"), cls] == pytest.approx(2.5)
     assert ("sweep", "sema", "decay=0.8") in across.index and ("sweep", "ema", "decay=0.9") in across.index

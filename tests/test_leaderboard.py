@@ -114,7 +114,7 @@ def test_tuned_selects_on_val_and_reports_test(tmp_path: Path) -> None:
         for variant, val, test in (("", 62, 59), ("decay=0.8", 66, 60), ("decay=0.9", 64, 70)):
             write_job(tmp_path, "sema", seed, [50, val + seed], variant=variant)
             write_job(tmp_path, "sema", seed, [test + seed], variant=variant, split="test")
-    table = leaderboard.aggregate(leaderboard.load(tmp_path), {"t": "top1"})
+    table = leaderboard.aggregate(leaderboard.load(tmp_path), {("t", "tiny"): "top1"})
     tuned = {r["method"]: r for r in table if r["selection"] == "tuned"}
     assert set(tuned) == {"none", "sema"}
     assert tuned["sema"]["variant"] == "decay=0.8" and tuned["sema"]["split"] == "test"
@@ -151,3 +151,14 @@ def test_results_files_are_readable_by_others(tmp_path: Path) -> None:
     job = write_job(tmp_path, "none", 0, [1.0])
     for path in (job.metrics_csv, job.status_json):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+
+
+def test_every_preset_names_a_primary_metric_of_its_task() -> None:
+    from suite.registry import get_task, task_names
+
+    for name in task_names():
+        task = get_task(name)
+        for preset in task.presets:
+            assert task.primary_metric_for(preset) in task.metrics, (name, preset)
+    assert leaderboard.primary_metric("gen", "tiny") == "fid_digits"
+    assert leaderboard.primary_metric("gen", "cifar10") == "fid"

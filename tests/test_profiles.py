@@ -18,7 +18,8 @@ def row(task: str, metric: str, higher: bool, method: str, value: float | None, 
     return out
 
 
-PRIMARY = {"cls": "top1", "gen": "fid"}.get
+def PRIMARY(task: str, preset: str) -> str | None:
+    return {"cls": "top1", "gen": "fid"}.get(task)
 
 ROWS = [
     # cls, higher is better: tuned rows on test win over the shipped ones; val rows and other metrics are ignored
@@ -65,7 +66,7 @@ def test_profile_is_the_fraction_of_problems_within_tau() -> None:
 def test_a_leaderboard_without_selections_uses_its_shipped_rows_and_val_when_it_has_no_test() -> None:
     old = [row("cls", "acc", True, m, v, None, split="val") for m, v in (("none", 50.0), ("sema", 60.0))]
     old.append(row("cls", "acc", True, "sema", 70.0, None, "decay=0.9", split="val"))  # a sweep row: not scored
-    scores = profiles.scores(old, lambda task: None)  # no primary known: the problem's only metric
+    scores = profiles.scores(old, lambda task, preset: None)  # no primary known: the problem's only metric
     assert [(s.method, s.selection, s.split, s.value) for s in scores] == [("none", "shipped", "val", 50.0),
                                                                           ("sema", "shipped", "val", 60.0)]
 

@@ -18,3 +18,11 @@ def test_only_small_files_are_committed() -> None:
     kinds = {p.suffix for p in PUBLISHED.rglob("*") if p.is_file()}
     assert kinds <= {".json", ".csv", ".png"}, kinds
     assert all(leaderboard.JobDir(PUBLISHED, d.name).status()["state"] == "done" for d in PUBLISHED.iterdir())
+
+
+def test_every_published_preset_has_a_tuned_selection() -> None:
+    """The tuned rows rank by each preset's own primary metric (gen's tiny preset reports fid_digits, not fid)."""
+    table = leaderboard.build(PUBLISHED)
+    problems = {(r["task"], r["preset"]) for r in table}
+    tuned = {(r["task"], r["preset"]) for r in table if r["selection"] == "tuned"}
+    assert len(problems) == 6 and tuned == problems

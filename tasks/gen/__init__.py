@@ -73,6 +73,7 @@ class Generation(HeldOutSplits, Task):
                     "eval_batch_size": 359},
             averaging={"decay": 0.95},
             offline=True,
+            primary_metric="fid_digits",
         ),
         "cifar10": Preset(
             name="cifar10",
