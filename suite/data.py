@@ -125,6 +125,17 @@ def evaluation_config(params: dict[str, Any], loader: Callable[[str], dict[str, 
                      "test_cfg": {"type": "TestLoop"}}
 
 
+def dataloader(dataset: dict[str, Any], params: dict[str, Any], train: bool, *, batch_size: int | None = None,
+               collate: str | None = "default_collate", drop_last: bool = False) -> dict[str, Any]:
+    """The mmengine dataloader config every adapter uses: ``params``' batch size and worker count, workers
+    kept between passes, shuffled only when training. ``collate=None`` keeps mmengine's ``pseudo_collate``
+    (what MMDetection expects)."""
+    config = {"batch_size": params["batch_size"] if batch_size is None else batch_size,
+              "num_workers": params["num_workers"], "persistent_workers": params["num_workers"] > 0,
+              "drop_last": drop_last, "sampler": {"type": "DefaultSampler", "shuffle": train}, "dataset": dataset}
+    return config | ({"collate_fn": {"type": collate}} if collate else {})
+
+
 # -- the tiny presets' digits -----------------------------------------------------------------------------
 
 

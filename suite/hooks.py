@@ -220,6 +220,10 @@ class RandomStateHook(Hook):
 class ResultsHook(Hook):
     """Appends every evaluation's metrics to the job's ``metrics.csv`` and keeps ``status.json`` current.
 
+    A model whose loss dict also reports ``tokens`` (the batch's token count, as the ``lm`` task's does) gets
+    ``tokens_per_s`` in ``status.json``: tokens over the time of the training steps (forward, backward,
+    update and hooks; data loading and evaluation excluded), in this process.
+
     Also stops a run whose loss is NaN/inf with a clear error, and on resume removes rows the interrupted
     run wrote past its last checkpoint and evaluates that checkpoint again (see :meth:`before_train`), so
     each evaluation appears exactly once and a resumed run equals an uninterrupted one.
@@ -238,9 +242,16 @@ class ResultsHook(Hook):
         self.started = time.monotonic()
         self._trained = False  # whether this process has run the training loop
         self._last_progress = 0.0
+        self._step_started = 0.0
+        self._tokens = self._token_seconds = 0.0
 
     def after_train(self, runner) -> None:
         self._trained = True
+        if self._tokens:
+            self.job.update_status(tokens_per_s=round(self._tokens / self._token_seconds, 1))
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._step_started = time.monotonic()
 
     def wall_time(self) -> float:
         return self.elapsed_before + time.monotonic() - self.started
@@ -275,6 +286,9 @@ class ResultsHook(Hook):
                                                                             or done == end)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if (tokens := (outputs or {}).get("tokens")) is not None:
+            self._tokens += float(tokens)
+            self._token_seconds += time.monotonic() - self._step_started
         loss = (outputs or {}).get("loss")
         if loss is not None and not math.isfinite(loss := float(torch.as_tensor(loss).detach())):
             raise NonFiniteLoss(

@@ -24,6 +24,7 @@ BUILTIN = {
     "video": "tasks.video:TASK",
     "reg": "tasks.reg:TASK",
     "ssl": "tasks.ssl:TASK",
+    "lm": "tasks.lm:TASK",
 }
 ENTRY_POINT_GROUP = "suite.tasks"
 _registered: dict[str, Task] = {}

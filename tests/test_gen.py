@@ -23,7 +23,7 @@ def features_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh cache, so the extractor is trained (once) by these tests rather than taken from the user's."""
     path = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SEMA_BENCH_CACHE", str(path))
+        mp.setenv("SEMA_CACHE_DIR", str(path))
         torch.manual_seed(123)
         expected_next = torch.rand(3)
         torch.manual_seed(123)
@@ -34,7 +34,7 @@ def features_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def cached(features_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SEMA_BENCH_CACHE", str(features_cache))
+    monkeypatch.setenv("SEMA_CACHE_DIR", str(features_cache))
     return features_cache
 
 

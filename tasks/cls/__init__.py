@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from suite.data import HeldOutSplits, check_val_size, evaluation_config
+from suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
 from suite.task import BuildContext, Metric, Preset, Task, require_torchvision_folder
 
 _CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
@@ -71,11 +71,7 @@ class Classification(HeldOutSplits, Task):
                        "download": ctx.download, "val_size": p["val_size"]}
 
         def loader(split: str) -> dict[str, Any]:
-            return {"batch_size": p["batch_size"], "num_workers": p["num_workers"],
-                    "persistent_workers": p["num_workers"] > 0,
-                    "sampler": {"type": "DefaultSampler", "shuffle": split == "train"},
-                    "collate_fn": {"type": "default_collate"},
-                    "dataset": {**dataset, "split": split}}
+            return dataloader({**dataset, "split": split}, p, train=split == "train")
 
         return {
             "model": {"type": "ImageClassifier", "num_classes": classes, "in_channels": 1 if preset.dataset == "digits" else 3,

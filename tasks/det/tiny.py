@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from suite.data import evaluation_config
+from suite.data import dataloader, evaluation_config
 from tasks.det.shapes import CLASSES, ShapesSpec, ann_file
 
 # strides 4, 8, 16 (ResNet stages 1-3); the 64 px images give 16x16, 8x8 and 4x4 feature maps
@@ -137,14 +137,12 @@ def config(p: dict[str, Any], root: Path, mask: bool) -> dict[str, Any]:
     evaluation = [{"type": "LoadImageFromFile"}, resize, annotations, {"type": "PackDetInputs", "meta_keys": meta_keys}]
 
     def loader(split: str) -> dict[str, Any]:
-        return {"batch_size": p["batch_size"], "num_workers": p["num_workers"],
-                "persistent_workers": p["num_workers"] > 0, "drop_last": False,
-                "sampler": {"type": "DefaultSampler", "shuffle": split == "train"},
-                "dataset": {"type": "CocoDataset", "data_root": str(root), "metainfo": {"classes": CLASSES},
-                            "ann_file": str(ann_file(root, split).relative_to(root)),
-                            "data_prefix": {"img": f"{split}/"}, "test_mode": split != "train",
-                            "filter_cfg": {"filter_empty_gt": False},
-                            "pipeline": train if split == "train" else evaluation}}
+        dataset = {"type": "CocoDataset", "data_root": str(root), "metainfo": {"classes": CLASSES},
+                   "ann_file": str(ann_file(root, split).relative_to(root)),
+                   "data_prefix": {"img": f"{split}/"}, "test_mode": split != "train",
+                   "filter_cfg": {"filter_empty_gt": False},
+                   "pipeline": train if split == "train" else evaluation}
+        return dataloader(dataset, p, train=split == "train", collate=None)  # MMDetection's pseudo_collate
 
     def evaluator(split: str) -> dict[str, Any]:
         return {"type": "CocoMetric", "ann_file": str(ann_file(root, split)),

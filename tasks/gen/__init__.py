@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from suite.data import HeldOutSplits, check_val_size, evaluation_config
+from suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
 from suite.errors import DatasetMissing
 from suite.task import BuildContext, Metric, Preset, Task
 
@@ -137,10 +137,7 @@ class Generation(HeldOutSplits, Task):
                 dataset = {**data, "split": split, **({"flip": True} if channels == 3 else {})}
             else:  # the reference images of the Fréchet distance
                 dataset = {**data, "split": split, "limit": reference_limit}
-            return {"batch_size": p["batch_size" if train else "eval_batch_size"], "num_workers": p["num_workers"],
-                    "persistent_workers": p["num_workers"] > 0,
-                    "sampler": {"type": "DefaultSampler", "shuffle": train},
-                    "collate_fn": {"type": "default_collate"}, "dataset": dataset}
+            return dataloader(dataset, p, train, batch_size=p["batch_size" if train else "eval_batch_size"])
 
         return {
             "model": {"type": "DenoisingDiffusion",

@@ -10,23 +10,15 @@ The numbers are *not* comparable with Inception FID, hence their own name.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.data import load_digits_split, random_shift
+from suite.data import cache_dir, load_digits_split, random_shift
 
 VERSION = 2  # bump when the architecture, the recipe or the digits split changes: the cache file name carries it
 _EPOCHS, _BATCH, _LR, _SEED = 8, 64, 2e-3, 0
-
-
-def cache_dir() -> Path:
-    """``$SEMA_BENCH_CACHE``, else ``$XDG_CACHE_HOME/sema-bench``, else ``~/.cache/sema-bench``."""
-    if os.environ.get("SEMA_BENCH_CACHE"):
-        return Path(os.environ["SEMA_BENCH_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sema-bench"
 
 
 class DigitsFeatures(nn.Module):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from suite.data import HeldOutSplits, check_val_size, evaluation_config
+from suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
 from suite.errors import DatasetMissing
 from suite.task import BuildContext, Metric, Preset, Task
 
@@ -105,10 +105,7 @@ class AttributeRegression(HeldOutSplits, Task):
             dataset = {"type": "AgeDB", "root": str(Path(ctx.data_root) / "agedb"), "image_size": p["image_size"]}
 
         def loader(split: str) -> dict[str, Any]:
-            return {"batch_size": p["batch_size"], "num_workers": p["num_workers"],
-                    "persistent_workers": p["num_workers"] > 0,
-                    "sampler": {"type": "DefaultSampler", "shuffle": split == "train"},
-                    "collate_fn": {"type": "default_collate"}, "dataset": {**dataset, "split": split}}
+            return dataloader({**dataset, "split": split}, p, train=split == "train")
 
         backbone = {"arch": p["backbone"], "depths": p.get("depths"), "width": p.get("width"), "in_channels": 3}
         return {

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from suite.data import HeldOutSplits, check_val_size, evaluation_config
+from suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
 from suite.errors import BadOverride
 from suite.task import BuildContext, Metric, Preset, Task, require_torchvision_folder
 
@@ -122,10 +122,7 @@ class SelfSupervisedLearning(HeldOutSplits, Task):
 
         def loader(dataset: dict[str, Any], train: bool) -> dict[str, Any]:
             collate = "digits_two_views" if digits and train else "default_collate"
-            return {"batch_size": p["batch_size"], "num_workers": p["num_workers"],
-                    "persistent_workers": p["num_workers"] > 0, "drop_last": train,
-                    "sampler": {"type": "DefaultSampler", "shuffle": train},
-                    "collate_fn": {"type": collate}, "dataset": dataset}
+            return dataloader(dataset, p, train, collate=collate, drop_last=train)
 
         backbone = {"arch": p["backbone"], "depths": p["depths"], "width": p["width"], "in_channels": 1 if digits else 3}
         model = {"type": "SelfSupervised", "method": p["ssl_method"], "backbone": backbone,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from suite.data import HeldOutSplits, check_val_size, evaluation_config
+from suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
 from suite.errors import DatasetMissing
 from suite.task import BuildContext, Metric, Preset, Task
 
@@ -96,10 +96,7 @@ class VideoPrediction(HeldOutSplits, Task):
                         "test": {"type": "MovingMNISTTestFile", "root": str(ctx.data_root), **frames}}
 
         def loader(split: str) -> dict[str, Any]:
-            return {"batch_size": p["batch_size"], "num_workers": p["num_workers"],
-                    "persistent_workers": p["num_workers"] > 0,
-                    "sampler": {"type": "DefaultSampler", "shuffle": split == "train"},
-                    "collate_fn": {"type": "default_collate"}, "dataset": datasets[split]}
+            return dataloader(datasets[split], p, train=split == "train")
 
         return {
             "model": {"type": "VideoPredictor", **frames, "hid_s": p["hid_s"], "hid_t": p["hid_t"],
