@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Copy what the leaderboard and the dashboard read from a results directory into a folder to commit:
-# each finished job's job.json, status.json, metrics.csv and sample images -- no checkpoints, no logs.
+# each finished job's job.json, status.json, metrics.csv, flatness measurements (analysis.csv, landscape.csv)
+# and sample images -- no checkpoints, no logs.
 #   bash scripts/publish_results.sh ~/sema-results/tiny published/tiny
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 RESULTS_DIR DEST_DIR" >&2; exit 2; }
@@ -14,6 +15,9 @@ for status in "$src"/*/status.json; do
   out="$dest/$(basename "$job")"
   mkdir -p "$out"
   cp "$job/job.json" "$job/status.json" "$job/metrics.csv" "$out/"
+  for measured in analysis.csv landscape.csv; do  # suite analyze
+    if [ -f "$job/$measured" ]; then cp "$job/$measured" "$out/"; fi
+  done
   if [ -d "$job/samples" ]; then
     rm -rf "$out/samples"
     cp -r "$job/samples" "$out/"

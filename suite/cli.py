@@ -26,6 +26,7 @@ def _seeds(text: str) -> list[int]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from suite import leaderboard
+    from suite.analysis import Settings
     from suite.backends import make_backend
     from suite.jobs import expand_matrix, parse_overrides
     from suite.scheduler import prepare
@@ -44,7 +45,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for job in jobs:  # before anything is built or written: is the data there?
         job.task.check_data(job.preset, job.context(args.data_root, args.results_dir / job.job_id, args.download))
     backend = make_backend(args)  # before anything is written: is the backend usable here?
-    todo, skipped = prepare(jobs, args.results_dir, args.data_root, args.download)
+    analysis = Settings.parse(args.analyze).as_dict() if args.analyze is not None else None
+    todo, skipped = prepare(jobs, args.results_dir, args.data_root, args.download, analysis)
     print(f"{len(jobs)} job(s): {len(todo)} to run, {len(skipped)} already done; results in {args.results_dir}/",
           file=sys.stderr)
     outcomes = skipped + backend.run(todo)
@@ -58,6 +60,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     if table:
         print("\n" + leaderboard.format_table(table))
     return 1 if counts["failed"] or counts["busy"] else 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from suite.analysis import Settings, measured_with
+    from suite.backends import make_backend
+    from suite.leaderboard import finished_jobs
+    from suite.results import read_json, write_json
+
+    settings = Settings.parse(args.set)
+    jobs = [job for job in finished_jobs(args.results_dir)
+            if (not args.task or read_json(job.job_json)["spec"]["task"] in args.task)
+            and (not args.jobs or job.job_id in args.jobs)]
+    if args.jobs and (unknown := set(args.jobs) - {job.job_id for job in jobs}):
+        raise SuiteError(f"no finished job {', '.join(sorted(unknown))} under {args.results_dir}/ "
+                         "(`suite run` it first, or check the id)")
+    if not jobs:
+        raise SuiteError(f"no finished jobs{' of ' + ','.join(args.task) if args.task else ''} under "
+                         f"{args.results_dir}/ to analyse; run `suite run` first")
+    measured = [job for job in jobs if measured_with(job) == settings.as_dict()]
+    weightless = [job for job in jobs if job not in measured and job.last_checkpoint() is None]
+    todo = [job for job in jobs if job not in measured and job not in weightless]
+    backend = make_backend(args)
+    for job in todo:
+        write_json(job.job_json, {**read_json(job.job_json), "analysis": settings.as_dict()})
+    print(f"{len(jobs)} finished job(s): {len(todo)} to measure, {len(measured)} already measured"
+          f"{f', {len(weightless)} without weights (no checkpoint: re-run them to measure)' if weightless else ''}",
+          file=sys.stderr)
+    backend.run(todo)
+    failed = [(job, job.status().get("analysis") or {}) for job in todo]
+    failed = [(job, a.get("error") or "not measured") for job, a in failed if a.get("state") != "done"]
+    print(f"\n{len(todo) - len(failed)} measured, {len(failed)} failed; the rows are in each job's analysis.csv "
+          "and in `suite leaderboard` (split train)")
+    for job, error in failed:
+        print(f"  failed: {job.job_id}: {error}")
+    return 1 if failed else 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -167,7 +204,23 @@ def parser() -> argparse.ArgumentParser:
     add_backend_arguments(run)
     run.add_argument("--dry-run", action="store_true",
                      help="print each job's full config and build its model, then the expanded job list and its size")
+    run.add_argument("--analyze", nargs="*", metavar="KEY=VALUE",
+                     help="measure flatness and sharpness at the end of each job (see `suite analyze`), with "
+                     "optional analysis knobs")
     run.set_defaults(func=cmd_run)
+
+    analyze = sub.add_parser("analyze", help="measure flatness and sharpness of finished jobs' reported weights")
+    analyze.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    analyze.add_argument("--task", type=_csv, default=[], help="only these tasks (default: all)")
+    analyze.add_argument("--jobs", type=_csv, default=[], help="only these job ids")
+    analyze.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="analysis knobs: batches, seed, eigenvalues, eig_tol, trace_samples, rho, rho_adaptive, "
+                         "steps, average_samples, directions, points, span (see the README)")
+    where = analyze.add_mutually_exclusive_group()
+    where.add_argument("--gpus", type=_csv, help="GPU ids, one worker pinned to each (e.g. 0,1)")
+    where.add_argument("--workers", type=int, default=1, help="number of CPU worker processes (default: 1)")
+    add_backend_arguments(analyze)
+    analyze.set_defaults(func=cmd_analyze)
 
     board = sub.add_parser("leaderboard", help="aggregate finished jobs over seeds into a CSV")
     board.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)

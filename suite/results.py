@@ -3,6 +3,8 @@
     results/<job_id>/job.json      resolved spec + environment
     results/<job_id>/status.json   pending | running | done | failed (+ error, timings, progress, hook counts)
     results/<job_id>/metrics.csv   one row per (evaluation, metric), long format
+    results/<job_id>/analysis.csv  flatness and sharpness of the reported weights (``suite analyze``), same format
+    results/<job_id>/landscape.csv the loss along random directions (``suite analyze``)
     results/<job_id>/work/         mmengine work dir (checkpoints, logs)
 
 Plain standard library: the CLI, the leaderboard and the dashboard read these without importing torch.
@@ -113,6 +115,8 @@ class JobDir:
         self.job_json = self.path / "job.json"
         self.status_json = self.path / "status.json"
         self.metrics_csv = self.path / "metrics.csv"
+        self.analysis_csv = self.path / "analysis.csv"
+        self.landscape_csv = self.path / "landscape.csv"
         self.work_dir = self.path / "work"
         self.log_file = self.path / "job.log"
 
@@ -131,6 +135,20 @@ class JobDir:
 
     def metrics(self) -> list[dict[str, Any]]:
         return read_metrics(self.metrics_csv)
+
+    def analysis(self) -> list[dict[str, Any]]:
+        """The rows of ``suite analyze`` (none before it ran)."""
+        return read_metrics(self.analysis_csv) if self.analysis_csv.exists() else []
+
+    def write_analysis(self, rows: list[dict[str, Any]], landscape: list[dict[str, Any]]) -> None:
+        """Replace the job's analysis: the landscape first, so ``analysis.csv`` (which marks it measured) is
+        written last."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=("job_id", "direction", "alpha", "loss"), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(landscape)
+        write_atomic(self.landscape_csv, buffer.getvalue())
+        write_atomic(self.analysis_csv, _rows_to_csv(rows))
 
     def append_metrics(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:

@@ -40,10 +40,12 @@ def worker_slots(gpus: list[str] | None, workers: int) -> list[dict[str, str]]:
     return [{"CUDA_VISIBLE_DEVICES": "", "SUITE_THREADS": threads} for _ in range(workers)]
 
 
-def prepare(jobs: list[ResolvedJob], results_dir: Path, data_root: Path, download: bool) -> tuple[list[JobDir], list[Outcome]]:
+def prepare(jobs: list[ResolvedJob], results_dir: Path, data_root: Path, download: bool,
+            analysis: dict | None = None) -> tuple[list[JobDir], list[Outcome]]:
     """Write job.json for jobs to run; report finished ones as skipped.
 
-    The data root is stored absolute: a worker on a cluster node runs in another directory.
+    The data root is stored absolute: a worker on a cluster node runs in another directory. ``analysis``:
+    the flatness settings to measure each job with when it finishes (``suite run --analyze``).
     """
     env = environment()
     todo, skipped = [], []
@@ -53,7 +55,8 @@ def prepare(jobs: list[ResolvedJob], results_dir: Path, data_root: Path, downloa
             skipped.append(Outcome(job.job_id, "skipped"))
             continue
         write_json(folder.job_json, {"job_id": job.job_id, "spec": job.as_dict(), "data_root": str(Path(data_root).expanduser().resolve()),
-                                     "download": download, "environment": env})
+                                     "download": download, "environment": env,
+                                     **({"analysis": analysis} if analysis else {})})
         if not folder.status_json.exists():
             folder.update_status(state="pending")
         todo.append(folder)

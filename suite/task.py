@@ -10,6 +10,7 @@ This module must stay import-light (no torch): ``suite list`` and ``suite --help
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,30 @@ class Task(ABC):
 
         Raise :class:`suite.errors.DatasetMissing` naming the expected layout. The default accepts anything.
         """
+
+    def analysis_loss(self, model: Any, batches: list[Any], seed: int) -> Callable[[], Any]:
+        """The deterministic training loss that ``suite analyze`` differentiates (see :mod:`suite.analysis`).
+
+        ``batches`` is a fixed list of collated training batches; ``model`` is in eval mode (BatchNorm uses
+        its running statistics, dropout is off). The default is the model's own training loss (``mode="loss"``,
+        every loss term summed as mmengine does) averaged over the batches, with every random draw inside the
+        model (DDPM noise and timesteps, detection samplers) fixed by re-seeding before each call. Override
+        it when a task's loss needs more than that.
+        """
+        from mmengine.runner.utils import set_random_seed
+
+        set_random_seed(seed)
+        processed = [model.data_preprocessor(batch, True) for batch in batches]
+
+        def loss() -> Any:
+            set_random_seed(seed)
+            total = 0
+            for data in processed:
+                losses = model(**data, mode="loss") if isinstance(data, dict) else model(*data, mode="loss")
+                total = total + model.parse_losses(losses)[0]
+            return total / len(processed)
+
+        return loss
 
     @abstractmethod
     def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from suite.analysis import due, run_analysis
 from suite.jobs import JobSpec, ResolvedJob
 from suite.results import JobDir, read_json, write_json
 
@@ -79,15 +80,15 @@ def run_job(results_dir: Path, job_id: str) -> int:
     except BlockingIOError:
         print(f"job {job_id} is running in another process", file=sys.stderr)
         return EXIT_LOCKED
-    if job.status().get("state") == "done":  # a retried or requeued task whose job finished meanwhile
-        print(f"job {job_id} is already done", file=sys.stderr)
+    if job.status().get("state") == "done":  # `suite analyze`, or a retried task whose job finished meanwhile
+        if settings := due(job, read_json(job.job_json)):
+            _threads()
+            run_analysis(job, settings)
+        else:
+            print(f"job {job_id} is already done", file=sys.stderr)
         return 0
 
-    threads = os.environ.get("SUITE_THREADS")
-    import torch
-
-    if threads:
-        torch.set_num_threads(int(threads))
+    _threads()
     from suite.environment import device_info
 
     started = time.time()
@@ -115,7 +116,16 @@ def run_job(results_dir: Path, job_id: str) -> int:
         return 1
     job.update_status(state="done", finished=time.time(), seconds=round(time.time() - started, 2),
                       averaging=_hook_counts(runner))
+    if settings := due(job, doc):  # suite run --analyze
+        run_analysis(job, settings)
     return 0
+
+
+def _threads() -> None:
+    if threads := os.environ.get("SUITE_THREADS"):
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 if __name__ == "__main__":

@@ -127,8 +127,7 @@ class InverseSqrtLR(LRSchedulerMixin, _ParamScheduler):
     def __init__(self, optimizer, warmup: int, begin: int = 0, end: int = INF, last_step: int = -1,
                  by_epoch: bool = False, verbose: bool = False) -> None:
         self.warmup = max(warmup, 1)
-        super().__init__(optimizer, "lr", begin=begin, end=end, last_step=last_step, by_epoch=by_epoch,
-                         verbose=verbose)
+        super().__init__(optimizer, begin=begin, end=end, last_step=last_step, by_epoch=by_epoch, verbose=verbose)
 
     def _get_value(self) -> list[float]:
         k = self.last_step

@@ -7,7 +7,7 @@
 - ``wikitext-103`` / ``wikitext-2`` (from ``--data-root``): the standard word-level release
   (``wiki.{train,valid,test}.tokens``), each line's whitespace-separated words then ``<eos>`` (as PyTorch's
   word-language-model example and fairseq do); the vocabulary is every word of the training file, most
-  frequent first. The encoded streams are cached once under the suite's cache directory.
+  frequent first (ties alphabetically), and ``<unk>`` for words the training file lacks. The encoded streams are cached once under the suite's cache directory.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from suite.data import SPLIT_SEED, cache_dir
 CHUNK_BYTES = 2048
 HELD_OUT = {"val": 0.05, "test": 0.05}
 WIKITEXT_FILES = {"train": "wiki.train.tokens", "val": "wiki.valid.tokens", "test": "wiki.test.tokens"}
-EOS = "<eos>"
+EOS, UNK = "<eos>", "<unk>"
 VERSION = 1  # bump when the encoding changes: the cache file name carries it
 
 
@@ -70,9 +70,10 @@ def _wikitext_streams(corpus: str, root: str) -> dict[str, torch.Tensor]:
         return torch.load(cached, weights_only=True)
     counts = Counter(_read_words(train))
     vocab = {word: index for index, (word, _) in enumerate(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))}
-    unk = vocab.get("<unk>", 0)
+    unk = vocab.setdefault(UNK, len(vocab))  # WikiText's training file has <unk>; another corpus gets it last
     streams = {split: torch.tensor(array("i", (vocab.get(w, unk) for w in _read_words(folder / name))), dtype=torch.long)
                for split, name in WIKITEXT_FILES.items()}
+    streams["vocab_size"] = torch.tensor(len(vocab))
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_name(f".{cached.name}.tmp")
     torch.save(streams, tmp)
@@ -80,10 +81,8 @@ def _wikitext_streams(corpus: str, root: str) -> dict[str, torch.Tensor]:
     return streams
 
 
-@cache
 def vocab_size(corpus: str, root: str = "") -> int:
-    streams = _pydoc_streams() if corpus == "pydoc-topics" else _wikitext_streams(corpus, root)
-    return 256 if corpus == "pydoc-topics" else int(streams["train"].max()) + 1
+    return 256 if corpus == "pydoc-topics" else int(_wikitext_streams(corpus, root)["vocab_size"])
 
 
 def load_split(corpus: str, split: str, root: str = "") -> tuple[torch.Tensor, torch.Tensor]:

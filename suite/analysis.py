@@ -1,0 +1,189 @@
+"""Flatness and sharpness of a finished job's reported weights: what ``suite analyze`` measures.
+
+The weights are the ones the job reports (averaged for ``ema``/``sema``, trained for ``none``), loaded from
+its last checkpoint. The loss is the task's own training loss made deterministic (:meth:`Task.analysis_loss`)
+on a fixed subset of the training data: ``batches`` batches of the training loader's size, drawn with a
+fixed seed (the same examples for every method and seed), materialised once so augmentations and views do
+not change between calls. The measures come from :mod:`suite.flatness`:
+
+- ``train_loss``: the loss itself; ``hessian_eig1``..``k``: top Hessian eigenvalues (Lanczos);
+  ``hessian_trace`` and its standard error ``hessian_trace_stderr`` (Hutchinson);
+- ``sharpness_adaptive`` (worst case within ``rho_adaptive``, weight-scaled as in ASAM), ``sharpness_l2``
+  (worst case within ``rho``, plain L2) and ``sharpness_average`` (mean increase under Gaussian
+  perturbations of size ``rho_adaptive``, weight-scaled);
+
+each one row of ``analysis.csv`` (the format of ``metrics.csv``, split ``train``, lower is flatter), and
+``landscape.csv``: the loss along ``directions`` filter-normalised random directions (Li et al. 2018).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from suite.errors import BadOverride
+from suite.results import JobDir, read_json
+
+SPLIT = "train"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The knobs of one measurement; a job measured with other settings is measured again."""
+
+    batches: int = 4  # training batches in the fixed subset
+    seed: int = 0  # the subset, the random vectors and the loss's own randomness
+    eigenvalues: int = 1
+    eig_tol: float = 1e-3  # Lanczos' relative residual tolerance
+    trace_samples: int = 32
+    rho: float = 0.05  # plain L2 radius
+    rho_adaptive: float = 0.5  # radius in units of |w| (ASAM)
+    steps: int = 5  # projected gradient ascent steps of the worst-case sharpness
+    average_samples: int = 8
+    directions: int = 2
+    points: int = 21
+    span: float = 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def parse(cls, pairs: list[str]) -> Settings:
+        """``["batches=8", "rho=0.1"]`` -> Settings; an unknown knob or a bad value is a BadOverride."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for pair in pairs:
+            key, sep, text = pair.partition("=")
+            if not sep or key not in fields:
+                raise BadOverride(f"--set {pair}: analysis knobs are key=value with key one of {', '.join(fields)}")
+            kind = type(fields[key].default)
+            try:
+                values[key] = kind(text)
+            except ValueError:
+                raise BadOverride(f"--set {pair}: {key} takes a {kind.__name__}") from None
+            if values[key] < 0 or (key not in ("seed", "rho", "rho_adaptive", "eig_tol") and values[key] == 0):
+                raise BadOverride(f"--set {pair}: {key} must be positive")
+        return cls(**values)
+
+
+def requested(doc: dict[str, Any]) -> Settings | None:
+    """The analysis a job's ``job.json`` asks for (``suite analyze``, ``suite run --analyze``), if any."""
+    return Settings(**doc["analysis"]) if doc.get("analysis") else None
+
+
+def due(job: JobDir, doc: dict[str, Any]) -> Settings | None:
+    """The settings to measure the job with now: requested, and not measured with them yet."""
+    settings = requested(doc)
+    return settings if settings is not None and measured_with(job) != settings.as_dict() else None
+
+
+def measured_with(job: JobDir) -> dict[str, Any] | None:
+    """The settings a job's current analysis was measured with, or None when it has none."""
+    analysis = job.status().get("analysis") or {}
+    return analysis.get("settings") if analysis.get("state") == "done" and job.analysis_csv.exists() else None
+
+
+def _fixed_batches(runner, settings: Settings) -> list[Any]:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from mmengine.runner.utils import set_random_seed
+
+    loader = runner.train_dataloader
+    dataset = loader.dataset
+    count = min(len(dataset), settings.batches * loader.batch_size)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(settings.seed))[:count].tolist()
+    set_random_seed(settings.seed)  # augmentations drawn once, the same for every job
+    fixed = DataLoader(dataset, batch_size=loader.batch_size, sampler=order, collate_fn=loader.collate_fn)
+    return list(fixed)
+
+
+def measure(runner, task, method_averages: bool, settings: Settings) -> tuple[dict[str, float], list[dict]]:
+    """The measures of the runner's model (already loaded) as ``{metric: value}``, and the landscape rows."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from suite import flatness
+    from suite.hooks import SemaHook
+
+    model = runner.model
+    batches = _fixed_batches(runner, settings)
+    hook = next((h for h in runner.hooks if isinstance(h, SemaHook)), None)
+    # the math attention kernel: the fused ones (flash, memory-efficient) have no second derivative
+    with (hook.averager.swapped(model) if method_averages else contextlib.nullcontext(),
+          sdpa_kernel(SDPBackend.MATH)):
+        model.eval()
+        loss_fn = task.analysis_loss(model, batches, settings.seed)
+        params = [p for p in model.parameters() if p.requires_grad]
+        values = {"train_loss": float(loss_fn().detach())}
+        eigs = flatness.top_eigenvalues(loss_fn, params, k=settings.eigenvalues, seed=settings.seed,
+                                        tol=settings.eig_tol)
+        values |= {f"hessian_eig{i + 1}": value for i, value in enumerate(eigs)}
+        trace, stderr = flatness.hessian_trace(loss_fn, params, samples=settings.trace_samples, seed=settings.seed)
+        values |= {"hessian_trace": trace, "hessian_trace_stderr": stderr}
+        values["sharpness_adaptive"] = flatness.sharpness(loss_fn, params, rho=settings.rho_adaptive, adaptive=True,
+                                                          steps=settings.steps)
+        values["sharpness_l2"] = flatness.sharpness(loss_fn, params, rho=settings.rho, steps=settings.steps)
+        values["sharpness_average"] = flatness.average_sharpness(
+            loss_fn, params, rho=settings.rho_adaptive, samples=settings.average_samples, seed=settings.seed,
+            adaptive=True)
+        alphas, curves = flatness.loss_along_directions(loss_fn, params, directions=settings.directions,
+                                                        points=settings.points, span=settings.span,
+                                                        seed=settings.seed)
+    landscape = [{"direction": d, "alpha": float(a), "loss": float(v)}
+                 for d, curve in enumerate(curves) for a, v in zip(alphas, curve)]
+    return values, landscape
+
+
+def run_analysis(job: JobDir, settings: Settings) -> None:
+    """Measure ``job`` in this (worker) process, recording a failure in ``status.json`` rather than raising:
+    the job's training results stand either way, and ``suite analyze`` reports the error."""
+    import traceback
+
+    try:
+        analyze_job(job.path.parent, job.job_id, settings)
+    except Exception as err:  # noqa: BLE001  (recorded, and reported by the command that asked)
+        traceback.print_exc()
+        job.update_status(analysis={"state": "failed", "settings": settings.as_dict(),
+                                    "error": f"{type(err).__name__}: {err}"})
+
+
+def analyze_job(results_dir: Path, job_id: str, settings: Settings) -> None:
+    """Measure one finished job and write ``analysis.csv`` and ``landscape.csv`` into its folder."""
+    from suite.worker import build_runner, load_job
+
+    job = JobDir(results_dir, job_id)
+    started = time.time()
+    doc = read_json(job.job_json)
+    resolved = load_job(doc)
+    checkpoint = job.last_checkpoint()
+    if checkpoint is None:
+        raise FileNotFoundError(f"{job_id} has no checkpoint under {job.work_dir}: its weights are gone "
+                                "(published results keep none); re-run the job to analyse it")
+    job.update_status(analysis={"state": "running", "settings": settings.as_dict()})
+    runner = build_runner(resolved, job, Path(doc["data_root"]), download=False)
+    hook_before_run(runner)
+    runner.load_checkpoint(str(checkpoint), map_location="cpu")
+    values, landscape = measure(runner, resolved.task, resolved.spec.method != "none", settings)
+    last = max(job.metrics(), key=lambda r: r["iter"])
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    seconds = round(time.time() - started, 2)
+    constant = {k: last[k] for k in ("job_id", "run_id", "task", "preset", "dataset", "model", "method", "seed",
+                                     "variant", "epoch", "iter")}
+    rows = [{**constant, "split": SPLIT, "metric": name, "value": value, "higher_is_better": False,
+             "wall_time_s": seconds, "timestamp": stamp} for name, value in values.items()]
+    job.write_analysis(rows, [{"job_id": job_id, **row} for row in landscape])
+    job.update_status(analysis={"state": "done", "settings": settings.as_dict(), "seconds": seconds,
+                                "training_seconds": job.status().get("seconds")})
+
+
+def hook_before_run(runner) -> None:
+    """Build what the suite's hooks build before training (the averager), without running anything."""
+    from suite.hooks import SemaHook
+
+    for hook in runner.hooks:
+        if isinstance(hook, SemaHook):
+            hook.before_run(runner)
