@@ -25,4 +25,4 @@ def test_every_published_preset_has_a_tuned_selection() -> None:
     table = leaderboard.build(PUBLISHED)
     problems = {(r["task"], r["preset"]) for r in table}
     tuned = {(r["task"], r["preset"]) for r in table if r["selection"] == "tuned"}
-    assert len(problems) == 6 and tuned == problems
+    assert len(problems) == 7 and tuned == problems

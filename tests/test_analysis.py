@@ -1,0 +1,137 @@
+"""`suite analyze` and `suite run --analyze`: flatness of real tiny jobs, deterministic, skipped once measured,
+measured again after a kill, and read by the leaderboard like any metric."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from suite import leaderboard
+from suite.analysis import Settings
+from suite.errors import BadOverride
+from suite.results import JobDir
+
+CLS_FAST = ["depths=[1]", "width=4", "image_size=8", "batch_size=128", "epochs=2", "switch_start=1"]
+QUICK = ["batches=1", "trace_samples=2", "steps=1", "average_samples=2", "directions=1", "points=3"]
+# each task's tiny preset, cut to a few steps
+TRAIN = {
+    "cls": CLS_FAST,
+    "reg": ["epochs=1"],
+    "ssl": ["epochs=2"],
+    "video": ["epochs=1"],
+    "det": ["epochs=1", "num_train=64", "num_val=16", "num_test=16"],
+    "gen": ["iters=30", "val_interval=30", "warmup_iters=5"],
+    "lm": ["iters=30", "val_interval=30", "warmup_iters=5", "layers=1", "dim=32", "ffn=64", "context=32"],
+}
+
+
+def suite(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True)
+
+
+def sets(pairs: list[str]) -> list[str]:
+    return [x for pair in pairs for x in ("--set", pair)]
+
+
+def jobs(results: Path) -> dict[str, JobDir]:
+    return {JobDir(results, p.name).job_id.split("-")[2]: JobDir(results, p.name) for p in results.iterdir() if p.is_dir()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Two cls jobs (none, sema), trained and measured; and what the measuring printed."""
+    results = tmp_path_factory.mktemp("results")
+    done = suite("run", "--task", "cls", "--method", "none,sema", "--results-dir", str(results), *sets(CLS_FAST))
+    assert done.returncode == 0, done.stderr
+    measured = suite("analyze", "--results-dir", str(results), *sets(QUICK))
+    assert measured.returncode == 0, measured.stderr
+    return results, measured.stdout
+
+
+def test_settings_refuse_unknown_or_bad_knobs() -> None:
+    assert Settings.parse(["batches=8", "rho=0.1"]) == Settings(batches=8, rho=0.1)
+    with pytest.raises(BadOverride, match="key one of batches"):
+        Settings.parse(["batch=8"])
+    with pytest.raises(BadOverride, match="batches takes a int"):
+        Settings.parse(["batches=many"])
+    with pytest.raises(BadOverride, match="must be positive"):
+        Settings.parse(["trace_samples=0"])
+
+
+def test_measurements_are_deterministic_skipped_once_done_and_read_by_the_leaderboard(trained) -> None:
+    trained, printed = trained
+    assert "2 measured, 0 failed" in printed
+    by_method = jobs(trained)
+    rows = {m: {r["metric"]: r["value"] for r in job.analysis()} for m, job in by_method.items()}
+    assert set(rows["sema"]) == {"train_loss", "hessian_eig1", "hessian_trace", "hessian_trace_stderr",
+                                 "sharpness_adaptive", "sharpness_l2", "sharpness_average"}
+    assert rows["sema"] != rows["none"] and rows["sema"]["sharpness_adaptive"] >= 0
+    landscape = by_method["sema"].landscape_csv.read_text().splitlines()
+    assert len(landscape) == 1 + 3  # one direction, three points
+
+    again = suite("analyze", "--results-dir", str(trained), *sets(QUICK))
+    assert "0 to measure, 2 already measured" in again.stderr
+    # other settings measure again, and the same settings give the same numbers
+    analysis = by_method["sema"].analysis_csv.read_text()
+    suite("analyze", "--results-dir", str(trained), "--jobs", by_method["sema"].job_id, *sets([*QUICK, "seed=1"]))
+    assert by_method["sema"].analysis_csv.read_text() != analysis
+    suite("analyze", "--results-dir", str(trained), "--jobs", by_method["sema"].job_id, *sets(QUICK))
+    values = lambda text: [line.split(",")[13] for line in text.splitlines()]  # noqa: E731
+    assert values(by_method["sema"].analysis_csv.read_text()) == values(analysis)
+
+    table = leaderboard.build(trained)
+    flat = {r["method"]: r for r in table if r["split"] == "train" and r["metric"] == "hessian_trace"}
+    assert set(flat) == {"none", "sema"} and flat["sema"]["higher_is_better"] is False
+    assert flat["sema"]["delta_vs_none"] == pytest.approx(rows["sema"]["hessian_trace"] - rows["none"]["hessian_trace"])
+
+
+def test_a_killed_analysis_is_measured_again(trained, tmp_path: Path) -> None:
+    import shutil
+
+    trained, _ = trained
+    results = tmp_path / "results"
+    shutil.copytree(trained, results)
+    for job in jobs(results).values():
+        job.analysis_csv.unlink(missing_ok=True)
+        job.update_status(analysis=None)
+        marker = job.work_dir / "last_checkpoint"  # mmengine's marker holds an absolute path: follow the copy
+        marker.write_text(str(job.work_dir / Path(marker.read_text().strip()).name))
+    proc = subprocess.Popen([sys.executable, "-m", "suite.cli", "analyze", "--results-dir", str(results), *sets(QUICK)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any((j.status().get("analysis") or {}).get("state") == "running"
+                                             for j in jobs(results).values()):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    again = suite("analyze", "--results-dir", str(results), *sets(QUICK))
+    assert again.returncode == 0, again.stderr
+    for method, job in jobs(results).items():
+        assert job.status()["analysis"]["state"] == "done"
+        assert [r["value"] for r in job.analysis()] == [r["value"] for r in jobs(trained)[method].analysis()]
+
+
+def test_published_results_without_weights_are_named_not_measured(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    missing = suite("analyze", "--results-dir", str(results))
+    assert missing.returncode != 0 and "no finished jobs" in missing.stderr
+    unknown = suite("analyze", "--results-dir", str(results), "--jobs", "cls-tiny-none-s0-nothere")
+    assert unknown.returncode != 0 and "cls-tiny-none-s0-nothere" in unknown.stderr
+
+
+@pytest.mark.parametrize("task", sorted(TRAIN))
+def test_every_tiny_preset_can_be_analysed_at_the_end_of_its_run(task: str, tmp_path: Path) -> None:
+    done = suite("run", "--task", task, "--method", "sema", "--results-dir", str(tmp_path), "--analyze", *QUICK,
+                 *sets(TRAIN[task]))
+    assert done.returncode == 0, done.stderr
+    (job,) = jobs(tmp_path).values()
+    status = job.status()["analysis"]
+    assert status["state"] == "done", status.get("error")
+    assert {r["metric"] for r in job.analysis()} >= {"hessian_eig1", "hessian_trace", "sharpness_adaptive"}
