@@ -88,8 +88,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
           f"{f', {len(weightless)} without weights (no checkpoint: re-run them to measure)' if weightless else ''}",
           file=sys.stderr)
     backend.run(todo)
-    failed = [(job, job.status().get("analysis") or {}) for job in todo]
-    failed = [(job, a.get("error") or "not measured") for job, a in failed if a.get("state") != "done"]
+    failed = [(job, analysis.get("error") or "not measured") for job in todo
+              if (analysis := job.status().get("analysis") or {}).get("state") != "done"]
     print(f"\n{len(todo) - len(failed)} measured, {len(failed)} failed; the rows are in each job's analysis.csv "
           "and in `suite leaderboard` (split train)")
     for job, error in failed:
