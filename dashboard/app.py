@@ -12,14 +12,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, tables
+from dashboard import charts, flatness, tables
 from dashboard.store import ResultsStore, Snapshot
 from suite import leaderboard, profiles
 from suite.profiles import selection_of
 from suite.registry import get_task
 
 RESULTS_ENV = "SUITE_RESULTS_DIR"
-VIEWS = ["Task", "Across tasks", "Jobs", "Samples"]
+VIEWS = ["Task", "Across tasks", "Flatness", "Jobs", "Samples"]
 STATES = ["pending", "running", "done", "failed"]
 
 
@@ -234,6 +234,80 @@ def profile_view(table: list[dict]) -> None:
                 "gap": st.column_config.NumberColumn("gap to best", format="percent")})
 
 
+FLATNESS_COLUMNS = {name: column for name, column in LEADERBOARD_COLUMNS.items()
+                    if name in flatness.TABLE_COLUMNS}
+
+
+def flatness_view(snapshot: Snapshot, task: str, preset: str) -> None:
+    """What ``suite analyze`` measured: flatness per method with intervals, against the metric, and its curves."""
+    jobs = flatness.measured_jobs(snapshot, task, preset)
+    if not jobs:
+        st.info(f"No flatness measurements for {task} / {preset} yet: `suite analyze --task {task}` measures the "
+                "finished jobs (or `suite run ... --analyze` as they finish).")
+        return
+    names = flatness.measures(jobs)
+    with st.container(key="flatness-table"):
+        st.subheader(f"Flatness and sharpness: {task} / {preset} (lower is flatter)")
+        selection = st.segmented_control("selection", ["shipped", "sweep"], default="shipped",
+                                         key="flat_selection", bind="query-params", required=True)
+        st.dataframe(flatness.table(snapshot.leaderboard, task, preset, names, selection), hide_index=True,
+                     column_config=FLATNESS_COLUMNS)
+        st.caption("Measured on the weights each job reports (averaged for ema/sema), on a fixed subset of the "
+                   "training data (split *train*). Δ vs none: mean of the per-seed differences to `none` with its "
+                   "95% t interval. *barrier_…_vs_none/ema*: the largest excess over the chord on the straight line "
+                   "from that partner's weights to the sema job's (0: no barrier).")
+    scatter_view(jobs, names, task, preset)
+    with st.container(key="landscape"):
+        st.subheader("1-D loss landscape along filter-normalised random directions")
+        curve = flatness.landscape(jobs)
+        if curve.empty:
+            st.caption("No landscape measured.")
+        else:
+            st.altair_chart(charts.curve_chart(curve, None, "step along the direction (α)", "train loss",
+                                               counts=False), width="stretch")
+            st.caption("Per job the mean over its directions; line: mean over seeds, band: ± 1 standard deviation.")
+    interpolation_view(jobs)
+
+
+def scatter_view(jobs: list, names: list[str], task: str, preset: str) -> None:
+    with st.container(key="flatness-scatter"):
+        st.subheader("Does flatness track the metric?")
+        splits = sorted({r["split"] for j in jobs for r in j.rows})
+        metrics = sorted({r["metric"] for j in jobs for r in j.rows})
+        cols = st.columns(3)
+        with cols[0]:
+            measure = choose("flatness measure", [n for n in names if not n.startswith("barrier_")] or names,
+                             "flat_measure", default="hessian_trace")
+        with cols[1]:
+            metric = choose("against", metrics, "flat_metric", default=primary_metric(task, preset))
+        with cols[2]:
+            split = choose("split", splits, "flat_split", default="test")
+        points = flatness.scatter(jobs, measure, metric, split)
+        if points.empty:
+            st.caption(f"No job has both {measure} and {metric} on {split}.")
+            return
+        st.altair_chart(charts.scatter_chart(points, measure, f"{split} {metric}"), width="stretch")
+        correlation = flatness.rank_correlation(points)
+        said = (f"Spearman's rank correlation over the {correlation[2]} jobs: ρ = {correlation[0]:+.2f} "
+                f"(p = {correlation[1]:.2g}). " if correlation else "")
+        st.caption(f"One point per job (its final values). {said}Methods and variants are pooled in ρ; colours "
+                   "tell them apart.")
+
+
+def interpolation_view(jobs: list) -> None:
+    options = flatness.interpolation_metrics(jobs)
+    if not options:
+        return
+    with st.container(key="interpolation"):
+        st.subheader("Linear interpolation to the sema weights")
+        measured = choose("measured along the line", options, "interp_metric", default="train loss")
+        curve = flatness.interpolation(jobs, measured)
+        st.altair_chart(charts.curve_chart(curve, None, "t (0: the partner's weights, 1: sema's)", measured,
+                                           counts=False), width="stretch")
+        st.caption("The weights (1 − t) · partner + t · sema, for the none and ema jobs of the same seed and knobs; "
+                   "line: mean over seeds, band: ± 1 standard deviation.")
+
+
 def jobs_view(snapshot: Snapshot) -> None:
     counts = snapshot.counts
     cols = st.columns(len(STATES))
@@ -323,9 +397,12 @@ def page(store: ResultsStore) -> None:
             across_view(snapshot)
     with view[2]:
         if view[2].open:
-            jobs_view(snapshot)
+            flatness_view(snapshot, task, preset)
     with view[3]:
         if view[3].open:
+            jobs_view(snapshot)
+    with view[4]:
+        if view[4].open:
             samples_view(snapshot, task, preset)
 
 

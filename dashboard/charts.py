@@ -89,3 +89,19 @@ def sensitivity_chart(points: pd.DataFrame, knob: str, y_title: str, reference: 
         layers.append(alt.Chart(rule).mark_rule(color=METHOD_COLORS["none"], strokeDash=[6, 4], strokeWidth=2)
                       .encode(y="none:Q", tooltip=["label:N", alt.Tooltip("none:Q", format=".4g")]))
     return alt.layer(*layers).properties(height=300, title=f"{y_title} against {knob}")
+
+
+def scatter_chart(points: pd.DataFrame, x_title: str, y_title: str) -> alt.Chart:
+    """One point per job (x: a flatness measure, y: a metric), coloured by method and variant."""
+    series = points[["series", "method", "variant"]].drop_duplicates()
+    series = sorted(series.itertuples(index=False), key=lambda s: series_key(s.method, s.variant))
+    names = [s.series for s in series]
+    color = _color("series", "method · variant", names,
+                   _palette([s.variant == "shipped" for s in series], [s.method for s in series]))
+    return alt.Chart(points).mark_point(size=80, filled=True, opacity=0.8).encode(
+        x=alt.X("x:Q", title=x_title, scale=alt.Scale(zero=False)),
+        y=alt.Y("y:Q", title=y_title, scale=alt.Scale(zero=False)),
+        color=color,
+        tooltip=["job_id:N", "method:N", "variant:N", "seed:Q", alt.Tooltip("x:Q", title=x_title, format=".4g"),
+                 alt.Tooltip("y:Q", title=y_title, format=".4g")],
+    ).properties(height=360).interactive()

@@ -19,8 +19,16 @@ from typing import Any
 
 from suite.errors import CorruptResults
 from suite.leaderboard import aggregate, newest_jobs, primary_metrics
-from suite.results import JobDir, read_json, read_metrics
+from suite.results import INTERPOLATION_NUMBERS, LANDSCAPE_NUMBERS, JobDir, read_json, read_metrics, read_table
 
+# what suite analyze writes, and how to read it
+MEASURED: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
+    "analysis.csv": read_metrics,
+    "barriers.csv": read_metrics,
+    "landscape.csv": lambda path: read_table(path, LANDSCAPE_NUMBERS),
+    "interpolation.csv": lambda path: read_table(path, INTERPOLATION_NUMBERS),
+}
+FILES = ("job.json", "status.json", "metrics.csv", "samples", *MEASURED)
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?)(?!.*\d)")  # the last number in a file name: "epoch_12" -> 12
 
 
@@ -39,6 +47,9 @@ class JobRecord:
     status: dict[str, Any]  # status.json: state, error, progress, averaging, updated...
     rows: list[dict[str, Any]]  # metrics.csv, typed
     samples: tuple[Sample, ...] = ()
+    analysis: list[dict[str, Any]] = field(default_factory=list)  # analysis.csv and barriers.csv (suite analyze)
+    landscape: list[dict[str, Any]] = field(default_factory=list)  # landscape.csv
+    interpolation: list[dict[str, Any]] = field(default_factory=list)  # interpolation.csv (sema jobs)
 
     @property
     def state(self) -> str:
@@ -87,7 +98,7 @@ class Snapshot:
     def leaderboard(self) -> list[dict[str, Any]]:
         """Exactly what ``suite leaderboard`` computes: :func:`suite.leaderboard.aggregate` over done jobs, its
         tuned selection ranked by each task's primary metric."""
-        rows = [row for job in self.jobs if job.state == "done" for row in job.rows]
+        rows = [row for job in self.jobs if job.state == "done" for row in (*job.rows, *job.analysis)]
         return aggregate(rows, primary_metrics(rows))
 
     @cached_property
@@ -140,14 +151,12 @@ class ResultsStore:
         """The current state; the same object as last time when no file changed."""
         with self._lock:
             folders = self._job_folders()
-            keys = {folder: tuple(_stat_key(folder / name) for name in ("job.json", "status.json", "metrics.csv",
-                                                                       "samples"))
-                    for folder in folders}
+            keys = {folder: tuple(_stat_key(folder / name) for name in FILES) for folder in folders}
             fingerprint = tuple(sorted((str(f), k) for f, k in keys.items()))
             if self._last is not None and self._last[0] == fingerprint:
                 return self._last[1]
             snapshot = self._build(folders, keys)
-            live = {f / n for f in folders for n in ("job.json", "status.json", "metrics.csv", "samples")}
+            live = {f / n for f in folders for n in FILES}
             self._files = {p: v for p, v in self._files.items() if p in live}  # forget deleted jobs
             self._last = (fingerprint, snapshot)
             return snapshot
@@ -165,13 +174,16 @@ class ResultsStore:
         jobs, problems = [], []
         for folder in folders:
             job = JobDir(self.results_dir, folder.name)
-            k_job, k_status, k_metrics, k_samples = keys[folder]
+            k_job, k_status, k_metrics, k_samples, *k_measured = keys[folder]
             doc = self._read(job.job_json, k_job, read_json) if k_job else {}
             status = self._read(job.status_json, k_status, read_json) if k_status else {"state": "pending"}
             rows = self._read(job.metrics_csv, k_metrics, read_metrics) if k_metrics else []
-            for value in (doc, status, rows):
+            measured = [self._read(folder / name, key, reader) if key else []
+                        for (name, reader), key in zip(MEASURED.items(), k_measured)]
+            for value in (doc, status, rows, *measured):
                 if isinstance(value, CorruptResults):
                     problems.append(str(value))
+            analysis, barriers, landscape, interpolation = (v if isinstance(v, list) else [] for v in measured)
             if isinstance(status, CorruptResults):
                 status = {"state": "unreadable", "error": str(status)}
             samples = self._read(folder / "samples", k_samples, _list_samples) if k_samples else ()
@@ -181,5 +193,8 @@ class ResultsStore:
                 status=status,
                 rows=rows if isinstance(rows, list) else [],
                 samples=samples,
+                analysis=analysis + barriers,
+                landscape=landscape,
+                interpolation=interpolation,
             ))
         return Snapshot(self.results_dir, jobs, problems)

@@ -90,7 +90,7 @@ def leaderboard_rows(table: list[dict[str, Any]], task: str, preset: str, metric
             and (selection is None or selection_of(r) == selection)]
 
 
-def _interval(low: float | None, high: float | None) -> str | None:
+def interval_text(low: float | None, high: float | None) -> str | None:
     if _missing(low) or _missing(high):
         return None
     return f"[{low:+.3g}, {high:+.3g}]"
@@ -114,7 +114,7 @@ def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         rank = 1 if r["split"] != split else rank + 1
         split = r["split"]
         records.append({**r, "rank": rank, "variant": variant_label(r.get("variant")),
-                        "delta_ci": _interval(r.get("delta_ci_low"), r.get("delta_ci_high"))})
+                        "delta_ci": interval_text(r.get("delta_ci_low"), r.get("delta_ci_high"))})
     columns = [c for c in BOARD_COLUMNS if c in IDENTITY or any(not _missing(r.get(c)) for r in records)]
     return pd.DataFrame.from_records([{c: r.get(c) for c in columns} for r in records], columns=columns)
 

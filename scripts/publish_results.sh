@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Copy what the leaderboard and the dashboard read from a results directory into a folder to commit:
-# each finished job's job.json, status.json, metrics.csv, flatness measurements (analysis.csv, landscape.csv)
+# each finished job's job.json, status.json, metrics.csv, flatness measurements (analysis.csv, landscape.csv,
+# interpolation.csv, barriers.csv)
 # and sample images -- no checkpoints, no logs.
 #   bash scripts/publish_results.sh ~/sema-results/tiny published/tiny
 set -euo pipefail
@@ -15,7 +16,7 @@ for status in "$src"/*/status.json; do
   out="$dest/$(basename "$job")"
   mkdir -p "$out"
   cp "$job/job.json" "$job/status.json" "$job/metrics.csv" "$out/"
-  for measured in analysis.csv landscape.csv; do  # suite analyze
+  for measured in analysis.csv landscape.csv interpolation.csv barriers.csv; do  # suite analyze
     if [ -f "$job/$measured" ]; then cp "$job/$measured" "$out/"; fi
   done
   if [ -d "$job/samples" ]; then

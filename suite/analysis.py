@@ -14,6 +14,10 @@ not change between calls. The measures come from :mod:`suite.flatness`:
 
 each one row of ``analysis.csv`` (the format of ``metrics.csv``, split ``train``, lower is flatter), and
 ``landscape.csv``: the loss along ``directions`` filter-normalised random directions (Li et al. 2018).
+A ``sema`` job is also interpolated with its ``none`` and ``ema`` partners (:mod:`suite.interpolation`).
+With ``every_eval=N`` (``suite run --analyze every_eval=N``), :class:`AnalysisHook` measures the same
+scalars during training, at every N-th evaluation, so the rows show whether a method gets flatter over
+training and not only at the end.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from suite.errors import BadOverride
 from suite.results import JobDir, read_json
 
 SPLIT = "train"
+_MAY_BE_ZERO = ("seed", "rho", "rho_adaptive", "eig_tol", "interpolation_points", "every_eval")
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,19 @@ class Settings:
     directions: int = 2
     points: int = 21
     span: float = 1.0
+    interpolation_points: int = 11  # values of t on each line between a sema job and its partners; 0: none
+    every_eval: int = 0  # also measure at every this many evaluations during training (suite run --analyze)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def job_settings(self) -> dict[str, Any]:
+        """The knobs of the measurements of one job's final weights (what ``analysis.csv`` depends on)."""
+        return {k: v for k, v in self.as_dict().items() if k not in ("interpolation_points", "every_eval")}
+
+    def pair_settings(self) -> dict[str, Any]:
+        """The knobs the interpolation depends on."""
+        return {"batches": self.batches, "seed": self.seed, "interpolation_points": self.interpolation_points}
 
     @classmethod
     def parse(cls, pairs: list[str]) -> Settings:
@@ -65,8 +80,10 @@ class Settings:
                 values[key] = kind(text)
             except ValueError:
                 raise BadOverride(f"--set {pair}: {key} takes a {kind.__name__}") from None
-            if values[key] < 0 or (key not in ("seed", "rho", "rho_adaptive", "eig_tol") and values[key] == 0):
+            if values[key] < 0 or (key not in _MAY_BE_ZERO and values[key] == 0):
                 raise BadOverride(f"--set {pair}: {key} must be positive")
+        if values.get("interpolation_points") == 1:
+            raise BadOverride("--set interpolation_points=1: a line needs both ends; use 2 or more, or 0 for none")
         return cls(**values)
 
 
@@ -75,10 +92,12 @@ def requested(doc: dict[str, Any]) -> Settings | None:
     return Settings(**doc["analysis"]) if doc.get("analysis") else None
 
 
-def due(job: JobDir, doc: dict[str, Any]) -> Settings | None:
-    """The settings to measure the job with now: requested, and not measured with them yet."""
-    settings = requested(doc)
-    return settings if settings is not None and measured_with(job) != settings.as_dict() else None
+def pending(job: JobDir, doc: dict[str, Any], settings: Settings, pairs: bool = True) -> bool:
+    """Whether the job still needs measuring with ``settings``: its own weights, or (``pairs``) the
+    interpolation with its partners."""
+    from suite.interpolation import due_partners
+
+    return measured_with(job) != settings.job_settings() or (pairs and bool(due_partners(job, doc, settings)))
 
 
 def measured_with(job: JobDir) -> dict[str, Any] | None:
@@ -102,19 +121,27 @@ def _fixed_batches(runner, settings: Settings) -> list[Any]:
     return list(fixed)
 
 
-def measure(runner, task, method_averages: bool, settings: Settings) -> tuple[dict[str, float], list[dict]]:
-    """The measures of the runner's model (already loaded) as ``{metric: value}``, and the landscape rows."""
+@contextlib.contextmanager
+def sdpa_math():
+    """Attention on PyTorch's math kernel: the fused ones (flash, memory-efficient) have no second derivative."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
+
+
+def measure(runner, task, settings: Settings, landscape: bool = True) -> tuple[dict[str, float], list[dict]]:
+    """The measures of the weights the runner's model reports (the average when it has one) as
+    ``{metric: value}``, and the landscape rows (none unless ``landscape``). The trained weights and the
+    model's mode are restored afterwards."""
     from suite import flatness
     from suite.hooks import SemaHook
 
     model = runner.model
     batches = _fixed_batches(runner, settings)
     hook = next((h for h in runner.hooks if isinstance(h, SemaHook)), None)
-    # the math attention kernel: the fused ones (flash, memory-efficient) have no second derivative
-    with (hook.averager.swapped(model) if method_averages else contextlib.nullcontext(),
-          sdpa_kernel(SDPBackend.MATH)):
+    training = model.training
+    with hook.averager.swapped(model) if hook is not None else contextlib.nullcontext(), sdpa_math():
         model.eval()
         loss_fn = task.analysis_loss(model, batches, settings.seed)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -130,44 +157,79 @@ def measure(runner, task, method_averages: bool, settings: Settings) -> tuple[di
         values["sharpness_average"] = flatness.average_sharpness(
             loss_fn, params, rho=settings.rho_adaptive, samples=settings.average_samples, seed=settings.seed,
             adaptive=True)
-        alphas, curves = flatness.loss_along_directions(loss_fn, params, directions=settings.directions,
-                                                        points=settings.points, span=settings.span,
-                                                        seed=settings.seed)
-    landscape = [{"direction": d, "alpha": float(a), "loss": float(v)}
-                 for d, curve in enumerate(curves) for a, v in zip(alphas, curve)]
-    return values, landscape
+        rows = []
+        if landscape:
+            alphas, curves = flatness.loss_along_directions(loss_fn, params, directions=settings.directions,
+                                                            points=settings.points, span=settings.span,
+                                                            seed=settings.seed)
+            rows = [{"direction": d, "alpha": float(a), "loss": float(v)}
+                    for d, curve in enumerate(curves) for a, v in zip(alphas, curve)]
+    model.train(training)
+    return values, rows
 
 
-def run_analysis(job: JobDir, settings: Settings) -> None:
+def run_analysis(job: JobDir, settings: Settings, pairs: bool = True) -> None:
     """Measure ``job`` in this (worker) process, recording a failure in ``status.json`` rather than raising:
     the job's training results stand either way, and ``suite analyze`` reports the error."""
     import traceback
 
     try:
-        analyze_job(job.path.parent, job.job_id, settings)
+        analyze_job(job.path.parent, job.job_id, settings, pairs)
     except Exception as err:  # noqa: BLE001  (recorded, and reported by the command that asked)
         traceback.print_exc()
-        job.update_status(analysis={"state": "failed", "settings": settings.as_dict(),
-                                    "error": f"{type(err).__name__}: {err}"})
+        status = job.status()
+        for key in ("analysis", "interpolation"):  # the measurement that was under way
+            if (status.get(key) or {}).get("state") == "running":
+                job.update_status(**{key: {**status[key], "state": "failed", "error": f"{type(err).__name__}: {err}"}})
 
 
-def analyze_job(results_dir: Path, job_id: str, settings: Settings) -> None:
-    """Measure one finished job and write ``analysis.csv`` and ``landscape.csv`` into its folder."""
+def failure(job: JobDir) -> str | None:
+    """Why a job's last analysis failed, if it did."""
+    status = job.status()
+    return next((entry["error"] for key in ("analysis", "interpolation")
+                 if (entry := status.get(key) or {}).get("state") == "failed"), None)
+
+
+def analyze_job(results_dir: Path, job_id: str, settings: Settings, pairs: bool = True) -> None:
+    """Measure one finished job: ``analysis.csv`` and ``landscape.csv`` unless measured with these settings,
+    and (``pairs``) a ``sema`` job's interpolation with its partners."""
+    from suite.interpolation import due_partners, interpolate_job
     from suite.worker import build_runner, load_job
 
     job = JobDir(results_dir, job_id)
-    started = time.time()
     doc = read_json(job.job_json)
+    measure_weights = measured_with(job) != settings.job_settings()
+    partners = due_partners(job, doc, settings) if pairs else []
+    if not (measure_weights or partners):
+        return
+    if measure_weights:
+        job.update_status(analysis={"state": "running", "settings": settings.job_settings()})
+    if partners:
+        job.update_status(interpolation={"state": "running", "settings": settings.pair_settings(),
+                                         "partners": partners})
     resolved = load_job(doc)
     checkpoint = job.last_checkpoint()
     if checkpoint is None:
         raise FileNotFoundError(f"{job_id} has no checkpoint under {job.work_dir}: its weights are gone "
                                 "(published results keep none); re-run the job to analyse it")
-    job.update_status(analysis={"state": "running", "settings": settings.as_dict()})
     runner = build_runner(resolved, job, Path(doc["data_root"]), download=False)
     hook_before_run(runner)
     runner.load_checkpoint(str(checkpoint), map_location="cpu")
-    values, landscape = measure(runner, resolved.task, resolved.spec.method != "none", settings)
+    if measure_weights:
+        record_measures(runner, resolved.task, job, settings, final=True)
+    if partners:
+        with sdpa_math():
+            runner.model.eval()
+            loss_fn = resolved.task.analysis_loss(runner.model, _fixed_batches(runner, settings), settings.seed)
+            interpolate_job(runner, resolved.task, job, partners, settings, loss_fn)
+
+
+def record_measures(runner, task, job: JobDir, settings: Settings, final: bool) -> None:
+    """Measure the weights the job reports now and write their rows into ``analysis.csv`` at its latest
+    evaluation: at the end of a run (``final``: with the landscape) or during it (``every_eval``: the scalars).
+    Rows of earlier evaluations stay; a measurement at the same evaluation is replaced."""
+    started = time.time()
+    values, landscape = measure(runner, task, settings, landscape=final)
     last = max(job.metrics(), key=lambda r: r["iter"])
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     seconds = round(time.time() - started, 2)
@@ -175,9 +237,11 @@ def analyze_job(results_dir: Path, job_id: str, settings: Settings) -> None:
                                      "variant", "epoch", "iter")}
     rows = [{**constant, "split": SPLIT, "metric": name, "value": value, "higher_is_better": False,
              "wall_time_s": seconds, "timestamp": stamp} for name, value in values.items()]
-    job.write_analysis(rows, [{"job_id": job_id, **row} for row in landscape])
-    job.update_status(analysis={"state": "done", "settings": settings.as_dict(), "seconds": seconds,
-                                "training_seconds": job.status().get("seconds")})
+    earlier = [r for r in job.analysis() if r["iter"] < last["iter"]]
+    job.write_analysis(earlier + rows, [{"job_id": job.job_id, **row} for row in landscape] if final else None)
+    if final:
+        job.update_status(analysis={"state": "done", "settings": settings.job_settings(), "seconds": seconds,
+                                    "training_seconds": job.status().get("seconds")})
 
 
 def hook_before_run(runner) -> None:

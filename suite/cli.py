@@ -55,6 +55,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for outcome in outcomes:
         if outcome.error:
             print(f"  {outcome.state}: {outcome.job_id}: {outcome.error}")
+    if analysis is not None and (failed := _analysis_pass(jobs, args.results_dir, Settings(**analysis), backend)):
+        for job_id, error in failed:
+            print(f"  analysis failed: {job_id}: {error}")
+        counts["failed"] += len(failed)
     rows = leaderboard.load(args.results_dir, [job.job_id for job in jobs])
     table = leaderboard.aggregate(rows, leaderboard.primary_metrics(rows))
     if table:
@@ -62,13 +66,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] or counts["busy"] else 0
 
 
-def cmd_analyze(args: argparse.Namespace) -> int:
-    from suite.analysis import Settings, measured_with
-    from suite.backends import make_backend
-    from suite.leaderboard import finished_jobs
+def _measure(jobs: list, settings, backend) -> list[tuple[str, str]]:
+    """Run the analysis of ``jobs`` (finished, with weights) on ``backend``; the (job id, error) that failed."""
+    from suite.analysis import failure, pending
     from suite.results import read_json, write_json
 
+    for job in jobs:
+        write_json(job.job_json, {**read_json(job.job_json), "analysis": settings.as_dict()})
+    backend.run(jobs)
+    return [(job.job_id, failure(job) or "not measured") for job in jobs
+            if pending(job, read_json(job.job_json), settings)]
+
+
+def _analysis_pass(jobs: list, results_dir: Path, settings, backend) -> list[tuple[str, str]]:
+    """After a ``suite run --analyze`` matrix: measure what its finished jobs still lack -- the jobs that were
+    done before this run, and the interpolation of each ``sema`` job (of the matrix, or already in the results)
+    with its ``none``/``ema`` partners from the matrix, which may have finished after it."""
+    from suite.analysis import pending
+    from suite.interpolation import partner_ids
+    from suite.leaderboard import finished_jobs
+    from suite.results import JobDir, read_json
+
+    ids = {job.job_id for job in jobs}
+    folders = [JobDir(results_dir, job_id) for job_id in sorted(ids)]
+    folders += [job for job in finished_jobs(results_dir) if job.job_id not in ids
+                and read_json(job.job_json)["spec"]["method"] == "sema"
+                and ids & set(partner_ids(read_json(job.job_json)))]
+    todo = [f for f in folders if f.status().get("state") == "done" and f.last_checkpoint() is not None
+            and pending(f, read_json(f.job_json), settings)]
+    if todo:
+        print(f"analysing {len(todo)} finished job(s) (earlier jobs, interpolation of sema jobs)", file=sys.stderr)
+    return _measure(todo, settings, backend) if todo else []
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from suite.analysis import Settings, pending
+    from suite.backends import make_backend
+    from suite.leaderboard import finished_jobs
+    from suite.results import read_json
+
     settings = Settings.parse(args.set)
+    if settings.every_eval:
+        raise SuiteError("every_eval measures during training, and finished jobs keep only their final weights: "
+                         "use `suite run --analyze every_eval=N` (drop it here)")
     jobs = [job for job in finished_jobs(args.results_dir)
             if (not args.task or read_json(job.job_json)["spec"]["task"] in args.task)
             and (not args.jobs or job.job_id in args.jobs)]
@@ -78,22 +118,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not jobs:
         raise SuiteError(f"no finished jobs{' of ' + ','.join(args.task) if args.task else ''} under "
                          f"{args.results_dir}/ to analyse; run `suite run` first")
-    measured = [job for job in jobs if measured_with(job) == settings.as_dict()]
+    measured = [job for job in jobs if not pending(job, read_json(job.job_json), settings)]
     weightless = [job for job in jobs if job not in measured and job.last_checkpoint() is None]
     todo = [job for job in jobs if job not in measured and job not in weightless]
     backend = make_backend(args)
-    for job in todo:
-        write_json(job.job_json, {**read_json(job.job_json), "analysis": settings.as_dict()})
     print(f"{len(jobs)} finished job(s): {len(todo)} to measure, {len(measured)} already measured"
           f"{f', {len(weightless)} without weights (no checkpoint: re-run them to measure)' if weightless else ''}",
           file=sys.stderr)
-    backend.run(todo)
-    failed = [(job, analysis.get("error") or "not measured") for job in todo
-              if (analysis := job.status().get("analysis") or {}).get("state") != "done"]
+    failed = _measure(todo, settings, backend)
     print(f"\n{len(todo) - len(failed)} measured, {len(failed)} failed; the rows are in each job's analysis.csv "
-          "and in `suite leaderboard` (split train)")
-    for job, error in failed:
-        print(f"  failed: {job.job_id}: {error}")
+          "(and a sema job's barriers.csv) and in `suite leaderboard` (splits train and val)")
+    for job_id, error in failed:
+        print(f"  failed: {job_id}: {error}")
     return 1 if failed else 0
 
 
@@ -205,8 +241,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="print each job's full config and build its model, then the expanded job list and its size")
     run.add_argument("--analyze", nargs="*", metavar="KEY=VALUE",
-                     help="measure flatness and sharpness at the end of each job (see `suite analyze`), with "
-                     "optional analysis knobs")
+                     help="measure flatness and sharpness at the end of each job and interpolate sema jobs with "
+                     "their partners (see `suite analyze`), with optional analysis knobs; every_eval=N also "
+                     "measures at every N-th evaluation")
     run.set_defaults(func=cmd_run)
 
     analyze = sub.add_parser("analyze", help="measure flatness and sharpness of finished jobs' reported weights")
@@ -215,7 +252,7 @@ def parser() -> argparse.ArgumentParser:
     analyze.add_argument("--jobs", type=_csv, default=[], help="only these job ids")
     analyze.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="analysis knobs: batches, seed, eigenvalues, eig_tol, trace_samples, rho, rho_adaptive, "
-                         "steps, average_samples, directions, points, span (see the README)")
+                         "steps, average_samples, directions, points, span, interpolation_points (see the README)")
     where = analyze.add_mutually_exclusive_group()
     where.add_argument("--gpus", type=_csv, help="GPU ids, one worker pinned to each (e.g. 0,1)")
     where.add_argument("--workers", type=int, default=1, help="number of CPU worker processes (default: 1)")

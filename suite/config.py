@@ -24,11 +24,12 @@ def loop_by_epoch(train_cfg: dict, default: bool) -> bool:
     return train_cfg.get("by_epoch", default)
 
 
-def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path) -> Config:
+def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path, analysis: dict | None = None) -> Config:
     """The adapter's config with the shared pieces injected: averaging hook, results hook, checkpoints, seed.
 
     Checkpoints are written every epoch (or every evaluation interval of an iteration-based task) so an
-    interrupted job loses at most that much work. The newest two are kept: mmengine deletes the oldest
+    interrupted job loses at most that much work. ``analysis``: the job's requested analysis settings, which
+    add :class:`suite.hooks.AnalysisHook` when they measure during training (``every_eval``). The newest two are kept: mmengine deletes the oldest
     before it writes the next one, so with one kept a kill in between would leave nothing to resume from.
     """
     task = job.task
@@ -57,6 +58,9 @@ def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path) -> Conf
         "by_epoch": by_epoch,
         "val_split": task.val_split(job.preset, job.params),
     })
+    if analysis and analysis.get("every_eval"):
+        hooks.append({"type": "AnalysisHook", "results_dir": str(results_dir), "job_id": job.job_id,
+                      "task": job.spec.task, "settings": analysis})
     cfg.merge_from_dict({
         "work_dir": str(ctx.work_dir),
         "default_hooks": default_hooks,

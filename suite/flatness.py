@@ -301,5 +301,11 @@ def interpolate(loss_fn: LossFn, params: Sequence[torch.Tensor], start: Sequence
                 for p, a, b in zip(params, start, end):
                     p.copy_(torch.lerp(a.to(p), b.to(p), t))  # exactly a at t=0 and b at t=1
             losses.append(_loss(loss_fn))
-    barrier = max(loss - ((1 - t) * losses[0] + t * losses[-1]) for t, loss in zip(ts, losses))
-    return ts, losses, barrier
+    return ts, losses, barrier(ts, losses)
+
+
+def barrier(ts: Sequence[float], values: Sequence[float], higher_is_better: bool = False) -> float:
+    """The largest excess of ``values`` (measured at ``ts`` from 0 to 1) over the chord between the end values,
+    in the worse direction (up for a loss, down for an accuracy): 0 when the path is convex, never negative."""
+    sign = -1.0 if higher_is_better else 1.0
+    return max(sign * (v - ((1 - t) * values[0] + t * values[-1])) for t, v in zip(ts, values)) + 0.0  # no -0.0

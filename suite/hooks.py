@@ -335,3 +335,40 @@ class ResultsHook(Hook):
         if self._trained:
             return  # runner.test() after train() reloads the last checkpoint: this process's clock goes on
         self.elapsed_before = checkpoint.get("results_hook", {}).get("wall_time_s", 0.0)
+
+
+@HOOKS.register_module()
+class AnalysisHook(Hook):
+    """Measures flatness and sharpness during training (``suite run --analyze every_eval=N``).
+
+    At every N-th evaluation (counted from the job's recorded evaluations, so a resumed run measures at the
+    same ones) the reported weights are measured as ``suite analyze`` measures the final ones, and the rows
+    go into ``analysis.csv`` at that evaluation's epoch and iteration. The final evaluation is left to the
+    end-of-run measurement. The training's random stream is restored afterwards: a run measured during
+    training trains on exactly the same random numbers as one that is not.
+    """
+
+    priority = "VERY_LOW"  # after SemaHook has swapped the trained weights back and ResultsHook recorded the rows
+
+    def __init__(self, results_dir: str, job_id: str, task: str, settings: dict[str, Any]) -> None:
+        from suite.analysis import Settings
+
+        self.job = JobDir(results_dir, job_id)
+        self.task = task
+        self.settings = Settings(**settings)
+
+    def after_val_epoch(self, runner, metrics: dict[str, float] | None = None) -> None:
+        from suite.analysis import record_measures
+        from suite.registry import get_task
+
+        loop = runner.train_loop
+        if runner.iter >= loop.max_iters:
+            return  # the final weights are measured after training, with the landscape
+        evaluations = len({r["iter"] for r in self.job.metrics()})
+        if evaluations % self.settings.every_eval:
+            return
+        state = _random_state()
+        try:
+            record_measures(runner, get_task(self.task), self.job, self.settings, final=False)
+        finally:
+            _set_random_state(state)

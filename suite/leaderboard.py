@@ -287,9 +287,10 @@ def primary_metrics(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], str
 
 
 def load(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """Every metrics row of the finished jobs under ``results_dir`` (or of ``job_ids``), and their flatness
-    rows (``suite analyze``, split ``train``)."""
-    return [row for job in finished_jobs(results_dir, job_ids) for row in (*job.metrics(), *job.analysis())]
+    """Every metrics row of the finished jobs under ``results_dir`` (or of ``job_ids``), their flatness rows
+    (``suite analyze``, split ``train``) and a ``sema`` job's interpolation barriers (splits ``train``, ``val``)."""
+    return [row for job in finished_jobs(results_dir, job_ids)
+            for row in (*job.metrics(), *job.analysis(), *job.barriers())]
 
 
 def build(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:

@@ -5,6 +5,8 @@
     results/<job_id>/metrics.csv   one row per (evaluation, metric), long format
     results/<job_id>/analysis.csv  flatness and sharpness of the reported weights (``suite analyze``), same format
     results/<job_id>/landscape.csv the loss along random directions (``suite analyze``)
+    results/<job_id>/interpolation.csv  loss and val metrics on the line from a partner's weights (``sema`` jobs)
+    results/<job_id>/barriers.csv  the barrier of each of those curves, in the format of ``metrics.csv``
     results/<job_id>/work/         mmengine work dir (checkpoints, logs)
 
 Plain standard library: the CLI, the leaderboard and the dashboard read these without importing torch.
@@ -73,6 +75,14 @@ def _rows_to_csv(rows: Iterable[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def _table(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Rows of a ``metrics.csv`` with typed values; a malformed file raises :class:`CorruptResults`."""
     if not path.exists():
@@ -106,6 +116,23 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def read_table(path: Path, numbers: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows of a plain CSV (``landscape.csv``, ``interpolation.csv``) with ``numbers`` as floats; a malformed
+    file raises :class:`CorruptResults`."""
+    if not path.exists():
+        return []
+    try:
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return [{**row, **{c: float(row[c]) for c in numbers}} for row in rows]
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as err:
+        raise CorruptResults(path, f"not a readable table ({err})") from err
+
+
+LANDSCAPE_NUMBERS = ("direction", "alpha", "loss")
+INTERPOLATION_NUMBERS = ("t", "value")
+
+
 class JobDir:
     """The files of one job, and the only code that writes them."""
 
@@ -117,6 +144,8 @@ class JobDir:
         self.metrics_csv = self.path / "metrics.csv"
         self.analysis_csv = self.path / "analysis.csv"
         self.landscape_csv = self.path / "landscape.csv"
+        self.interpolation_csv = self.path / "interpolation.csv"
+        self.barriers_csv = self.path / "barriers.csv"
         self.work_dir = self.path / "work"
         self.log_file = self.path / "job.log"
 
@@ -140,15 +169,23 @@ class JobDir:
         """The rows of ``suite analyze`` (none before it ran)."""
         return read_metrics(self.analysis_csv) if self.analysis_csv.exists() else []
 
-    def write_analysis(self, rows: list[dict[str, Any]], landscape: list[dict[str, Any]]) -> None:
-        """Replace the job's analysis: the landscape first, so ``analysis.csv`` (which marks it measured) is
-        written last."""
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=("job_id", "direction", "alpha", "loss"), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(landscape)
-        write_atomic(self.landscape_csv, buffer.getvalue())
+    def write_analysis(self, rows: list[dict[str, Any]], landscape: list[dict[str, Any]] | None) -> None:
+        """Replace the job's analysis: the landscape first (``None`` keeps it), so ``analysis.csv`` (which marks
+        it measured) is written last."""
+        if landscape is not None:
+            write_atomic(self.landscape_csv, _table(("job_id", "direction", "alpha", "loss"), landscape))
         write_atomic(self.analysis_csv, _rows_to_csv(rows))
+
+    def barriers(self) -> list[dict[str, Any]]:
+        """The barrier rows of the interpolation to the job's partners (``sema`` jobs, ``suite analyze``)."""
+        return read_metrics(self.barriers_csv) if self.barriers_csv.exists() else []
+
+    def write_interpolation(self, curves: list[dict[str, Any]], barriers: list[dict[str, Any]]) -> None:
+        """Replace the job's interpolation: the curves first, so ``barriers.csv`` (which marks it measured) is
+        written last."""
+        columns = ("job_id", "partner_job_id", "partner_method", "t", "split", "metric", "value")
+        write_atomic(self.interpolation_csv, _table(columns, curves))
+        write_atomic(self.barriers_csv, _rows_to_csv(barriers))
 
     def append_metrics(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:

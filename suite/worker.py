@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from suite.analysis import due, run_analysis
+from suite.analysis import pending, requested, run_analysis
 from suite.jobs import JobSpec, ResolvedJob
 from suite.results import JobDir, read_json, write_json
 
@@ -30,8 +30,10 @@ def load_job(doc: dict[str, Any]) -> ResolvedJob:
                    tuple(sorted(spec["overrides"].items()))).resolve()
 
 
-def build_runner(resolved: ResolvedJob, job: JobDir, data_root: Path, download: bool):
-    """The mmengine Runner for a job, with the suite's hooks and checkpoint loader registered."""
+def build_runner(resolved: ResolvedJob, job: JobDir, data_root: Path, download: bool,
+                 analysis: dict[str, Any] | None = None):
+    """The mmengine Runner for a job, with the suite's hooks and checkpoint loader registered (and the
+    analysis hook when ``analysis`` measures during training)."""
     from mmengine.runner import Runner
 
     import suite.hooks  # noqa: F401  (registers SemaHook and ResultsHook)
@@ -41,7 +43,7 @@ def build_runner(resolved: ResolvedJob, job: JobDir, data_root: Path, download: 
     ctx = resolved.context(data_root, job.work_dir, download=download)
     resolved.task.check_data(resolved.preset, ctx)
     trust_checkpoints_under(job.work_dir)
-    return Runner.from_cfg(build_config(resolved, ctx, job.path.parent))
+    return Runner.from_cfg(build_config(resolved, ctx, job.path.parent, analysis))
 
 
 def _hook_counts(runner) -> dict[str, Any] | None:
@@ -81,7 +83,8 @@ def run_job(results_dir: Path, job_id: str) -> int:
         print(f"job {job_id} is running in another process", file=sys.stderr)
         return EXIT_LOCKED
     if job.status().get("state") == "done":  # `suite analyze`, or a retried task whose job finished meanwhile
-        if settings := due(job, read_json(job.job_json)):
+        doc = read_json(job.job_json)
+        if (settings := requested(doc)) and pending(job, doc, settings):
             _threads()
             run_analysis(job, settings)
         else:
@@ -103,7 +106,8 @@ def run_job(results_dir: Path, job_id: str) -> int:
         doc["environment"]["device"] = device_info()
         write_json(job.job_json, doc)
         resolved = load_job(doc)
-        runner = build_runner(resolved, job, Path(doc["data_root"]), doc.get("download", False))
+        runner = build_runner(resolved, job, Path(doc["data_root"]), doc.get("download", False),
+                              doc.get("analysis"))
         runner.train()
         if runner.cfg.get("test_dataloader"):
             runner.test()
@@ -116,8 +120,8 @@ def run_job(results_dir: Path, job_id: str) -> int:
         return 1
     job.update_status(state="done", finished=time.time(), seconds=round(time.time() - started, 2),
                       averaging=_hook_counts(runner))
-    if settings := due(job, doc):  # suite run --analyze
-        run_analysis(job, settings)
+    if (settings := requested(doc)) and pending(job, doc, settings, pairs=False):  # suite run --analyze
+        run_analysis(job, settings, pairs=False)  # the partners may still be training: cmd_run pairs them after
     return 0
 
 

@@ -62,6 +62,9 @@ def test_settings_refuse_unknown_or_bad_knobs() -> None:
         Settings.parse(["batches=many"])
     with pytest.raises(BadOverride, match="must be positive"):
         Settings.parse(["trace_samples=0"])
+    with pytest.raises(BadOverride, match="a line needs both ends"):
+        Settings.parse(["interpolation_points=1"])
+    assert Settings.parse(["interpolation_points=0", "every_eval=0"]).interpolation_points == 0
 
 
 def test_measurements_are_deterministic_skipped_once_done_and_read_by_the_leaderboard(trained) -> None:
@@ -89,6 +92,67 @@ def test_measurements_are_deterministic_skipped_once_done_and_read_by_the_leader
     flat = {r["method"]: r for r in table if r["split"] == "train" and r["metric"] == "hessian_trace"}
     assert set(flat) == {"none", "sema"} and flat["sema"]["higher_is_better"] is False
     assert flat["sema"]["delta_vs_none"] == pytest.approx(rows["sema"]["hessian_trace"] - rows["none"]["hessian_trace"])
+
+
+def final(job: JobDir, split: str, metric: str) -> float:
+    return max((r for r in job.metrics() if r["split"] == split and r["metric"] == metric), key=lambda r: r["iter"])["value"]
+
+
+def test_a_sema_job_is_interpolated_with_its_partners(trained) -> None:
+    trained, _ = trained
+    by_method = jobs(trained)
+    sema = by_method["sema"]
+    curves = {}
+    for line in sema.interpolation_csv.read_text().splitlines()[1:]:
+        _, partner, method, t, split, metric, value = line.split(",")
+        assert partner == by_method["none"].job_id and method == "none"
+        curves.setdefault(f"{split} {metric}", {})[float(t)] = float(value)
+    assert set(curves) == {"train loss", "val top1"} and len(curves["val top1"]) == 11
+    # each end is exactly the weights its job reports: the val metric its run recorded, the loss analysed
+    assert curves["val top1"][0.0] == pytest.approx(final(by_method["none"], "val", "top1"), abs=1e-9)
+    assert curves["val top1"][1.0] == pytest.approx(final(sema, "val", "top1"), abs=1e-9)
+    analysed = {m: {r["metric"]: r["value"] for r in job.analysis()} for m, job in by_method.items()}
+    assert curves["train loss"][0.0] == pytest.approx(analysed["none"]["train_loss"], rel=1e-5)
+    assert curves["train loss"][1.0] == pytest.approx(analysed["sema"]["train_loss"], rel=1e-5)
+    barriers = {r["metric"]: r for r in sema.barriers()}
+    assert set(barriers) == {"barrier_loss_vs_none", "barrier_top1_vs_none"}  # no ema job: no ema line
+    assert all(r["value"] >= 0 and r["higher_is_better"] is False for r in barriers.values())
+    ts = sorted(curves["train loss"])
+    chord = lambda t: (1 - t) * curves["train loss"][0.0] + t * curves["train loss"][1.0]  # noqa: E731
+    assert barriers["barrier_loss_vs_none"]["value"] == pytest.approx(max(curves["train loss"][t] - chord(t) for t in ts))
+    assert {r["metric"] for r in leaderboard.load(trained) if r["method"] == "sema"} >= set(barriers)
+
+
+def test_a_partner_trained_later_is_interpolated_and_evaluations_are_measured_during_training(
+        trained, tmp_path: Path) -> None:
+    import shutil
+
+    trained, _ = trained
+    results = tmp_path / "results"
+    shutil.copytree(trained, results)
+    for job in jobs(results).values():
+        marker = job.work_dir / "last_checkpoint"  # mmengine's marker holds an absolute path: follow the copy
+        marker.write_text(str(job.work_dir / Path(marker.read_text().strip()).name))
+    done = suite("run", "--task", "cls", "--method", "ema", "--results-dir", str(results), *sets(CLS_FAST),
+                 "--analyze", *QUICK, "every_eval=1")
+    assert done.returncode == 0, done.stderr
+    assert "analysing 1 finished job(s)" in done.stderr  # sema's line to the new ema job
+    by_method = jobs(results)
+    assert {r["metric"] for r in by_method["sema"].barriers()} == {
+        f"barrier_{m}_vs_{p}" for m in ("loss", "top1") for p in ("none", "ema")}
+    # every_eval=1: measured at both evaluations of the two-epoch run, the final one with the landscape ...
+    ema = by_method["ema"]
+    assert sorted({r["epoch"] for r in ema.analysis()}) == [1.0, 2.0]
+    assert {r["metric"] for r in ema.analysis() if r["epoch"] == 1.0} == {r["metric"] for r in jobs(trained)["sema"].analysis()}
+    # ... without changing the training: ema follows none's trajectory, so its trained weights are none's,
+    # and the analysis' random draws between evaluations must not move the training's random stream
+    again = suite("run", "--task", "cls", "--method", "ema", "--results-dir", str(tmp_path / "plain"), *sets(CLS_FAST))
+    assert again.returncode == 0, again.stderr
+    (plain,) = jobs(tmp_path / "plain").values()
+    assert [r["value"] for r in plain.metrics()] == [r["value"] for r in ema.metrics()]
+
+    refused = suite("analyze", "--results-dir", str(results), *sets(["every_eval=1"]))
+    assert refused.returncode != 0 and "suite run --analyze every_eval" in refused.stderr
 
 
 def test_a_killed_analysis_is_measured_again(trained, tmp_path: Path) -> None:

@@ -394,3 +394,36 @@ def test_a_real_tiny_run_shows_up(tmp_path: Path, monkeypatch) -> None:
     job = jobs.iloc[0]
     assert (job["state"], job["position"], job["switches"]) == ("done", "epoch 2/2", 1)  # switch_start=2 in tiny
     assert job["updates"] > 0
+
+
+def test_flatness_view_shows_what_suite_analyze_measured(tmp_path: Path, monkeypatch) -> None:
+    """On the published cls jobs (flatness of seeds 0-2 as shipped, and their sema jobs' interpolation)."""
+    results = tmp_path / "results"
+    for job in sorted((REPO / "published" / "tiny").glob("cls-tiny-*")):
+        shutil.copytree(job, results / job.name)
+    at = run_app(results, monkeypatch, view="Flatness", task="cls")
+    assert [s.value for s in at.subheader] == [
+        "Flatness and sharpness: cls / tiny (lower is flatter)", "Does flatness track the metric?",
+        "1-D loss landscape along filter-normalised random directions", "Linear interpolation to the sema weights"]
+
+    shown = frame_with(at, "metric", "delta_ci")
+    cli_rows = {(r["metric"], r["method"]): r for r in leaderboard.build(results)
+                if selection_of(r) == "shipped" and (r["split"] == "train" or r["metric"].startswith("barrier_"))}
+    assert len(shown) == len(cli_rows)
+    for row in shown.to_dict("records"):
+        assert row["final_mean"] == pytest.approx(cli_rows[(row["metric"], row["method"])]["final_mean"], rel=1e-9)
+    assert {"hessian_trace", "barrier_loss_vs_none", "barrier_top1_vs_ema"} <= set(shown["metric"])
+
+    data = chart_data(at)
+    scatter = [r for r in data if "y" in r and "job_id" in r]
+    measured = [p.name for p in results.iterdir() if (p / "analysis.csv").exists()]
+    assert sorted(r["job_id"] for r in scatter) == sorted(measured)  # one point per measured job
+    trace = {r["job_id"]: r["x"] for r in scatter}
+    for job_id in measured:
+        rows = JobDir(results, job_id).analysis()
+        assert trace[job_id] == next(r["value"] for r in rows if r["metric"] == "hessian_trace")
+    assert "Spearman's rank correlation over the 9 jobs" in " ".join(c.value for c in at.caption)
+
+    curves = {r["series"]: r for r in data if r.get("series", "").endswith("→ sema · shipped") and r["x"] == 1.0}
+    assert set(curves) == {"none → sema · shipped", "ema → sema · shipped"}
+    assert all(r["n"] == 3 for r in curves.values())  # a band over the three seeds

@@ -28,9 +28,13 @@ def test_entry_point_plugin_runs(tmp_path: Path) -> None:
 
     results = tmp_path / "results"
     run = subprocess.run([*cli, "run", "--task", "digits-mlp", "--method", "sema", "--set", "epochs=3",
-                          "--results-dir", str(results)], capture_output=True, text=True, env=env)
+                          "--results-dir", str(results), "--analyze", "batches=1", "trace_samples=2", "steps=1",
+                          "average_samples=2", "directions=1", "points=3"], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr + run.stdout
     (job,) = [JobDir(results, p.name) for p in results.iterdir()]
     values = [r["value"] for r in job.metrics()]
     assert len(values) == 3 and values[-1] > 40  # 10 classes: chance is 10 %
     assert job.status()["averaging"]["switches"] == 3
+    # suite run --analyze measures the plugin through its own analysis_loss (clean inputs)
+    assert job.status()["analysis"]["state"] == "done", job.status()["analysis"]
+    assert {r["metric"] for r in job.analysis()} >= {"train_loss", "hessian_trace", "sharpness_adaptive"}
