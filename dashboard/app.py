@@ -300,7 +300,7 @@ def interpolation_view(jobs: list) -> None:
         return
     with st.container(key="interpolation"):
         st.subheader("Linear interpolation to the sema weights")
-        measured = choose("measured along the line", options, "interp_metric", default="train loss")
+        measured = choose("measured along the line", options, "interp_metric", default="train_loss")
         curve = flatness.interpolation(jobs, measured)
         st.altair_chart(charts.curve_chart(curve, None, "t (0: the partner's weights, 1: sema's)", measured,
                                            counts=False), width="stretch")

@@ -94,14 +94,16 @@ def landscape(jobs: list[JobRecord]) -> pd.DataFrame:
 
 
 def interpolation_metrics(jobs: list[JobRecord]) -> list[str]:
-    """What the interpolation curves measured: ``train loss`` and each val metric."""
-    return list(dict.fromkeys(f"{r['split']} {r['metric']}" for j in jobs for r in j.interpolation))
+    """What the interpolation curves measured: ``train_loss`` and each val metric (``val top1``)."""
+    return list(dict.fromkeys(r["metric"] if r["split"] == "train" else f"{r['split']} {r['metric']}"
+                              for j in jobs for r in j.interpolation))
 
 
 def interpolation(jobs: list[JobRecord], measured: str) -> pd.DataFrame:
-    """The curves from each partner (t = 0) to the ``sema`` job (t = 1) of ``measured`` (``"val top1"``), one
-    series per partner method and ``sema`` variant, mean and band over seeds."""
-    split, _, metric = measured.partition(" ")
+    """The curves from each partner (t = 0) to the ``sema`` job (t = 1) of ``measured`` (``"train_loss"``,
+    ``"val top1"``), one series per partner method and ``sema`` variant, mean and band over seeds."""
+    split, _, metric = measured.rpartition(" ")
+    split = split or "train"
     records = []
     for job in jobs:
         variant = job.get("variant") or ""

@@ -19,7 +19,7 @@ fi
   || { echo "[setup] ERROR: Python >= 3.10 is needed; set PYTHON=/path/to/python3.11" >&2; exit 1; }
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 echo "[setup] installing build tools and $TORCH_SPEC into $VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check "setuptools>=77,<81" wheel ninja
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt setuptools wheel ninja
 # shellcheck disable=SC2086
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check $TORCH_SPEC
 PY="$VENV/bin/python" bash scripts/build_mmcv.sh

@@ -11,7 +11,7 @@ end.
 ``interpolation.csv`` holds the curves (``partner_job_id``, ``partner_method``, ``t``, ``split``, ``metric``,
 ``value``); ``barriers.csv`` holds, in the format of ``metrics.csv``, the barrier of each curve
 (:func:`suite.flatness.barrier`: the largest excess over the chord, in the worse direction, lower is better):
-``barrier_loss_vs_none`` (split ``train``), ``barrier_<metric>_vs_none`` (split ``val``) and the same
+``barrier_train_loss_vs_none`` (split ``train``), ``barrier_<metric>_vs_none`` (split ``val``) and the same
 ``_vs_ema``.
 """
 
@@ -113,7 +113,7 @@ def interpolate_job(runner, task, job: JobDir, partners: list[str], settings: Se
         for t in ts:
             model.load_state_dict(_lerp(start, end, t))
             with torch.no_grad():
-                series.setdefault(("train", "loss"), []).append(float(loss_fn().detach()))
+                series.setdefault(("train", "train_loss"), []).append(float(loss_fn().detach()))
             set_random_seed(settings.seed)  # sampling metrics (FID) draw the same noise at every t
             for name, value in evaluate(runner).items():
                 if name in higher:

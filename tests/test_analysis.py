@@ -107,19 +107,19 @@ def test_a_sema_job_is_interpolated_with_its_partners(trained) -> None:
         _, partner, method, t, split, metric, value = line.split(",")
         assert partner == by_method["none"].job_id and method == "none"
         curves.setdefault(f"{split} {metric}", {})[float(t)] = float(value)
-    assert set(curves) == {"train loss", "val top1"} and len(curves["val top1"]) == 11
+    assert set(curves) == {"train train_loss", "val top1"} and len(curves["val top1"]) == 11
     # each end is exactly the weights its job reports: the val metric its run recorded, the loss analysed
     assert curves["val top1"][0.0] == pytest.approx(final(by_method["none"], "val", "top1"), abs=1e-9)
     assert curves["val top1"][1.0] == pytest.approx(final(sema, "val", "top1"), abs=1e-9)
     analysed = {m: {r["metric"]: r["value"] for r in job.analysis()} for m, job in by_method.items()}
-    assert curves["train loss"][0.0] == pytest.approx(analysed["none"]["train_loss"], rel=1e-5)
-    assert curves["train loss"][1.0] == pytest.approx(analysed["sema"]["train_loss"], rel=1e-5)
+    assert curves["train train_loss"][0.0] == pytest.approx(analysed["none"]["train_loss"], rel=1e-5)
+    assert curves["train train_loss"][1.0] == pytest.approx(analysed["sema"]["train_loss"], rel=1e-5)
     barriers = {r["metric"]: r for r in sema.barriers()}
-    assert set(barriers) == {"barrier_loss_vs_none", "barrier_top1_vs_none"}  # no ema job: no ema line
+    assert set(barriers) == {"barrier_train_loss_vs_none", "barrier_top1_vs_none"}  # no ema job: no ema line
     assert all(r["value"] >= 0 and r["higher_is_better"] is False for r in barriers.values())
-    ts = sorted(curves["train loss"])
-    chord = lambda t: (1 - t) * curves["train loss"][0.0] + t * curves["train loss"][1.0]  # noqa: E731
-    assert barriers["barrier_loss_vs_none"]["value"] == pytest.approx(max(curves["train loss"][t] - chord(t) for t in ts))
+    ts = sorted(curves["train train_loss"])
+    chord = lambda t: (1 - t) * curves["train train_loss"][0.0] + t * curves["train train_loss"][1.0]  # noqa: E731
+    assert barriers["barrier_train_loss_vs_none"]["value"] == pytest.approx(max(curves["train train_loss"][t] - chord(t) for t in ts))
     assert {r["metric"] for r in leaderboard.load(trained) if r["method"] == "sema"} >= set(barriers)
 
 
@@ -139,7 +139,7 @@ def test_a_partner_trained_later_is_interpolated_and_evaluations_are_measured_du
     assert "analysing 1 finished job(s)" in done.stderr  # sema's line to the new ema job
     by_method = jobs(results)
     assert {r["metric"] for r in by_method["sema"].barriers()} == {
-        f"barrier_{m}_vs_{p}" for m in ("loss", "top1") for p in ("none", "ema")}
+        f"barrier_{m}_vs_{p}" for m in ("train_loss", "top1") for p in ("none", "ema")}
     # every_eval=1: measured at both evaluations of the two-epoch run, the final one with the landscape ...
     ema = by_method["ema"]
     assert sorted({r["epoch"] for r in ema.analysis()}) == [1.0, 2.0]

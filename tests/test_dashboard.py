@@ -412,7 +412,7 @@ def test_flatness_view_shows_what_suite_analyze_measured(tmp_path: Path, monkeyp
     assert len(shown) == len(cli_rows)
     for row in shown.to_dict("records"):
         assert row["final_mean"] == pytest.approx(cli_rows[(row["metric"], row["method"])]["final_mean"], rel=1e-9)
-    assert {"hessian_trace", "barrier_loss_vs_none", "barrier_top1_vs_ema"} <= set(shown["metric"])
+    assert {"hessian_trace", "barrier_train_loss_vs_none", "barrier_top1_vs_ema"} <= set(shown["metric"])
 
     data = chart_data(at)
     scatter = [r for r in data if "y" in r and "job_id" in r]

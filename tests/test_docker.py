@@ -5,11 +5,16 @@ parses and points at files that exist."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 
@@ -148,5 +153,31 @@ def test_compose_runs_suite_on_a_gpu_and_the_dashboard_on_the_same_results() -> 
     args = parser().parse_args(dashboard["command"])
     assert args.command == "dashboard" and args.host == "0.0.0.0"
     assert str(args.results_dir) == "/workspace/results"
-    (port,) = dashboard["ports"]
-    assert re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", port) == f"{args.port}:{args.port}"
+    (port,) = dashboard["ports"]  # by default on the host's loopback address only; a variable exposes it
+    assert re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", port) == f"127.0.0.1:{args.port}:{args.port}"
+    readme = (ROOT / "README.md").read_text()
+    for variable in re.findall(r"\$\{(\w+):-", port + " ".join(suite["volumes"])):
+        assert f"`{variable}" in readme, f"{variable} is not documented in the README"
+    assert "http://127.0.0.1:8501" in readme
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint, "hadolint is missing: it comes with the test extra (pip install -e '.[test]')"
+    lint = subprocess.run([hadolint, "--no-color", "--config", str(DOCKER / "hadolint.yaml"), str(DOCKER / "Dockerfile")],
+                          capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+@pytest.mark.parametrize(("gigabytes", "expected"), [(4, 1), (7, 2), (1000, "cores")])
+def test_mmcv_compile_jobs_follow_the_build_machines_memory(gigabytes: int, expected, tmp_path: Path) -> None:
+    script = (ROOT / "scripts" / "build_mmcv.sh").read_text()
+    function = re.search(r"^jobs_for_memory\(\) \{.*?^\}", script, re.S | re.M).group(0)
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(f"MemTotal: {gigabytes * 2**20 + 1} kB\nMemAvailable: {gigabytes * 2**20} kB\n")
+    out = subprocess.run(["bash", "-c", f"{function}\njobs_for_memory"], capture_output=True, text=True,
+                         env={**os.environ, "MEMINFO": str(meminfo)})
+    cores = os.cpu_count() or 1
+    assert int(out.stdout) == (cores if expected == "cores" else min(expected, cores)), out.stderr
+    (arg,) = [args for op, args in instructions() if op == "ARG" and args.startswith("MAX_JOBS")]
+    assert arg == "MAX_JOBS=", "the image derives its compile jobs from the build machine, not a fixed number"
