@@ -28,6 +28,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from suite import leaderboard
     from suite.analysis import Settings
     from suite.backends import make_backend
+    from suite import tracking
     from suite.jobs import expand_matrix, parse_overrides
     from suite.scheduler import prepare
 
@@ -46,7 +47,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         job.task.check_data(job.preset, job.context(args.data_root, args.results_dir / job.job_id, args.download))
     backend = make_backend(args)  # before anything is written: is the backend usable here?
     analysis = Settings.parse(args.analyze).as_dict() if args.analyze is not None else None
-    todo, skipped = prepare(jobs, args.results_dir, args.data_root, args.download, analysis)
+    log_to = tracking.check(args.log_to)
+    todo, skipped = prepare(jobs, args.results_dir, args.data_root, args.download, analysis, log_to)
     print(f"{len(jobs)} job(s): {len(todo)} to run, {len(skipped)} already done; results in {args.results_dir}/",
           file=sys.stderr)
     outcomes = skipped + backend.run(todo)
@@ -244,6 +246,9 @@ def parser() -> argparse.ArgumentParser:
                      help="measure flatness and sharpness at the end of each job and interpolate sema jobs with "
                      "their partners (see `suite analyze`), with optional analysis knobs; every_eval=N also "
                      "measures at every N-th evaluation")
+    run.add_argument("--log-to", type=_csv, default=[], metavar="TRACKERS",
+                     help="also log every job to these trackers: tensorboard, mlflow, wandb (comma list; needs the "
+                     "track extra). MLFLOW_TRACKING_URI and WANDB_MODE/WANDB_PROJECT are honoured")
     run.set_defaults(func=cmd_run)
 
     analyze = sub.add_parser("analyze", help="measure flatness and sharpness of finished jobs' reported weights")

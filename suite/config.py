@@ -24,12 +24,14 @@ def loop_by_epoch(train_cfg: dict, default: bool) -> bool:
     return train_cfg.get("by_epoch", default)
 
 
-def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path, analysis: dict | None = None) -> Config:
+def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path, analysis: dict | None = None,
+                 log_to: list[str] | None = None) -> Config:
     """The adapter's config with the shared pieces injected: averaging hook, results hook, checkpoints, seed.
 
     Checkpoints are written every epoch (or every evaluation interval of an iteration-based task) so an
     interrupted job loses at most that much work. ``analysis``: the job's requested analysis settings, which
-    add :class:`suite.hooks.AnalysisHook` when they measure during training (``every_eval``). The newest two are kept: mmengine deletes the oldest
+    add :class:`suite.hooks.AnalysisHook` when they measure during training (``every_eval``); ``log_to``: the
+    trackers the job also logs to (:mod:`suite.tracking`). The newest two are kept: mmengine deletes the oldest
     before it writes the next one, so with one kept a kill in between would leave nothing to resume from.
     """
     task = job.task
@@ -73,8 +75,17 @@ def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path, analysi
                     "dist_cfg": {"backend": "nccl"}},
         "log_processor": {"by_epoch": by_epoch},
         "default_scope": cfg.get("default_scope", "mmengine"),
-        "visualizer": cfg.get("visualizer", {"type": "Visualizer", "vis_backends": [{"type": "LocalVisBackend"}]}),
+        "visualizer": _visualizer(cfg, job, results_dir, log_to or []),
     })
     if job.config_edits:
         cfg.merge_from_dict(job.config_edits)
     return cfg
+
+
+def _visualizer(cfg: Config, job: ResolvedJob, results_dir: Path, log_to: list[str]) -> dict:
+    """The task's visualizer (mmengine's local one by default), with the trackers of ``suite run --log-to``."""
+    from suite.tracking import vis_backends
+
+    visualizer = dict(cfg.get("visualizer", {"type": "Visualizer", "vis_backends": [{"type": "LocalVisBackend"}]}))
+    trackers = vis_backends(log_to, job.job_id, job.as_dict(), results_dir)
+    return {**visualizer, "vis_backends": [*visualizer.get("vis_backends", []), *trackers]}

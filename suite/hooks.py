@@ -134,6 +134,8 @@ class SemaHook(Hook):
             return
         self.averager.copy_to(runner.model)
         self.switches.append({"epoch": epoch, "iter": iteration})
+        if (visualizer := getattr(runner, "visualizer", None)) is not None:  # to every tracker (suite run --log-to)
+            visualizer.add_scalars({"sema/switch_epoch": epoch}, step=iteration)
 
     # -- evaluation: the averaged weights are what the method reports -------------------------------------
 
@@ -313,9 +315,11 @@ class ResultsHook(Hook):
     def after_test_epoch(self, runner, metrics: dict[str, float] | None = None) -> None:
         _, iteration = self._position(runner)  # a re-run of a finished job tests again: keep one row each
         self.job.drop_metrics(lambda r: not (r["split"] == "test" and r["iter"] == iteration))
-        self._record(runner, "test", metrics or {})
+        rows = self._record(runner, "test", metrics or {})
+        if rows and (visualizer := getattr(runner, "visualizer", None)) is not None:  # mmengine logs val, not test
+            visualizer.add_scalars({f"test/{r['metric']}": r["value"] for r in rows}, step=iteration)
 
-    def _record(self, runner, split: str, metrics: dict[str, float]) -> None:
+    def _record(self, runner, split: str, metrics: dict[str, float]) -> list[dict[str, Any]]:
         epoch, iteration = self._position(runner)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         rows = []
@@ -327,6 +331,7 @@ class ResultsHook(Hook):
                              "wall_time_s": round(self.wall_time(), 3), "timestamp": stamp})
         self.job.append_metrics(rows)
         self._progress(runner, epoch, iteration)
+        return rows
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint["results_hook"] = {"wall_time_s": self.wall_time()}

@@ -41,11 +41,12 @@ def worker_slots(gpus: list[str] | None, workers: int) -> list[dict[str, str]]:
 
 
 def prepare(jobs: list[ResolvedJob], results_dir: Path, data_root: Path, download: bool,
-            analysis: dict | None = None) -> tuple[list[JobDir], list[Outcome]]:
+            analysis: dict | None = None, log_to: list[str] | None = None) -> tuple[list[JobDir], list[Outcome]]:
     """Write job.json for jobs to run; report finished ones as skipped.
 
     The data root is stored absolute: a worker on a cluster node runs in another directory. ``analysis``:
-    the flatness settings to measure each job with when it finishes (``suite run --analyze``).
+    the flatness settings to measure each job with when it finishes (``suite run --analyze``); ``log_to``: the
+    trackers each job also logs to (``suite run --log-to``).
     """
     env = environment()
     todo, skipped = [], []
@@ -56,7 +57,8 @@ def prepare(jobs: list[ResolvedJob], results_dir: Path, data_root: Path, downloa
             continue
         write_json(folder.job_json, {"job_id": job.job_id, "spec": job.as_dict(), "data_root": str(Path(data_root).expanduser().resolve()),
                                      "download": download, "environment": env,
-                                     **({"analysis": analysis} if analysis else {})})
+                                     **({"analysis": analysis} if analysis else {}),
+                                     **({"log_to": log_to} if log_to else {})})
         if not folder.status_json.exists():
             folder.update_status(state="pending")
         todo.append(folder)

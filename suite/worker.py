@@ -7,6 +7,7 @@ backend (local, Ray, Slurm) runs this same entry point on the same job folders.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -14,6 +15,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +33,9 @@ def load_job(doc: dict[str, Any]) -> ResolvedJob:
 
 
 def build_runner(resolved: ResolvedJob, job: JobDir, data_root: Path, download: bool,
-                 analysis: dict[str, Any] | None = None):
+                 analysis: dict[str, Any] | None = None, log_to: list[str] | None = None):
     """The mmengine Runner for a job, with the suite's hooks and checkpoint loader registered (and the
-    analysis hook when ``analysis`` measures during training)."""
+    analysis hook when ``analysis`` measures during training, and the trackers of ``log_to``)."""
     from mmengine.runner import Runner
 
     import suite.hooks  # noqa: F401  (registers SemaHook and ResultsHook)
@@ -43,7 +45,24 @@ def build_runner(resolved: ResolvedJob, job: JobDir, data_root: Path, download: 
     ctx = resolved.context(data_root, job.work_dir, download=download)
     resolved.task.check_data(resolved.preset, ctx)
     trust_checkpoints_under(job.work_dir)
-    return Runner.from_cfg(build_config(resolved, ctx, job.path.parent, analysis))
+    return Runner.from_cfg(build_config(resolved, ctx, job.path.parent, analysis, log_to))
+
+
+@contextlib.contextmanager
+def _one_tracker_run(runner) -> Iterator[None]:
+    """Keep the visualizer open from training through the test pass, and close it once at the end.
+
+    mmengine's LoggerHook closes the visualizer when ``train()`` ends; the test pass would then open a second,
+    untagged run in MLflow or W&B (``suite run --log-to``). One job is one run in every tracker.
+    """
+    visualizer = runner.visualizer
+    close = visualizer.close
+    visualizer.close = lambda: None
+    try:
+        yield
+    finally:
+        visualizer.close = close
+        close()
 
 
 def _hook_counts(runner) -> dict[str, Any] | None:
@@ -107,10 +126,11 @@ def run_job(results_dir: Path, job_id: str) -> int:
         write_json(job.job_json, doc)
         resolved = load_job(doc)
         runner = build_runner(resolved, job, Path(doc["data_root"]), doc.get("download", False),
-                              doc.get("analysis"))
-        runner.train()
-        if runner.cfg.get("test_dataloader"):
-            runner.test()
+                              doc.get("analysis"), doc.get("log_to"))
+        with _one_tracker_run(runner):
+            runner.train()
+            if runner.cfg.get("test_dataloader"):
+                runner.test()
     except BaseException as err:  # noqa: BLE001  (record every failure, including Ctrl-C, then re-raise)
         traceback.print_exc()
         job.update_status(state="failed", error=f"{type(err).__name__}: {err}", finished=time.time(),
