@@ -9,7 +9,7 @@ PYTHON=${PYTHON:-python3}
 pin() { grep -E "^$1==" constraints.txt; }  # the project's pins live in constraints.txt
 TORCH_SPEC=${TORCH_SPEC:-"$(pin torch) $(pin torchvision)"}
 stamp="$VENV/.setup-stamp"
-want=$(cat pyproject.toml constraints.txt scripts/setup.sh scripts/build_mmcv.sh | sha1sum | cut -c1-16)
+want=$(cat pyproject.toml constraints.txt requirements.lock scripts/setup.sh scripts/build_mmcv.sh | sha1sum | cut -c1-16)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
@@ -23,7 +23,7 @@ echo "[setup] installing build tools and $TORCH_SPEC into $VENV"
 # shellcheck disable=SC2086
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check $TORCH_SPEC
 PY="$VENV/bin/python" bash scripts/build_mmcv.sh
-echo "[setup] installing sema-bench and its extras"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[all]"
+echo "[setup] installing sema-bench and its extras, at the versions of requirements.lock"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -c requirements.lock -e ".[all]"
 echo "$want" > "$stamp"
 echo "[setup] done"

@@ -142,7 +142,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not rows:
         raise SuiteError(f"no finished jobs under {args.results_dir}/; run `suite run` first "
                          f"(the existing {args.out} is left as it is)")
-    for message in leaderboard.conflicts(rows):
+    for message in [*leaderboard.conflicts(rows), *leaderboard.lock_warnings(args.results_dir)]:
         print(f"suite: warning: {message}", file=sys.stderr)
     table = leaderboard.aggregate(rows, leaderboard.primary_metrics(rows))
     leaderboard.write(table, args.out)

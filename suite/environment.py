@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import platform
 import socket
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+LOCK_ENV = "SEMA_BENCH_LOCK"  # where an installed copy keeps requirements.lock (the Docker image sets it)
 PACKAGES = ("torch", "torchvision", "mmengine", "mmcv", "mmdet", "diffusers", "torchmetrics", "numpy", "sema-bench")
 
 
@@ -30,9 +33,24 @@ def git_commit(path: Path = Path(__file__).resolve().parent) -> str | None:
     return out.stdout.strip()
 
 
+def lock_file() -> Path | None:
+    """The requirements.lock this installation came from: ``$SEMA_BENCH_LOCK``, else the checkout's."""
+    path = Path(os.environ.get(LOCK_ENV) or Path(__file__).resolve().parent.parent / "requirements.lock")
+    return path if path.is_file() else None
+
+
+def lock_hash() -> str | None:
+    """A short hash of the lock's pins (comments left out), so jobs produced under different locks are told apart."""
+    path = lock_file()
+    if path is None:
+        return None
+    pins = [line for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return hashlib.sha256("\n".join(pins).encode()).hexdigest()[:16]
+
+
 def environment() -> dict[str, object]:
     return {"python": platform.python_version(), "platform": platform.platform(), "host": socket.gethostname(),
-            "packages": package_versions(), "git_commit": git_commit()}
+            "packages": package_versions(), "git_commit": git_commit(), "lock": lock_hash()}
 
 
 def device_info() -> dict[str, object]:

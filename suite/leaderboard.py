@@ -24,14 +24,14 @@ import csv
 import io
 import math
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from suite.methods import AVERAGING_DEFAULTS
-from suite.results import JobDir, write_atomic
+from suite.results import JobDir, read_json, write_atomic
 from suite.variants import format_variant, parse_variant
 
 TARGETS = (90, 99)  # percent of none's improvement over its first evaluation
@@ -55,6 +55,18 @@ def finished_jobs(results_dir: Path, job_ids: Iterable[str] | None = None) -> It
         job = JobDir(results_dir, name)
         if job.status().get("state") == "done":
             yield job
+
+
+def lock_warnings(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[str]:
+    """What to say when the finished jobs were produced under different dependency locks (job.json records
+    each one's lock hash, see :func:`suite.environment.lock_hash`)."""
+    counts = Counter((read_json(job.job_json).get("environment") or {}).get("lock") or "not recorded"
+                     for job in finished_jobs(results_dir, job_ids))
+    if len(counts) < 2:
+        return []
+    listed = ", ".join(f"{lock}: {n} job(s)" for lock, n in counts.most_common())
+    return [f"the jobs were produced under {len(counts)} different dependency locks ({listed}): their package "
+            "versions may differ (each job.json lists its own), so compare across them with care"]
 
 
 class Cell(NamedTuple):

@@ -86,13 +86,15 @@ def test_dockerfile_installs_the_pinned_stack_and_the_project() -> None:
     installs = pip_installs()
     installed = set()
     for args in installs:
-        specs = [a for a in args if not a.startswith("-") and a != "constraints.txt"]
+        specs = [a for a in args if not a.startswith("-") and a not in ("constraints.txt", "requirements.lock")]
         for spec in specs:
             name = "sema-bench" if spec.startswith(".") else Requirement(spec).name
             installed.add(name)
             if name in pins or name == "sema-bench":
                 assert spec in (name, ".[all]"), f"the Dockerfile names a version of its own: {spec}"
                 assert "-c" in args and args[args.index("-c") + 1] == "constraints.txt", args
+            if name == "sema-bench":  # and every dependency at the lock's version
+                assert "-c" in args and "requirements.lock" in args, args
     assert {"torch", "torchvision", "sema-bench"} <= installed
     # mmcv comes from the same build script as `make setup`, which takes its version from constraints.txt
     runs = " ".join(args for op, args in instructions() if op == "RUN")
