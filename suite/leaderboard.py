@@ -60,8 +60,8 @@ def finished_jobs(results_dir: Path, job_ids: Iterable[str] | None = None) -> It
 def lock_warnings(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[str]:
     """What to say when the finished jobs were produced under different dependency locks (job.json records
     each one's lock hash, see :func:`suite.environment.lock_hash`)."""
-    counts = Counter((read_json(job.job_json).get("environment") or {}).get("lock") or "not recorded"
-                     for job in finished_jobs(results_dir, job_ids))
+    docs = (read_json(job.job_json) if job.job_json.exists() else {} for job in finished_jobs(results_dir, job_ids))
+    counts = Counter((doc.get("environment") or {}).get("lock") or "not recorded" for doc in docs)
     if len(counts) < 2:
         return []
     listed = ", ".join(f"{lock}: {n} job(s)" for lock, n in counts.most_common())
