@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, flatness, tables
-from dashboard.store import ResultsStore, Snapshot
-from suite import leaderboard, profiles
-from suite.profiles import selection_of
-from suite.registry import get_task
+from sema_dashboard import charts, flatness, tables
+from sema_dashboard.store import ResultsStore, Snapshot
+from sema_suite import leaderboard, profiles
+from sema_suite.profiles import selection_of
+from sema_suite.registry import get_task
 
 RESULTS_ENV = "SUITE_RESULTS_DIR"
 VIEWS = ["Task", "Across tasks", "Flatness", "Jobs", "Samples"]

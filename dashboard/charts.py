@@ -6,7 +6,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from dashboard.tables import method_key, series_key
+from sema_dashboard.tables import method_key, series_key
 
 # none in grey (the baseline), the averaging methods in strong colours; unknown methods and variants other
 # than the shipped one get Tableau's.

@@ -1,4 +1,4 @@
-"""The frames of the dashboard's Flatness view, from what ``suite analyze`` wrote (see :mod:`suite.analysis`).
+"""The frames of the dashboard's Flatness view, from what ``suite analyze`` wrote (see :mod:`sema_suite.analysis`).
 
 Per task and preset: each method's flatness figures with intervals (the leaderboard's own rows, never
 recomputed), one point per job for the scatter of a flatness measure against a metric (with Spearman's rank
@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from dashboard.store import JobRecord, Snapshot
-from dashboard.tables import interval_text, leaderboard_rows, series_key, series_label, variant_label
+from sema_dashboard.store import JobRecord, Snapshot
+from sema_dashboard.tables import interval_text, leaderboard_rows, series_key, series_label, variant_label
 
 TABLE_COLUMNS = ("metric", "split", "method", "variant", "seeds", "final_mean", "final_std", "delta_vs_none",
                  "delta_ci", "p_value", "win_rate")
@@ -70,7 +70,7 @@ def rank_correlation(points: pd.DataFrame) -> tuple[float, float, int] | None:
 
 
 def _summary(frame: pd.DataFrame, x: str) -> pd.DataFrame:
-    """Mean and std over jobs (seeds) per series and ``x``, in :func:`dashboard.charts.curve_chart`'s columns."""
+    """Mean and std over jobs (seeds) per series and ``x``, in :func:`sema_dashboard.charts.curve_chart`'s columns."""
     if frame.empty:
         return pd.DataFrame(columns=_CURVE_COLUMNS)
     grouped = frame.groupby(["series", "method", "variant", x], sort=True)

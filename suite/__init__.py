@@ -1,6 +1,6 @@
 """SEMA Bench: measure Switch EMA against EMA and plain training on the same jobs.
 
-``suite.averaging`` is plain PyTorch and usable on its own; ``suite.hooks`` is the one mmengine hook.
+``sema_suite.averaging`` is plain PyTorch and usable on its own; ``sema_suite.hooks`` is the one mmengine hook.
 """
 
 __version__ = "0.1.0"

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from suite.averaging import WeightAverager
+from sema_suite.averaging import WeightAverager
 
 DECAY = 0.999
 

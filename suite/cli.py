@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from suite.backends import add_arguments as add_backend_arguments
-from suite.errors import SuiteError
+from sema_suite.backends import add_arguments as add_backend_arguments
+from sema_suite.errors import SuiteError
 
 DEFAULT_RESULTS = Path("results")
 DEFAULT_DATA = Path("data")
@@ -25,17 +25,17 @@ def _seeds(text: str) -> list[int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from suite import leaderboard
-    from suite.analysis import Settings
-    from suite.backends import make_backend
-    from suite import tracking
-    from suite.jobs import expand_matrix, parse_overrides
-    from suite.scheduler import prepare
+    from sema_suite import leaderboard
+    from sema_suite.analysis import Settings
+    from sema_suite.backends import make_backend
+    from sema_suite import tracking
+    from sema_suite.jobs import expand_matrix, parse_overrides
+    from sema_suite.scheduler import prepare
 
     matrix = expand_matrix(args.task, args.method, args.seeds, args.preset, parse_overrides(args.set))
     jobs = matrix.jobs
     if args.dry_run:
-        from suite.dry_run import dry_run
+        from sema_suite.dry_run import dry_run
 
         for job in jobs:
             print(dry_run(job, args.results_dir, args.data_root))
@@ -70,8 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _measure(jobs: list, settings, backend) -> list[tuple[str, str]]:
     """Run the analysis of ``jobs`` (finished, with weights) on ``backend``; the (job id, error) that failed."""
-    from suite.analysis import failure, pending
-    from suite.results import read_json, write_json
+    from sema_suite.analysis import failure, pending
+    from sema_suite.results import read_json, write_json
 
     for job in jobs:
         write_json(job.job_json, {**read_json(job.job_json), "analysis": settings.as_dict()})
@@ -84,10 +84,10 @@ def _analysis_pass(jobs: list, results_dir: Path, settings, backend) -> list[tup
     """After a ``suite run --analyze`` matrix: measure what its finished jobs still lack -- the jobs that were
     done before this run, and the interpolation of each ``sema`` job (of the matrix, or already in the results)
     with its ``none``/``ema`` partners from the matrix, which may have finished after it."""
-    from suite.analysis import pending
-    from suite.interpolation import partner_ids
-    from suite.leaderboard import finished_jobs
-    from suite.results import JobDir, read_json
+    from sema_suite.analysis import pending
+    from sema_suite.interpolation import partner_ids
+    from sema_suite.leaderboard import finished_jobs
+    from sema_suite.results import JobDir, read_json
 
     ids = {job.job_id for job in jobs}
     folders = [JobDir(results_dir, job_id) for job_id in sorted(ids)]
@@ -102,10 +102,10 @@ def _analysis_pass(jobs: list, results_dir: Path, settings, backend) -> list[tup
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from suite.analysis import Settings, pending
-    from suite.backends import make_backend
-    from suite.leaderboard import finished_jobs
-    from suite.results import read_json
+    from sema_suite.analysis import Settings, pending
+    from sema_suite.backends import make_backend
+    from sema_suite.leaderboard import finished_jobs
+    from sema_suite.results import read_json
 
     settings = Settings.parse(args.set)
     if settings.every_eval:
@@ -136,7 +136,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from suite import leaderboard
+    from sema_suite import leaderboard
 
     rows = leaderboard.load(args.results_dir)
     if not rows:
@@ -152,8 +152,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from suite.methods import AVERAGING_DEFAULTS, AVERAGING_HELP, METHODS
-    from suite.registry import get_task, task_names
+    from sema_suite.methods import AVERAGING_DEFAULTS, AVERAGING_HELP, METHODS
+    from sema_suite.registry import get_task, task_names
 
     print("methods:")
     for name, text in METHODS.items():
@@ -182,18 +182,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 def dashboard_command(results_dir: Path, port: int, host: str) -> tuple[list[str], dict[str, str]]:
     """The ``streamlit run`` command line and environment behind ``suite dashboard``.
 
-    The app finds the results through ``SUITE_RESULTS_DIR``, and imports this same ``suite`` (PYTHONPATH),
-    so a checkout run with ``python -m suite.cli`` shows its own dashboard. Streamlit is not imported here.
+    The app is the installed ``sema_dashboard`` package's (in a checkout, its ``dashboard/`` folder) and finds the
+    results through ``SUITE_RESULTS_DIR``. Streamlit is not imported here.
     """
     import importlib.util
     import os
 
     if importlib.util.find_spec("streamlit") is None:
         raise SuiteError("the dashboard needs Streamlit and Altair: pip install 'sema-bench[dashboard]'")
-    root = Path(__file__).resolve().parent.parent
-    app = root / "dashboard" / "app.py"
-    env = {**os.environ, "SUITE_RESULTS_DIR": str(results_dir.resolve()),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)}
+    app = Path(importlib.util.find_spec("sema_dashboard").origin).parent / "app.py"
+    env = {**os.environ, "SUITE_RESULTS_DIR": str(results_dir.resolve())}
     argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", host, "--server.port", str(port),
             "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
             "--client.toolbarMode", "viewer"]
@@ -211,7 +209,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from suite.bench import bench_ema
+    from sema_suite.bench import bench_ema
 
     if args.threads:
         import torch

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from mmengine.config import Config
 
-from suite.jobs import ResolvedJob
-from suite.methods import averaging_hook
-from suite.task import BuildContext
+from sema_suite.jobs import ResolvedJob
+from sema_suite.methods import averaging_hook
+from sema_suite.task import BuildContext
 
 
 def loop_by_epoch(train_cfg: dict, default: bool) -> bool:
@@ -30,8 +30,8 @@ def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path, analysi
 
     Checkpoints are written every epoch (or every evaluation interval of an iteration-based task) so an
     interrupted job loses at most that much work. ``analysis``: the job's requested analysis settings, which
-    add :class:`suite.hooks.AnalysisHook` when they measure during training (``every_eval``); ``log_to``: the
-    trackers the job also logs to (:mod:`suite.tracking`). The newest two are kept: mmengine deletes the oldest
+    add :class:`sema_suite.hooks.AnalysisHook` when they measure during training (``every_eval``); ``log_to``: the
+    trackers the job also logs to (:mod:`sema_suite.tracking`). The newest two are kept: mmengine deletes the oldest
     before it writes the next one, so with one kept a kill in between would leave nothing to resume from.
     """
     task = job.task
@@ -84,7 +84,7 @@ def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path, analysi
 
 def _visualizer(cfg: Config, job: ResolvedJob, results_dir: Path, log_to: list[str]) -> dict:
     """The task's visualizer (mmengine's local one by default), with the trackers of ``suite run --log-to``."""
-    from suite.tracking import vis_backends
+    from sema_suite.tracking import vis_backends
 
     visualizer = dict(cfg.get("visualizer", {"type": "Visualizer", "vis_backends": [{"type": "LocalVisBackend"}]}))
     trackers = vis_backends(log_to, job.job_id, job.as_dict(), results_dir)

@@ -21,13 +21,13 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from suite.errors import BadOverride
+from sema_suite.errors import BadOverride
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from suite.task import Preset
+    from sema_suite.task import Preset
 
 DIGITS_CLASSES = 10
 # scikit-learn's 1,797 digits: 60 / 20 / 20 % (1,079 / 359 / 359), after one fixed permutation
@@ -93,7 +93,7 @@ def split_indices(split: str, count: int, val_size: int, labels: Sequence[int] |
 
 
 class HeldOutSplits:
-    """Mixin for a :class:`suite.task.Task` whose paper presets have a ``val_size`` param: with ``val_size=0``
+    """Mixin for a :class:`sema_suite.task.Task` whose paper presets have a ``val_size`` param: with ``val_size=0``
     (a final run on the full training set) its every evaluation scores the test split, labelled ``test``."""
 
     def val_split(self, preset: Preset, params: dict[str, Any]) -> str:

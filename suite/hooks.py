@@ -24,9 +24,9 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
 
-from suite.averaging import DecayWarmup, WeightAverager, unwrap_model
-from suite.errors import NonFiniteLoss
-from suite.results import JobDir
+from sema_suite.averaging import DecayWarmup, WeightAverager, unwrap_model
+from sema_suite.errors import NonFiniteLoss
+from sema_suite.results import JobDir
 
 
 @HOOKS.register_module()
@@ -356,15 +356,15 @@ class AnalysisHook(Hook):
     priority = "VERY_LOW"  # after SemaHook has swapped the trained weights back and ResultsHook recorded the rows
 
     def __init__(self, results_dir: str, job_id: str, task: str, settings: dict[str, Any]) -> None:
-        from suite.analysis import Settings
+        from sema_suite.analysis import Settings
 
         self.job = JobDir(results_dir, job_id)
         self.task = task
         self.settings = Settings(**settings)
 
     def after_val_epoch(self, runner, metrics: dict[str, float] | None = None) -> None:
-        from suite.analysis import record_measures
-        from suite.registry import get_task
+        from sema_suite.analysis import record_measures
+        from sema_suite.registry import get_task
 
         loop = runner.train_loop
         if runner.iter >= loop.max_iters:

@@ -10,7 +10,7 @@ end.
 
 ``interpolation.csv`` holds the curves (``partner_job_id``, ``partner_method``, ``t``, ``split``, ``metric``,
 ``value``); ``barriers.csv`` holds, in the format of ``metrics.csv``, the barrier of each curve
-(:func:`suite.flatness.barrier`: the largest excess over the chord, in the worse direction, lower is better):
+(:func:`sema_suite.flatness.barrier`: the largest excess over the chord, in the worse direction, lower is better):
 ``barrier_train_loss_vs_none`` (split ``train``), ``barrier_<metric>_vs_none`` (split ``val``) and the same
 ``_vs_ema``.
 """
@@ -20,17 +20,17 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from suite.results import JobDir, read_json
+from sema_suite.results import JobDir, read_json
 
 if TYPE_CHECKING:
-    from suite.analysis import Settings
+    from sema_suite.analysis import Settings
 
 PARTNERS = ("none", "ema")
 
 
 def partner_ids(doc: dict[str, Any]) -> list[str]:
     """The job ids of a ``sema`` job's ``none`` and ``ema`` partners (which may not exist)."""
-    from suite.jobs import JobSpec
+    from sema_suite.jobs import JobSpec
 
     spec = doc["spec"]
     overrides = tuple(sorted(spec["overrides"].items()))
@@ -56,7 +56,7 @@ def due_partners(job: JobDir, doc: dict[str, Any], settings: Settings) -> list[s
 
 def reported_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """The state a job reports, from one of its checkpoints: the trained weights, with the averaged ones
-    (``ema``/``sema``, stored by :class:`suite.hooks.SemaHook`) in their place. (The average also covers
+    (``ema``/``sema``, stored by :class:`sema_suite.hooks.SemaHook`) in their place. (The average also covers
     non-persistent buffers, such as a data preprocessor's constants, which a state dict leaves out.)"""
     state = checkpoint["state_dict"]
     averaged = (checkpoint.get("sema_hook") or {}).get("averager", {}).get("averaged", {})
@@ -87,12 +87,12 @@ def evaluate(runner) -> dict[str, float]:
 def interpolate_job(runner, task, job: JobDir, partners: list[str], settings: Settings, loss_fn) -> None:
     """Measure the lines from each partner to ``job`` and write ``interpolation.csv`` and ``barriers.csv``.
 
-    ``runner`` holds ``job``'s model; ``loss_fn`` is the analysis loss on it (see :mod:`suite.analysis`).
+    ``runner`` holds ``job``'s model; ``loss_fn`` is the analysis loss on it (see :mod:`sema_suite.analysis`).
     """
     import torch
     from mmengine.runner.utils import set_random_seed
 
-    from suite import flatness
+    from sema_suite import flatness
 
     started = time.time()
     model = runner.model

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from suite.errors import BadOverride, UnknownChoice
-from suite.methods import AVERAGING_DEFAULTS, METHODS, effective_averaging
-from suite.registry import get_task
-from suite.task import BuildContext, Preset, Task
-from suite.variants import format_variant, split_top_level
+from sema_suite.errors import BadOverride, UnknownChoice
+from sema_suite.methods import AVERAGING_DEFAULTS, METHODS, effective_averaging
+from sema_suite.registry import get_task
+from sema_suite.task import BuildContext, Preset, Task
+from sema_suite.variants import format_variant, split_top_level
 
 CONFIG_PREFIX = "cfg."  # --set cfg.a.b=value edits the final mmengine config directly
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from suite.errors import BadOverride
+from sema_suite.errors import BadOverride
 
 METHODS: dict[str, str] = {
     "none": "plain training; the trained weights are evaluated",

@@ -14,17 +14,17 @@ import importlib
 from functools import cache
 from importlib.metadata import entry_points
 
-from suite.errors import SuiteError, UnknownChoice
-from suite.task import Task
+from sema_suite.errors import SuiteError, UnknownChoice
+from sema_suite.task import Task
 
 BUILTIN = {
-    "cls": "tasks.cls:TASK",
-    "det": "tasks.det:TASK",
-    "gen": "tasks.gen:TASK",
-    "video": "tasks.video:TASK",
-    "reg": "tasks.reg:TASK",
-    "ssl": "tasks.ssl:TASK",
-    "lm": "tasks.lm:TASK",
+    "cls": "sema_tasks.cls:TASK",
+    "det": "sema_tasks.det:TASK",
+    "gen": "sema_tasks.gen:TASK",
+    "video": "sema_tasks.video:TASK",
+    "reg": "sema_tasks.reg:TASK",
+    "ssl": "sema_tasks.ssl:TASK",
+    "lm": "sema_tasks.lm:TASK",
 }
 ENTRY_POINT_GROUP = "suite.tasks"
 _registered: dict[str, Task] = {}
@@ -51,7 +51,7 @@ def _load(target: str) -> Task:
     task = getattr(importlib.import_module(module_name), attr)
     task = task() if isinstance(task, type) else task
     if not isinstance(task, Task):
-        raise SuiteError(f"{target} is not a suite.task.Task (got {type(task).__name__})")
+        raise SuiteError(f"{target} is not a sema_suite.task.Task (got {type(task).__name__})")
     return task
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from suite.errors import CorruptResults
+from sema_suite.errors import CorruptResults
 
 METRIC_COLUMNS = (
     "job_id", "run_id", "task", "preset", "dataset", "model", "method", "seed", "variant",
@@ -206,7 +206,7 @@ class JobDir:
 
         mmengine rewrites the marker in place after each checkpoint is complete; a kill in between leaves it
         empty, and mmengine would then try to resume from ''. (A kill while a checkpoint is written leaves the
-        marker on the previous, complete one, which is kept: see ``suite.config``.)
+        marker on the previous, complete one, which is kept: see ``sema_suite.config``.)
         """
         marker = self.work_dir / "last_checkpoint"
         if not marker.exists() or self.last_checkpoint() is not None:

@@ -2,7 +2,7 @@
 
 Finished jobs are skipped, interrupted or failed ones are started again and resume from their last
 checkpoint. The console shows a bar over jobs and each worker's current epoch; each job's full log goes to
-``results/<job_id>/job.log``. The other backends (:mod:`suite.backends`) start the same worker process
+``results/<job_id>/job.log``. The other backends (:mod:`sema_suite.backends`) start the same worker process
 through :func:`run_worker` and report through the same :class:`Progress` and :func:`job_outcome`.
 """
 
@@ -16,10 +16,10 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from suite.environment import environment
-from suite.jobs import ResolvedJob
-from suite.results import JobDir, write_json
-from suite.worker import EXIT_LOCKED
+from sema_suite.environment import environment
+from sema_suite.jobs import ResolvedJob
+from sema_suite.results import JobDir, write_json
+from sema_suite.worker import EXIT_LOCKED
 
 
 @dataclass
@@ -118,14 +118,14 @@ def job_outcome(job: JobDir, returncode: int | None, lost: str | None = None) ->
 
 
 def start_worker(job: JobDir, env: dict[str, str]) -> subprocess.Popen:
-    """``python -m suite.worker RESULTS_DIR JOB_ID``, its output appended to the job's log.
+    """``python -m sema_suite.worker RESULTS_DIR JOB_ID``, its output appended to the job's log.
 
-    ``SUITE_PARENT_PID`` makes the worker stop when this process dies (see :mod:`suite.worker`), so a killed
+    ``SUITE_PARENT_PID`` makes the worker stop when this process dies (see :mod:`sema_suite.worker`), so a killed
     scheduler, Ray task or Slurm step never leaves a worker running on, holding the job's lock.
     """
     with job.log_file.open("a") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "suite.worker", str(job.path.parent.resolve()), job.job_id],
+            [sys.executable, "-m", "sema_suite.worker", str(job.path.parent.resolve()), job.job_id],
             stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, **env, "SUITE_PARENT_PID": str(os.getpid())})
 

@@ -58,7 +58,7 @@ class BuildContext:
 
 def require_torchvision_folder(dataset: str, ctx: BuildContext, folder: str) -> None:
     """Fail early unless torchvision's ``folder`` of ``dataset`` is under the data root (or may be downloaded)."""
-    from suite.errors import DatasetMissing
+    from sema_suite.errors import DatasetMissing
 
     if not ctx.download and not (Path(ctx.data_root) / folder).is_dir():
         raise DatasetMissing(dataset, ctx.data_root, f"  {ctx.data_root}/{folder}/  (torchvision's version of the "
@@ -97,11 +97,11 @@ class Task(ABC):
     def check_data(self, preset: Preset, ctx: BuildContext) -> None:
         """Fail early, before anything is built or written, when the preset's data is not there.
 
-        Raise :class:`suite.errors.DatasetMissing` naming the expected layout. The default accepts anything.
+        Raise :class:`sema_suite.errors.DatasetMissing` naming the expected layout. The default accepts anything.
         """
 
     def analysis_loss(self, model: Any, batches: list[Any], seed: int) -> Callable[[], Any]:
-        """The deterministic training loss that ``suite analyze`` differentiates (see :mod:`suite.analysis`).
+        """The deterministic training loss that ``suite analyze`` differentiates (see :mod:`sema_suite.analysis`).
 
         ``batches`` is a fixed list of collated training batches; ``model`` is in eval mode (BatchNorm uses
         its running statistics, dropout is off). The default is the model's own training loss (``mode="loss"``,

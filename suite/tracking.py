@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from suite.errors import SuiteError
+from sema_suite.errors import SuiteError
 
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # name -> the package it needs
 

@@ -1,4 +1,4 @@
-"""Run one job in its own process: ``python -m suite.worker RESULTS_DIR JOB_ID``.
+"""Run one job in its own process: ``python -m sema_suite.worker RESULTS_DIR JOB_ID``.
 
 One process per job keeps a crash, a NaN or a leak inside that job, frees its memory when it ends, and
 lets the scheduler pin it to one GPU through ``CUDA_VISIBLE_DEVICES`` before torch is imported. Every
@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from suite.analysis import pending, requested, run_analysis
-from suite.jobs import JobSpec, ResolvedJob
-from suite.results import JobDir, read_json, write_json
+from sema_suite.analysis import pending, requested, run_analysis
+from sema_suite.jobs import JobSpec, ResolvedJob
+from sema_suite.results import JobDir, read_json, write_json
 
 EXIT_LOCKED = 3  # another process is running this job
 
@@ -38,9 +38,9 @@ def build_runner(resolved: ResolvedJob, job: JobDir, data_root: Path, download: 
     analysis hook when ``analysis`` measures during training, and the trackers of ``log_to``)."""
     from mmengine.runner import Runner
 
-    import suite.hooks  # noqa: F401  (registers SemaHook and ResultsHook)
-    from suite.compat import trust_checkpoints_under
-    from suite.config import build_config
+    import sema_suite.hooks  # noqa: F401  (registers SemaHook and ResultsHook)
+    from sema_suite.compat import trust_checkpoints_under
+    from sema_suite.config import build_config
 
     ctx = resolved.context(data_root, job.work_dir, download=download)
     resolved.task.check_data(resolved.preset, ctx)
@@ -66,7 +66,7 @@ def _one_tracker_run(runner) -> Iterator[None]:
 
 
 def _hook_counts(runner) -> dict[str, Any] | None:
-    from suite.hooks import SemaHook
+    from sema_suite.hooks import SemaHook
 
     hook = next((h for h in getattr(runner, "hooks", ()) if isinstance(h, SemaHook)), None)
     return hook.counts() if hook else None
@@ -111,7 +111,7 @@ def run_job(results_dir: Path, job_id: str) -> int:
         return 0
 
     _threads()
-    from suite.environment import device_info
+    from sema_suite.environment import device_info
 
     started = time.time()
     attempts = job.status().get("attempts", 0) + 1

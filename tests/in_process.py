@@ -7,10 +7,10 @@ from typing import Any
 
 from mmengine.runner import Runner
 
-from suite.config import build_config
-from suite.hooks import SemaHook
-from suite.jobs import JobSpec
-from suite.results import JobDir
+from sema_suite.config import build_config
+from sema_suite.hooks import SemaHook
+from sema_suite.jobs import JobSpec
+from sema_suite.results import JobDir
 
 
 def train_sema(task: str, overrides: tuple[tuple[str, Any], ...], tmp_path: Path) -> tuple[JobDir, SemaHook]:

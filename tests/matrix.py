@@ -14,8 +14,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from suite import leaderboard
-from suite.results import JobDir
+from sema_suite import leaderboard
+from sema_suite.results import JobDir
 
 SETTINGS = ["epochs=3", "depths=[1]", "width=8", "image_size=8", "batch_size=64"]
 MATRIX = ["run", "--task", "cls", "--method", "none,ema,sema", "--seeds", "0",
@@ -28,7 +28,7 @@ def env() -> dict[str, str]:
 
 
 def suite_cmd(results: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "suite.cli", *MATRIX, "--results-dir", str(results), *extra]
+    return [sys.executable, "-m", "sema_suite.cli", *MATRIX, "--results-dir", str(results), *extra]
 
 
 def run_matrix(results: Path, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -53,7 +53,7 @@ def board(results: Path) -> str:
 
 
 def worker_processes(results: Path) -> dict[int, tuple[str, int]]:
-    """pid -> (job id, parent pid) of every live ``python -m suite.worker RESULTS JOB_ID`` under ``results``."""
+    """pid -> (job id, parent pid) of every live ``python -m sema_suite.worker RESULTS JOB_ID`` under ``results``."""
     found = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -64,8 +64,8 @@ def worker_processes(results: Path) -> dict[int, tuple[str, int]]:
         except OSError:  # gone meanwhile
             continue
         state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if b"suite.worker" in argv and str(results.resolve()).encode() in argv and state != "Z":
-            found[int(proc.name)] = (argv[argv.index(b"suite.worker") + 2].decode(), int(ppid))
+        if b"sema_suite.worker" in argv and str(results.resolve()).encode() in argv and state != "Z":
+            found[int(proc.name)] = (argv[argv.index(b"sema_suite.worker") + 2].decode(), int(ppid))
     return found
 
 

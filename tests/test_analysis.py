@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from suite import leaderboard
-from suite.analysis import Settings
-from suite.errors import BadOverride
-from suite.results import JobDir
+from sema_suite import leaderboard
+from sema_suite.analysis import Settings
+from sema_suite.errors import BadOverride
+from sema_suite.results import JobDir
 
 CLS_FAST = ["depths=[1]", "width=4", "image_size=8", "batch_size=128", "epochs=2", "switch_start=1"]
 QUICK = ["batches=1", "trace_samples=2", "steps=1", "average_samples=2", "directions=1", "points=3"]
@@ -32,7 +32,7 @@ TRAIN = {
 
 
 def suite(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "sema_suite.cli", *args], capture_output=True, text=True)
 
 
 def sets(pairs: list[str]) -> list[str]:
@@ -166,7 +166,7 @@ def test_a_killed_analysis_is_measured_again(trained, tmp_path: Path) -> None:
         job.update_status(analysis=None)
         marker = job.work_dir / "last_checkpoint"  # mmengine's marker holds an absolute path: follow the copy
         marker.write_text(str(job.work_dir / Path(marker.read_text().strip()).name))
-    proc = subprocess.Popen([sys.executable, "-m", "suite.cli", "analyze", "--results-dir", str(results), *sets(QUICK)],
+    proc = subprocess.Popen([sys.executable, "-m", "sema_suite.cli", "analyze", "--results-dir", str(results), *sets(QUICK)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and not any((j.status().get("analysis") or {}).get("state") == "running"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from matrix import assert_complete, env, jobs, run_matrix, start_matrix, training, worker_processes
 
-from suite.results import JobDir
+from sema_suite.results import JobDir
 
 
 def wait_for_worker(results: Path, proc: subprocess.Popen, rows: int, timeout: float = 300) -> tuple[int, str, int]:
@@ -48,7 +48,7 @@ def test_ray_retries_a_job_whose_worker_was_killed(tmp_path: Path, reference: st
         assert f"[ray attempt 2] start {job_id}" in (tmp_path / "results.log").read_text()
 
         # a job that fails by itself is recorded as failed, once: not a system failure, so not retried
-        bad = subprocess.run([sys.executable, "-m", "suite.cli", "run", "--task", "cls", "--method", "ema",
+        bad = subprocess.run([sys.executable, "-m", "sema_suite.cli", "run", "--task", "cls", "--method", "ema",
                               "--set", "epochs=1", "--set", "lr=nan", "--results-dir", str(tmp_path / "bad"),
                               "--backend", "ray", "--ray-address", address, "--max-retries", "2"],
                              capture_output=True, text=True, env=env(), timeout=600)
@@ -88,7 +88,7 @@ def test_matrix_started_locally_is_finished_on_slurm_through_a_preemption(tmp_pa
 
 def test_slurm_without_slurm_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / "sbatch").exists())
-    result = subprocess.run([sys.executable, "-m", "suite.cli", "run", "--backend", "slurm",
+    result = subprocess.run([sys.executable, "-m", "sema_suite.cli", "run", "--backend", "slurm",
                              "--results-dir", str(tmp_path / "results")],
                             capture_output=True, text=True, env={**env(), "PATH": path}, timeout=60)
     assert result.returncode == 2, result.stderr

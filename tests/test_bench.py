@@ -1,6 +1,6 @@
 """The benchmark runs every contender on a real parameter set (its timings are printed, never asserted)."""
 
-from suite.bench import bench_ema
+from sema_suite.bench import bench_ema
 
 
 def test_bench_times_every_contender(capsys) -> None:

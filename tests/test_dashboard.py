@@ -18,11 +18,11 @@ pyarrow = pytest.importorskip("pyarrow")
 from results_fixture import make_results  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dashboard import tables  # noqa: E402
-from dashboard.store import ResultsStore  # noqa: E402
-from suite import cli, leaderboard  # noqa: E402
-from suite.profiles import selection_of  # noqa: E402
-from suite.results import JobDir  # noqa: E402
+from sema_dashboard import tables  # noqa: E402
+from sema_dashboard.store import ResultsStore  # noqa: E402
+from sema_suite import cli, leaderboard  # noqa: E402
+from sema_suite.profiles import selection_of  # noqa: E402
+from sema_suite.results import JobDir  # noqa: E402
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 REPO = APP.parent.parent
@@ -186,7 +186,7 @@ def test_cli_dashboard_command_binds_localhost_and_keeps_startup_light(tmp_path:
     assert argv[1:5] == ["-m", "streamlit", "run", str(APP)]
     assert argv[argv.index("--server.address") + 1] == "127.0.0.1" and argv[argv.index("--server.port") + 1] == "8599"
     assert env["SUITE_RESULTS_DIR"] == str((tmp_path / "r").resolve())
-    code = ("import sys, suite.cli as c; c.parser().parse_args(['dashboard', '--port', '1']); "
+    code = ("import sys, sema_suite.cli as c; c.parser().parse_args(['dashboard', '--port', '1']); "
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('streamlit', 'pandas', 'torch'))))")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], cwd=REPO, capture_output=True, text=True,
                          check=True, env={**env, "PYTHONPATH": str(REPO)})
@@ -298,7 +298,7 @@ def made_board() -> list[dict]:
 @pytest.fixture
 def made_leaderboard(results: Path, monkeypatch) -> Path:
     """The results fixture, shown with :func:`made_board` as its leaderboard (``Snapshot.leaderboard``)."""
-    monkeypatch.setattr("dashboard.store.aggregate", lambda rows, primary=None: made_board())
+    monkeypatch.setattr("sema_dashboard.store.aggregate", lambda rows, primary=None: made_board())
     return results
 
 
@@ -381,7 +381,7 @@ def test_sensitivity_points_of_a_two_knob_sweep() -> None:
 def test_a_real_tiny_run_shows_up(tmp_path: Path, monkeypatch) -> None:
     """One real cls job (2 epochs) through `suite run`: its curve, leaderboard row and hook counts."""
     results = tmp_path / "results"
-    subprocess.run([sys.executable, "-m", "suite.cli", "run", "--task", "cls", "--method", "sema", "--seeds", "0",
+    subprocess.run([sys.executable, "-m", "sema_suite.cli", "run", "--task", "cls", "--method", "sema", "--seeds", "0",
                     "--set", "epochs=2", "--results-dir", str(results)], cwd=REPO, check=True, capture_output=True,
                    env={**os.environ, "PYTHONPATH": str(REPO), "SUITE_THREADS": "1"})
     at = run_app(results, monkeypatch)

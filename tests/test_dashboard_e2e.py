@@ -42,7 +42,7 @@ def free_port() -> int:
 def server(tmp_path: Path):
     results = make_results(tmp_path / "results", sweep=(0.8,))
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "suite.cli", "dashboard", "--results-dir", str(results),
+    proc = subprocess.Popen([sys.executable, "-m", "sema_suite.cli", "dashboard", "--results-dir", str(results),
                              "--port", str(port)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"

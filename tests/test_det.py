@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from suite.cli import main
-from suite.data import cache_dir
-from suite.errors import DatasetMissing
-from suite.jobs import JobSpec
-from suite.results import JobDir, read_json
-from tasks.det import COCO_FILES, SHIPPED_CONFIGS, TASK
-from tasks.det.coco import holdout_files
-from tasks.det.shapes import CLASSES, ShapesSpec, ann_file, ensure_shapes
+from sema_suite.cli import main
+from sema_suite.data import cache_dir
+from sema_suite.errors import DatasetMissing
+from sema_suite.jobs import JobSpec
+from sema_suite.results import JobDir, read_json
+from sema_tasks.det import COCO_FILES, SHIPPED_CONFIGS, TASK
+from sema_tasks.det.coco import holdout_files
+from sema_tasks.det.shapes import CLASSES, ShapesSpec, ann_file, ensure_shapes
 
 mmcv_ops = pytest.importorskip("mmcv.ops", reason="mmcv with compiled ops (scripts/build_mmcv.sh)")
 
@@ -251,7 +251,7 @@ def test_iteration_based_tiny_switches_every_pass(tmp_path):
 @pytest.mark.slow
 def test_interrupted_tiny_job_resumes_and_records_each_evaluation_once(tmp_path):
     results = tmp_path / "results"
-    command = [sys.executable, "-m", "suite.cli", "run", "--task", "det", "--method", "sema",
+    command = [sys.executable, "-m", "sema_suite.cli", "run", "--task", "det", "--method", "sema",
                "--results-dir", str(results), *_sets(QUICK)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from suite.cli import parser
+from sema_suite.cli import parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
@@ -113,15 +113,15 @@ def test_dockerfile_entry_point_is_the_suite_command_and_copies_existing_paths()
     (entry,) = [args for op, args in final_stage if op == "ENTRYPOINT"]
     assert json.loads(entry) == ["suite"]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["suite"] == "suite.cli:main"
+    assert project["scripts"]["suite"] == "sema_suite.cli:main"
     for op, args in steps:
         if op == "COPY" and not args.startswith("--from"):
             *sources, _ = args.split()
             for source in sources:
                 assert (ROOT / source).exists(), f"COPY {source}: not in the build context"
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    folders = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values()
     copied = {args.split()[0] for op, args in steps if op == "COPY"}
-    assert {p.rstrip("*") for p in packages["include"]} <= copied  # every package the wheel needs is copied
+    assert set(folders) <= copied  # every package folder the wheel needs is copied
 
 
 def _host_path(volume: str) -> tuple[Path, str, str]:

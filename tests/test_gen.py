@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from suite.dry_run import dry_run
-from suite.errors import DatasetMissing
-from suite.jobs import JobSpec
-from tasks.gen import TASK
-from tasks.gen.digits_features import load_digits_features
-from tasks.gen.modules import DenoisingDiffusion, DigitsImages, FrechetDistance
+from sema_suite.dry_run import dry_run
+from sema_suite.errors import DatasetMissing
+from sema_suite.jobs import JobSpec
+from sema_tasks.gen import TASK
+from sema_tasks.gen.digits_features import load_digits_features
+from sema_tasks.gen.modules import DenoisingDiffusion, DigitsImages, FrechetDistance
 
 from in_process import train_sema
 

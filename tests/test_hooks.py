@@ -9,9 +9,9 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from suite.config import build_config
-from suite.hooks import SemaHook
-from suite.jobs import JobSpec
+from sema_suite.config import build_config
+from sema_suite.hooks import SemaHook
+from sema_suite.jobs import JobSpec
 
 FAST = (("depths", [1]), ("width", 4), ("image_size", 8), ("batch_size", 256))
 

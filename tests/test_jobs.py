@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from suite.errors import BadOverride
-from suite.jobs import JobSpec, expand_matrix, parse_overrides
+from sema_suite.errors import BadOverride
+from sema_suite.jobs import JobSpec, expand_matrix, parse_overrides
 
 
 def job(method: str, *overrides: tuple[str, object], task: str = "cls"):
@@ -75,7 +75,7 @@ def test_switch_period_in_epochs_and_in_iterations_is_an_error() -> None:
 
 
 def test_cli_dry_run_prints_the_expanded_list() -> None:
-    result = subprocess.run([sys.executable, "-m", "suite.cli", "run", "--task", "cls", "--method", "none,sema",
+    result = subprocess.run([sys.executable, "-m", "sema_suite.cli", "run", "--task", "cls", "--method", "none,sema",
                              "--seeds", "0,1", "--set", "decay=0.9,0.99", "--set", "depths=[1]", "--set", "width=4",
                              "--dry-run"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

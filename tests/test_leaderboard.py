@@ -12,8 +12,8 @@ import pytest
 
 from scipy import stats
 
-from suite import leaderboard
-from suite.results import JobDir
+from sema_suite import leaderboard
+from sema_suite.results import JobDir
 
 
 def write_job(results: Path, method: str, seed: int, values: list[float], higher: bool = True,
@@ -127,7 +127,7 @@ def test_cli_writes_csv_and_refuses_corrupt_input(tmp_path: Path) -> None:
     results, out = tmp_path / "results", tmp_path / "leaderboard.csv"
     write_job(results, "none", 0, [50, 60])
     job = write_job(results, "sema", 0, [55, 66])
-    cli = [sys.executable, "-m", "suite.cli", "leaderboard", "--results-dir", str(results), "--out", str(out)]
+    cli = [sys.executable, "-m", "sema_suite.cli", "leaderboard", "--results-dir", str(results), "--out", str(out)]
     assert subprocess.run(cli, capture_output=True).returncode == 0
     with out.open() as handle:
         table = list(csv.DictReader(handle))
@@ -154,7 +154,7 @@ def test_results_files_are_readable_by_others(tmp_path: Path) -> None:
 
 
 def test_every_preset_names_a_primary_metric_of_its_task() -> None:
-    from suite.registry import get_task, task_names
+    from sema_suite.registry import get_task, task_names
 
     for name in task_names():
         task = get_task(name)

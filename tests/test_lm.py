@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite.cli import main
-from suite.errors import DatasetMissing
-from suite.jobs import JobSpec
-from suite.results import JobDir
-from tasks.lm import TASK
-from tasks.lm.modules import CausalTransformerLM, InverseSqrtLR, Perplexity, TextBlocks
-from tasks.lm.text import CHUNK_BYTES, _wikitext_streams, load_split, pydoc_text
+from sema_suite.cli import main
+from sema_suite.errors import DatasetMissing
+from sema_suite.jobs import JobSpec
+from sema_suite.results import JobDir
+from sema_tasks.lm import TASK
+from sema_tasks.lm.modules import CausalTransformerLM, InverseSqrtLR, Perplexity, TextBlocks
+from sema_tasks.lm.text import CHUNK_BYTES, _wikitext_streams, load_split, pydoc_text
 
 SMALL = {"iters": 150, "val_interval": 50, "warmup_iters": 10, "context": 64, "dim": 64, "heads": 2, "layers": 1,
          "ffn": 128, "batch_size": 16, "switch_interval_iters": 75}
@@ -141,7 +141,7 @@ def val_rows(results: Path) -> list[tuple[int, str, float]]:
 
 def test_a_short_run_beats_the_unigram_baseline_and_resumes_exactly(tmp_path: Path) -> None:
     clean, killed = tmp_path / "clean", tmp_path / "killed"
-    done = subprocess.run([sys.executable, "-m", "suite.cli", *small_args(clean)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "sema_suite.cli", *small_args(clean)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     (job,) = [JobDir(clean, p.name) for p in clean.iterdir() if p.is_dir()]
     rows = job.metrics()
@@ -152,7 +152,7 @@ def test_a_short_run_beats_the_unigram_baseline_and_resumes_exactly(tmp_path: Pa
     status = job.status()
     assert status["tokens_per_s"] > 0 and status["averaging"]["switches"] >= 1
 
-    proc = subprocess.Popen([sys.executable, "-m", "suite.cli", *small_args(killed)],
+    proc = subprocess.Popen([sys.executable, "-m", "sema_suite.cli", *small_args(killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and (not list(killed.glob("*/metrics.csv")) or len(val_rows(killed)) < 3):
@@ -160,6 +160,6 @@ def test_a_short_run_beats_the_unigram_baseline_and_resumes_exactly(tmp_path: Pa
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 3 <= len(val_rows(killed)) < 9
-    again = subprocess.run([sys.executable, "-m", "suite.cli", *small_args(killed)], capture_output=True, text=True)
+    again = subprocess.run([sys.executable, "-m", "sema_suite.cli", *small_args(killed)], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert val_rows(killed) == val_rows(clean)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from suite.results import JobDir
+from sema_suite.results import JobDir
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sema-bench-plugin"
 
@@ -21,7 +21,7 @@ def test_entry_point_plugin_runs(tmp_path: Path) -> None:
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: sema-bench-plugin\nVersion: 0.1.0\n")
     (dist / "entry_points.txt").write_text('[suite.tasks]\ndigits-mlp = sema_bench_plugin:TASK\n')
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
-    cli = [sys.executable, "-m", "suite.cli"]
+    cli = [sys.executable, "-m", "sema_suite.cli"]
 
     listed = subprocess.run([*cli, "list"], capture_output=True, text=True, env=env)
     assert "task digits-mlp: digits with a two-layer MLP" in listed.stdout, listed.stderr

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite import leaderboard
-from suite.cli import main
-from suite.data import affine, load_digits_split
-from suite.errors import DatasetMissing
-from suite.jobs import JobSpec
-from suite.results import JobDir
-from tasks.reg import TASK
-from tasks.reg.modules import AgeDB, RotatedDigits, agedb_age, red_blue
+from sema_suite import leaderboard
+from sema_suite.cli import main
+from sema_suite.data import affine, load_digits_split
+from sema_suite.errors import DatasetMissing
+from sema_suite.jobs import JobSpec
+from sema_suite.results import JobDir
+from sema_tasks.reg import TASK
+from sema_tasks.reg.modules import AgeDB, RotatedDigits, agedb_age, red_blue
 
 
 def test_rotated_digits_are_fixed_and_rotated_by_their_target():

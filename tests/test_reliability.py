@@ -10,7 +10,7 @@ from pathlib import Path
 
 from matrix import assert_complete, jobs, run_matrix, start_matrix, training, worker_processes
 
-from suite.results import JobDir
+from sema_suite.results import JobDir
 
 TRIALS = 2
 

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite.jobs import JobSpec
-from suite.results import JobDir
-from suite.scheduler import prepare, run_jobs, worker_slots
+from sema_suite.jobs import JobSpec
+from sema_suite.results import JobDir
+from sema_suite.scheduler import prepare, run_jobs, worker_slots
 
 FAST = ["depths=[1]", "width=4", "image_size=8", "batch_size=128"]
 
 
 def suite(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True, **kwargs)
+    return subprocess.run([sys.executable, "-m", "sema_suite.cli", *args], capture_output=True, text=True, **kwargs)
 
 
 def run_args(results: Path, epochs: int, method: str = "sema") -> list[str]:
@@ -40,7 +40,7 @@ def test_kill_and_rerun_resumes_exactly(tmp_path: Path) -> None:
     reference = curve(clean)
     assert [e for e, _ in reference] == [1, 2, 3, 4]
 
-    proc = subprocess.Popen([sys.executable, "-m", "suite.cli", *run_args(killed, epochs=4)],
+    proc = subprocess.Popen([sys.executable, "-m", "sema_suite.cli", *run_args(killed, epochs=4)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and (not list(killed.glob("*/metrics.csv")) or len(curve(killed)) < 2):

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from suite.cli import main
-from suite.data import SPLITS, digits_indices, evaluation_config, holdout, load_digits_split, split_indices
-from suite.errors import BadOverride
-from suite.jobs import JobSpec
-from suite.registry import get_task
-from suite.results import JobDir
-from tasks.det.coco import ensure_holdout
-from tasks.det.shapes import ShapesSpec, ann_file, ensure_shapes
+from sema_suite.cli import main
+from sema_suite.data import SPLITS, digits_indices, evaluation_config, holdout, load_digits_split, split_indices
+from sema_suite.errors import BadOverride
+from sema_suite.jobs import JobSpec
+from sema_suite.registry import get_task
+from sema_suite.results import JobDir
+from sema_tasks.det.coco import ensure_holdout
+from sema_tasks.det.shapes import ShapesSpec, ann_file, ensure_shapes
 
 PAIRS = [("train", "val"), ("train", "test"), ("val", "test")]
 
@@ -52,11 +52,11 @@ def test_digits_split_three_ways_fixed_and_disjoint():
 
 def test_digit_datasets_of_every_tiny_preset_read_their_own_split():
     """cls, reg, ssl, gen and video build each split from the digits of that split (and of no other)."""
-    from tasks.cls.modules import DigitsClassification
-    from tasks.gen.modules import DigitsImages
-    from tasks.reg.modules import RotatedDigits
-    from tasks.ssl.modules import DigitsFeatureEval, UnlabelledDigits
-    from tasks.video.modules import MovingDigits
+    from sema_tasks.cls.modules import DigitsClassification
+    from sema_tasks.gen.modules import DigitsImages
+    from sema_tasks.reg.modules import RotatedDigits
+    from sema_tasks.ssl.modules import DigitsFeatureEval, UnlabelledDigits
+    from sema_tasks.video.modules import MovingDigits
 
     for split in SPLITS:
         images, labels = load_digits_split(split, 16)
@@ -74,7 +74,7 @@ def test_digit_datasets_of_every_tiny_preset_read_their_own_split():
 
 
 def test_rotated_digits_draw_each_split_from_its_own_seed():
-    from tasks.reg.modules import RotatedDigits
+    from sema_tasks.reg.modules import RotatedDigits
 
     splits = {s: RotatedDigits(s, 16) for s in SPLITS}
     assert not torch.equal(splits["val"].targets, splits["test"].targets)
@@ -83,7 +83,7 @@ def test_rotated_digits_draw_each_split_from_its_own_seed():
 
 
 def test_moving_digits_val_and_test_sequences_differ_in_digits_and_seeds():
-    from tasks.video.modules import MovingDigits
+    from sema_tasks.video.modules import MovingDigits
 
     val, test = MovingDigits("val", 8), MovingDigits("test", 8)
     assert val.seed_offset != test.seed_offset and abs(val.seed_offset - test.seed_offset) >= len(test)
@@ -235,7 +235,7 @@ def test_tiny_cls_job_records_val_every_epoch_and_test_at_the_end(tmp_path, caps
 
 
 def test_tiny_reg_job_records_val_every_epoch_and_test_at_the_end(tmp_path, capsys):
-    from tasks.reg.modules import RotatedDigits
+    from sema_tasks.reg.modules import RotatedDigits
 
     rows = _run(tmp_path, "reg", ["epochs=2", "width=8"])
     assert [(r["split"], r["epoch"], r["metric"]) for r in rows] == [
@@ -317,10 +317,10 @@ def _check(train: list[int], val: list[int], test: list[int]) -> None:
 
 
 def test_paper_datasets_hold_val_size_training_images_out(fake_torchvision):
-    from tasks.cls.modules import CifarClassification
-    from tasks.gen.modules import CifarImages
-    from tasks.reg.modules import RcfMnist, rcf_angles
-    from tasks.video.modules import MovingMNIST
+    from sema_tasks.cls.modules import CifarClassification
+    from sema_tasks.gen.modules import CifarImages
+    from sema_tasks.reg.modules import RcfMnist, rcf_angles
+    from sema_tasks.video.modules import MovingMNIST
 
     def cls(split):
         data = CifarClassification("root", split, classes=10, val_size=VAL_SIZE).data
@@ -346,7 +346,7 @@ def test_paper_datasets_hold_val_size_training_images_out(fake_torchvision):
 
 @pytest.mark.parametrize("name", ["cifar100", "stl10"])
 def test_ssl_paper_datasets_train_and_bank_without_the_val_queries(name, fake_torchvision):
-    from tasks.ssl.modules import TorchvisionFeatureEval, TorchvisionTwoViews
+    from sema_tasks.ssl.modules import TorchvisionFeatureEval, TorchvisionTwoViews
 
     trained = TorchvisionTwoViews(name, "root", 8, val_size=VAL_SIZE).data
     trained = _ids(trained.dataset.data[trained.indices])

@@ -11,16 +11,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from suite.cli import main
-from suite.errors import DatasetMissing
-from suite.hooks import SemaHook
-from suite.jobs import JobSpec
-from suite.results import JobDir
-from suite.scheduler import prepare
-from suite.worker import build_runner
-from tasks.ssl import TASK
-from tasks.ssl.losses import byol_loss, knn_predict, moco_v3_loss, nt_xent
-from tasks.ssl.modules import SelfSupervised
+from sema_suite.cli import main
+from sema_suite.errors import DatasetMissing
+from sema_suite.hooks import SemaHook
+from sema_suite.jobs import JobSpec
+from sema_suite.results import JobDir
+from sema_suite.scheduler import prepare
+from sema_suite.worker import build_runner
+from sema_tasks.ssl import TASK
+from sema_tasks.ssl.losses import byol_loss, knn_predict, moco_v3_loss, nt_xent
+from sema_tasks.ssl.modules import SelfSupervised
 
 
 def test_nt_xent_matches_its_definition():

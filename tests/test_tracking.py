@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from suite import tracking
-from suite.errors import SuiteError
-from suite.results import JobDir
+from sema_suite import tracking
+from sema_suite.errors import SuiteError
+from sema_suite.results import JobDir
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
@@ -24,7 +24,7 @@ FAST = ["epochs=2", "depths=[1]", "width=4", "image_size=8", "batch_size=128", "
 def suite(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True, env=env, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "sema_suite.cli", *args], capture_output=True, text=True, env=env, cwd=cwd)
 
 
 @pytest.mark.slow

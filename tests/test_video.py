@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from suite.dry_run import dry_run
-from suite.errors import DatasetMissing
-from suite.jobs import JobSpec
-from tasks.video import TASK
-from tasks.video.modules import FramePredictionMetrics, MovingDigits, VideoPredictor, moving_digits
+from sema_suite.dry_run import dry_run
+from sema_suite.errors import DatasetMissing
+from sema_suite.jobs import JobSpec
+from sema_tasks.video import TASK
+from sema_tasks.video.modules import FramePredictionMetrics, MovingDigits, VideoPredictor, moving_digits
 
 from in_process import train_sema
 

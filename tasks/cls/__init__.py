@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
-from suite.task import BuildContext, Metric, Preset, Task, require_torchvision_folder
+from sema_suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
+from sema_suite.task import BuildContext, Metric, Preset, Task, require_torchvision_folder
 
 _CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 CIFAR_TRAIN = 50_000
@@ -59,7 +59,7 @@ class Classification(HeldOutSplits, Task):
             require_torchvision_folder(preset.dataset, ctx, folder)
 
     def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:
-        from tasks.cls import modules  # noqa: F401  (registers the components)
+        from sema_tasks.cls import modules  # noqa: F401  (registers the components)
 
         p = ctx.params
         classes = 10 if preset.dataset in ("digits", "cifar10") else 100

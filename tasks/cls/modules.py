@@ -12,8 +12,8 @@ from mmengine.registry import DATASETS, METRICS, MODELS
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from suite.data import load_digits_split, random_shift, split_indices
-from suite.nets import cifar_resnet
+from sema_suite.data import load_digits_split, random_shift, split_indices
+from sema_suite.nets import cifar_resnet
 
 _CIFAR_MEAN, _CIFAR_STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
 

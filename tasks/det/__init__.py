@@ -2,7 +2,7 @@
 
 ``tiny`` and ``tiny-mask`` train small MMDetection detectors on a generated COCO-format shapes data set on a
 CPU (its own train, val and test splits); the paper presets run MMDetection's own shipped COCO configs with
-only the data root, the held-out ``val`` slice of train2017 (see :mod:`tasks.det.coco`) and the suite's hooks
+only the data root, the held-out ``val`` slice of train2017 (see :mod:`sema_tasks.det.coco`) and the suite's hooks
 injected, and report val2017 as ``test``. Everything is read and scored by MMDetection's ``CocoDataset`` and
 ``CocoMetric``.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from suite.data import HeldOutSplits, cache_dir, check_val_size
-from suite.errors import DatasetMissing
-from suite.task import BuildContext, Metric, Preset, Task
+from sema_suite.data import HeldOutSplits, cache_dir, check_val_size
+from sema_suite.errors import DatasetMissing
+from sema_suite.task import BuildContext, Metric, Preset, Task
 
 # The shipped MMDetection config of each paper preset (they live inside the mmdet package).
 SHIPPED_CONFIGS = {
@@ -92,7 +92,7 @@ class Detection(HeldOutSplits, Task):
 
     def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:
         if preset.name in SHIPPED_CONFIGS:
-            from tasks.det.coco import ensure_holdout, holdout_files, shipped_config
+            from sema_tasks.det.coco import ensure_holdout, holdout_files, shipped_config
 
             val_size, coco = ctx.params["val_size"], Path(ctx.data_root) / "coco"
             check_val_size(ctx.params, COCO_TRAIN, "COCO train2017")
@@ -102,8 +102,8 @@ class Detection(HeldOutSplits, Task):
             elif val_size:
                 holdout = ensure_holdout(coco, val_size, cache_dir())
             return shipped_config(SHIPPED_CONFIGS[preset.name], coco, holdout)
-        from tasks.det import tiny
-        from tasks.det.shapes import ensure_shapes
+        from sema_tasks.det import tiny
+        from sema_tasks.det.shapes import ensure_shapes
 
         spec = tiny.spec(ctx.params)
         root = cache_dir() / "datasets" / spec.key() if ctx.dry_run else ensure_shapes(spec, cache_dir())

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from suite.data import SPLIT_SEED
+from sema_suite.data import SPLIT_SEED
 
 HOLDOUT_VERSION = 1  # bump when the slice or the files change, so stale caches are not reused
 
@@ -56,11 +56,11 @@ def holdout_files(coco_root: Path, val_size: int, cache: Path) -> tuple[Path, Pa
 def ensure_holdout(coco_root: Path, val_size: int, cache: Path) -> tuple[Path, Path]:
     """The (train, val) annotation files for ``val_size`` held-out train2017 images, written on first use.
 
-    The slice is a fixed random choice (seed :data:`suite.data.SPLIT_SEED`) among the images sorted by id, so
+    The slice is a fixed random choice (seed :data:`sema_suite.data.SPLIT_SEED`) among the images sorted by id, so
     it depends on nothing but ``val_size``. One process writes them (the others wait on a lock rather than
     each reading the 450 MB source), into a temporary folder renamed into place, so no job reads half a file.
     """
-    from suite.data import holdout
+    from sema_suite.data import holdout
 
     train_file, val_file = holdout_files(coco_root, val_size, cache)
     folder = train_file.parent

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from suite.data import dataloader, evaluation_config
-from tasks.det.shapes import CLASSES, ShapesSpec, ann_file
+from sema_suite.data import dataloader, evaluation_config
+from sema_tasks.det.shapes import CLASSES, ShapesSpec, ann_file
 
 # strides 4, 8, 16 (ResNet stages 1-3); the 64 px images give 16x16, 8x8 and 4x4 feature maps
 _STRIDES = [4, 8, 16]
@@ -127,7 +127,7 @@ def spec(p: dict[str, Any]) -> ShapesSpec:
 
 
 def config(p: dict[str, Any], root: Path, mask: bool) -> dict[str, Any]:
-    """The full task config for the shapes data set in ``root`` (see :mod:`tasks.det.shapes`)."""
+    """The full task config for the shapes data set in ``root`` (see :mod:`sema_tasks.det.shapes`)."""
     size = p["image_size"]
     annotations = {"type": "LoadAnnotations", "with_bbox": True, "with_mask": mask}
     resize = {"type": "Resize", "scale": (size, size), "keep_ratio": True}  # a no-op that records scale_factor

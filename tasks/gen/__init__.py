@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
-from suite.errors import DatasetMissing
-from suite.task import BuildContext, Metric, Preset, Task
+from sema_suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
+from sema_suite.errors import DatasetMissing
+from sema_suite.task import BuildContext, Metric, Preset, Task
 
 CIFAR_TRAIN = 50_000
 
@@ -107,7 +107,7 @@ class Generation(HeldOutSplits, Task):
                                      f"  {needed[1]}  (the official train/val/test partition)")
 
     def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:
-        from tasks.gen import modules  # noqa: F401  (registers the components)
+        from sema_tasks.gen import modules  # noqa: F401  (registers the components)
 
         p = ctx.params
         size = p["image_size"]

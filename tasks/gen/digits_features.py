@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.data import cache_dir, load_digits_split, random_shift
+from sema_suite.data import cache_dir, load_digits_split, random_shift
 
 VERSION = 2  # bump when the architecture, the recipe or the digits split changes: the cache file name carries it
 _EPOCHS, _BATCH, _LR, _SEED = 8, 64, 2e-3, 0

@@ -15,8 +15,8 @@ from mmengine.model import BaseModel
 from mmengine.registry import DATASETS, METRICS, MODELS
 from torch.utils.data import Dataset
 
-from suite.data import load_digits_split, split_indices
-from suite.previews import image_grid  # importing suite.previews registers PreviewHook, which the config names
+from sema_suite.data import load_digits_split, split_indices
+from sema_suite.previews import image_grid  # importing sema_suite.previews registers PreviewHook, which the config names
 
 
 class _Images(Dataset):
@@ -162,7 +162,7 @@ class FrechetDistance(BaseMetric):
 
     ``features="inception"``: the standard Inception-v3 pool3 features (torch-fidelity downloads the weights
     on first use), reported as ``fid``. ``features="digits"``: the project's own digits classifier
-    (:mod:`tasks.gen.digits_features`, offline), reported under ``name`` (``fid_digits``). The torchmetrics
+    (:mod:`sema_tasks.gen.digits_features`, offline), reported under ``name`` (``fid_digits``). The torchmetrics
     object is built at the first evaluation, so building a config or a model never downloads anything.
     Evaluation runs in one process (the suite's launcher); also saves a grid of the first samples.
     """
@@ -174,7 +174,7 @@ class FrechetDistance(BaseMetric):
             raise ValueError(f"features must be 'inception' or 'digits', got {features!r}")
         self.name, self.features, self.image_size = name, features, image_size
         self.preview_count = preview_count
-        self.preview: torch.Tensor | None = None  # written by suite.previews.PreviewHook
+        self.preview: torch.Tensor | None = None  # written by sema_suite.previews.PreviewHook
         self._fid = None
         self._samples: list[torch.Tensor] = []
 
@@ -183,7 +183,7 @@ class FrechetDistance(BaseMetric):
             from torchmetrics.image.fid import FrechetInceptionDistance
 
             if self.features == "digits":
-                from tasks.gen.digits_features import load_digits_features
+                from sema_tasks.gen.digits_features import load_digits_features
 
                 self._fid = FrechetInceptionDistance(feature=load_digits_features(self.image_size))
             else:

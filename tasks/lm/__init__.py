@@ -1,6 +1,6 @@
 """Language modelling: perplexity of a decoder-only Transformer -- the paper's language experiments (fairseq).
 
-Splits (see :mod:`tasks.lm.text`): ``tiny`` holds 5% + 5% of the help-topic text out for ``val`` and
+Splits (see :mod:`sema_tasks.lm.text`): ``tiny`` holds 5% + 5% of the help-topic text out for ``val`` and
 ``test``; the WikiText presets use the release's own ``wiki.valid.tokens`` (``val``) and ``wiki.test.tokens``
 (``test``). Every split is scored on consecutive, non-overlapping blocks of ``context`` tokens.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from suite.data import dataloader, evaluation_config
-from suite.errors import BadOverride, DatasetMissing
-from suite.task import BuildContext, Metric, Preset, Task
+from sema_suite.data import dataloader, evaluation_config
+from sema_suite.errors import BadOverride, DatasetMissing
+from sema_suite.task import BuildContext, Metric, Preset, Task
 
 # fairseq's examples/language_model recipe for WikiText-103 (``--arch transformer_lm``: 6 layers, 512 wide, 8
 # heads, FFN 2048, post-norm, tied embeddings, dropout 0.1; Adam (0.9, 0.98), weight decay 0.01, lr 5e-4,
@@ -81,7 +81,7 @@ class LanguageModelling(Task):
     }
 
     def check_data(self, preset: Preset, ctx: BuildContext) -> None:
-        from tasks.lm.text import WIKITEXT_FILES, wikitext_folder
+        from sema_tasks.lm.text import WIKITEXT_FILES, wikitext_folder
 
         p = ctx.params
         if p["warmup_iters"] >= p["iters"]:
@@ -96,8 +96,8 @@ class LanguageModelling(Task):
                                      + "\n  (the word-level release, not the -raw one)")
 
     def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:
-        from tasks.lm import modules  # noqa: F401  (registers the components)
-        from tasks.lm.text import vocab_size
+        from sema_tasks.lm import modules  # noqa: F401  (registers the components)
+        from sema_tasks.lm.text import vocab_size
 
         p = ctx.params
         corpus = preset.dataset

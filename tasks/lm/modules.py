@@ -16,7 +16,7 @@ from mmengine.registry import DATASETS, METRICS, MODELS, PARAM_SCHEDULERS
 from torch import nn
 from torch.utils.data import Dataset
 
-from tasks.lm.text import load_split
+from sema_tasks.lm.text import load_split
 
 
 @DATASETS.register_module()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from suite.data import SPLIT_SEED, cache_dir
+from sema_suite.data import SPLIT_SEED, cache_dir
 
 CHUNK_BYTES = 2048
 HELD_OUT = {"val": 0.05, "test": 0.05}

@@ -16,9 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
-from suite.errors import DatasetMissing
-from suite.task import BuildContext, Metric, Preset, Task
+from sema_suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
+from sema_suite.errors import DatasetMissing
+from sema_suite.task import BuildContext, Metric, Preset, Task
 
 AGEDB_SPLITS = ("train", "val", "test")
 AGEDB_LAYOUT = ("  {root}/agedb/train/*.jpg\n  {root}/agedb/val/*.jpg\n  {root}/agedb/test/*.jpg\n"
@@ -92,7 +92,7 @@ class AttributeRegression(HeldOutSplits, Task):
                                  hint="request AgeDB from its authors (it cannot be downloaded automatically)")
 
     def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:
-        from tasks.reg import modules  # noqa: F401  (registers the components)
+        from sema_tasks.reg import modules  # noqa: F401  (registers the components)
 
         p = ctx.params
         if preset.dataset == "rotated-digits":

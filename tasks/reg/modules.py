@@ -16,8 +16,8 @@ from mmengine.registry import DATASETS, METRICS, MODELS
 from torch import nn
 from torch.utils.data import Dataset
 
-from suite.data import affine, load_digits_split, random_shift, split_indices
-from suite.nets import build_backbone
+from sema_suite.data import affine, load_digits_split, random_shift, split_indices
+from sema_suite.nets import build_backbone
 
 # fixed, not the job's seed: every job sees the same images and angles. RCF-MNIST draws its angles and colours
 # once for the whole FashionMNIST training set (val is a slice of it) and once for the test set.

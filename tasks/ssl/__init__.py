@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
-from suite.errors import BadOverride
-from suite.task import BuildContext, Metric, Preset, Task, require_torchvision_folder
+from sema_suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
+from sema_suite.errors import BadOverride
+from sema_suite.task import BuildContext, Metric, Preset, Task, require_torchvision_folder
 
 _FOLDERS = {"cifar100": "cifar-100-python", "stl10": "stl10_binary"}
 LABELLED_TRAIN = {"cifar100": 50_000, "stl10": 5_000}  # the labelled training images, which val is held out of
@@ -106,7 +106,7 @@ class SelfSupervisedLearning(HeldOutSplits, Task):
             require_torchvision_folder(preset.dataset, ctx, folder)
 
     def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:
-        from tasks.ssl import modules  # noqa: F401  (registers the components)
+        from sema_tasks.ssl import modules  # noqa: F401  (registers the components)
 
         p = ctx.params
         digits = preset.dataset == "digits"

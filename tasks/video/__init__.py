@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
-from suite.errors import DatasetMissing
-from suite.task import BuildContext, Metric, Preset, Task
+from sema_suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
+from sema_suite.errors import DatasetMissing
+from sema_suite.task import BuildContext, Metric, Preset, Task
 
 MOVING_MNIST_TEST = "moving_mnist/mnist_test_seq.npy"
 MOVING_MNIST_URL = "http://www.cs.toronto.edu/~nitish/unsupervised_video/mnist_test_seq.npy"
@@ -79,7 +79,7 @@ class VideoPrediction(HeldOutSplits, Task):
                 f"  {mnist}/  (torchvision's MNIST, the digits of the training sequences; --download fetches it)")
 
     def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:
-        from tasks.video import modules  # noqa: F401  (registers the components)
+        from sema_tasks.video import modules  # noqa: F401  (registers the components)
 
         p = ctx.params
         frames = {"frames_in": p["frames_in"], "frames_out": p["frames_out"]}

@@ -16,8 +16,8 @@ from mmengine.registry import DATASETS, METRICS, MODELS
 from torch import nn
 from torch.utils.data import Dataset
 
-from suite.data import load_digits_split, split_indices
-from suite.previews import image_grid  # importing suite.previews registers PreviewHook, which the config names
+from sema_suite.data import load_digits_split, split_indices
+from sema_suite.previews import image_grid  # importing sema_suite.previews registers PreviewHook, which the config names
 
 # -- data ---------------------------------------------------------------------------------------------------
 
@@ -251,7 +251,7 @@ class FramePredictionMetrics(BaseMetric):
     def __init__(self, preview_count: int = 2, **kwargs) -> None:
         super().__init__(**kwargs)
         self.preview_count = preview_count
-        self.preview: torch.Tensor | None = None  # written by suite.previews.PreviewHook
+        self.preview: torch.Tensor | None = None  # written by sema_suite.previews.PreviewHook
         self._strips: list[torch.Tensor] = []
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:

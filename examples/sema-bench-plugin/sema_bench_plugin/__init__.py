@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from suite.task import BuildContext, Metric, Preset, Task
+from sema_suite.task import BuildContext, Metric, Preset, Task
 
 
 class DigitsMLP(Task):

@@ -4,7 +4,7 @@ import torch
 from mmengine.registry import MODELS
 from torch import nn
 
-from tasks.cls.modules import Classifier
+from sema_tasks.cls.modules import Classifier
 
 
 @MODELS.register_module()
