@@ -58,6 +58,24 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """Where a model keeps one tensor: a module's parameter or buffer of a given name."""
+
+    owner: nn.Module
+    attr: str
+    parameter: bool
+
+    @classmethod
+    def of(cls, module: nn.Module, name: str) -> _Slot:
+        path, _, attr = name.rpartition(".")
+        owner = module.get_submodule(path)
+        return cls(owner, attr, attr in owner._parameters)
+
+    def get(self) -> torch.Tensor:
+        return (self.owner._parameters if self.parameter else self.owner._buffers)[self.attr]
+
+
 @dataclass
 class _Group:
     """Averaged tensors that share (device, dtype), so one fused kernel updates them all."""
@@ -113,8 +131,8 @@ class WeightAverager:
                 copied[name] = tensor.detach().clone()
         self._groups = list(averaged.values())
         self._copied = copied
-        self._source_model: weakref.ref[nn.Module] | None = None
-        self._source_lists: tuple[list[list[torch.Tensor]], list[torch.Tensor]] = ([], [])
+        self._slot_model: weakref.ref[nn.Module] | None = None
+        self._slots: tuple[list[list[_Slot]], list[_Slot]] = ([], [])
 
     # -- what is averaged ---------------------------------------------------------------------------------
 
@@ -124,18 +142,33 @@ class WeightAverager:
                 yield name, tensor
 
     def _sources(self, model: nn.Module) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]]:
-        """The model's tensors in the order of the averaged ones, looked up once per model object.
+        """The model's current tensors in the order of the averaged ones.
 
-        Walking ``named_parameters()`` costs ~10% of a ResNet-50 update on CPU, so the lists are cached;
-        they alias the live parameters, which optimizers update in place.
+        Walking ``named_parameters()`` costs ~10% of a ResNet-50 update on CPU, so where each tensor lives (its
+        module and attribute) is resolved once per model object; the tensors themselves are fetched from there
+        at every call, so the average follows ``model.to(...)`` and ``load_state_dict(..., assign=True)``, which
+        replace them.
         """
         module = unwrap_model(model)
-        if self._source_model is None or self._source_model() is not module:
-            tensors = {name: tensor.detach() for name, tensor in self._tensors(module)}
-            self._source_lists = ([[tensors[n] for n in g.names] for g in self._groups],
-                                  [tensors[n] for n in self._copied])
-            self._source_model = weakref.ref(module)
-        return self._source_lists
+        if self._slot_model is None or self._slot_model() is not module:
+            self._slots = ([[_Slot.of(module, n) for n in g.names] for g in self._groups],
+                           [_Slot.of(module, n) for n in self._copied])
+            self._slot_model = weakref.ref(module)
+        grouped, copied = self._slots
+        return [[slot.get() for slot in slots] for slots in grouped], [slot.get() for slot in copied]
+
+    @staticmethod
+    def _follow(group: _Group, current: list[torch.Tensor]) -> None:
+        """Move the group's averages to the model's device: the average follows a model moved after it was built."""
+        if current[0].device != group.averaged[0].device:
+            group.averaged = [t.to(current[0].device) for t in group.averaged]
+
+    def _aligned(self, group: _Group, current: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``current`` on the group's device and in its dtype (a group may hold fp32 and fp16 parameters, in any
+        order: fp16 ones are averaged in float32)."""
+        self._follow(group, current)
+        dtype = group.averaged[0].dtype
+        return [t if t.dtype == dtype else t.to(dtype) for t in current]
 
     # -- the method ---------------------------------------------------------------------------------------
 
@@ -156,9 +189,7 @@ class WeightAverager:
         grouped, copied = self._sources(model)
         weight = 1.0 if self.num_updates == 0 else 1.0 - self.current_decay()
         for group, current in zip(self._groups, grouped):
-            if current[0].dtype != group.averaged[0].dtype:
-                current = [t.to(group.averaged[0].dtype) for t in current]
-            torch._foreach_lerp_(group.averaged, current, weight)
+            torch._foreach_lerp_(group.averaged, self._aligned(group, current), weight)
         if copied:
             torch._foreach_copy_(list(self._copied.values()), copied)
         self.num_updates += 1
@@ -169,7 +200,8 @@ class WeightAverager:
         """SEMA's switch: overwrite the model's weights with the averaged ones (optimizer state untouched)."""
         grouped, copied = self._sources(model)
         for group, current in zip(self._groups, grouped):
-            torch._foreach_copy_(current, group.averaged)
+            self._follow(group, current)
+            torch._foreach_copy_(current, group.averaged)  # casts where a parameter is fp16/bf16
         if copied:
             torch._foreach_copy_(copied, list(self._copied.values()))
 

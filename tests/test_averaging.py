@@ -178,3 +178,50 @@ def test_rejects_bad_arguments() -> None:
         WeightAverager(small_net(), decay=1.5)
     with pytest.raises(ValueError, match="update_interval"):
         WeightAverager(small_net(), update_interval=0)
+
+
+@pytest.mark.parametrize("order", ["fp32 first", "fp16 first"])
+def test_float_dtypes_mixed_in_any_order(order: str) -> None:
+    """fp32 and fp16 parameters share the float32 average group whatever their order in the model."""
+    layers = [nn.Linear(4, 4), nn.Linear(4, 4).half()]
+    model = nn.Sequential(*(layers if order == "fp32 first" else layers[::-1]))
+    avg = WeightAverager(model, decay=0.75)
+    avg.update(model)
+    expected = {k: v.detach().float().clone() for k, v in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    avg.update(model)
+    for name, p in model.named_parameters():
+        assert torch.allclose(avg.averaged_state()[name], 0.75 * expected[name] + 0.25 * p.float())
+    before = copy.deepcopy(model.state_dict())
+    with avg.swapped(model):
+        assert all(torch.equal(p, avg.averaged_state()[n].to(p.dtype)) for n, p in model.named_parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    avg.copy_to(model)
+    assert all(p.dtype == before[n].dtype for n, p in model.named_parameters())
+
+
+def test_the_average_follows_tensors_the_model_replaces() -> None:
+    """After the first update, ``model.to(...)`` and ``load_state_dict(..., assign=True)`` put new tensors in the
+    model; the average must read those, not the storage it saw first."""
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    avg = WeightAverager(model, decay=0.0)  # decay 0: the average is the latest weights
+    avg.update(model)
+
+    model.to(torch.float64)
+    with torch.no_grad():
+        model[0].weight.fill_(7.0)
+    avg.update(model)
+    assert torch.equal(avg.averaged_state()["0.weight"], torch.full((3, 3), 7.0))
+
+    fresh = {k: torch.full_like(v, 3.0) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    model.load_state_dict(fresh, assign=True)
+    avg.update(model)
+    assert torch.equal(avg.averaged_state()["0.weight"], torch.full((3, 3), 3.0))
+    assert torch.equal(avg.averaged_state()["1.running_mean"], torch.full((3,), 3.0))  # buffers too
+    avg.copy_to(model)  # and the switch writes into the tensors the model holds now
+    with torch.no_grad():
+        model[0].weight.zero_()
+    avg.copy_to(model)
+    assert torch.equal(model[0].weight, torch.full((3, 3), 3.0, dtype=torch.float64))
