@@ -135,6 +135,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from sema_suite.checkpoints import export
+
+    weights, tensors = export(args.results_dir, args.job, args.weights, args.out)
+    print(f"wrote the {weights} weights of {args.job} ({tensors} tensors, a plain state dict) to {args.out}")
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from sema_suite import leaderboard
 
@@ -261,6 +269,14 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--workers", type=int, default=1, help="number of CPU worker processes (default: 1)")
     add_backend_arguments(analyze)
     analyze.set_defaults(func=cmd_analyze)
+
+    export = sub.add_parser("export", help="write a finished job's weights as a plain state dict (torch.save)")
+    export.add_argument("job", help="the job id")
+    export.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    export.add_argument("--weights", choices=["averaged", "trained"],
+                        help="default: the weights the job reports (averaged for ema/sema, trained for none)")
+    export.add_argument("-o", "--out", type=Path, required=True, help="the .pth file to write")
+    export.set_defaults(func=cmd_export)
 
     board = sub.add_parser("leaderboard", help="aggregate finished jobs over seeds into a CSV")
     board.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)

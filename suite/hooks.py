@@ -154,13 +154,31 @@ class SemaHook(Hook):
     # -- checkpoints --------------------------------------------------------------------------------------
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint["sema_hook"] = {"averager": self.averager.state_dict(), "switches": list(self.switches)}
+        """Store the averager's state and counters; and, as mmengine's EMAHook does, the weights the method
+        reports in ``state_dict`` (where test tools load from) with the trained ones in ``ema_state_dict`` (see
+        :mod:`sema_suite.checkpoints`)."""
+        from sema_suite.checkpoints import PREFIX
+
+        state = checkpoint["state_dict"]
+        averaged = self.averager.averaged_state()
+        reported = [name for name in averaged if name in state]  # non-persistent buffers are not in a state dict
+        checkpoint["ema_state_dict"] = {PREFIX + name: state[name] for name in reported}
+        for name in reported:
+            state[name] = averaged[name].detach().to("cpu", state[name].dtype, copy=True)
+        checkpoint["sema_hook"] = {"averager": self.averager.state_dict(), "switches": list(self.switches),
+                                   "state_dict": "averaged"}
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Before mmengine loads ``state_dict`` into the model: put the trained weights back there, so training
+        resumes from them; the average comes from the averager's own (float32) state."""
+        from sema_suite.checkpoints import trained_state
+
         state = checkpoint.get("sema_hook")
         if state is None:  # e.g. fine-tuning from a checkpoint trained without averaging
             runner.logger.warning("checkpoint has no averaged weights; the average starts from the loaded weights")
             return
+        checkpoint["state_dict"] = trained_state(checkpoint)
+        state["state_dict"] = "trained"
         self.averager.load_state_dict(state["averager"])
         self.switches = list(state["switches"])
 

@@ -54,15 +54,6 @@ def due_partners(job: JobDir, doc: dict[str, Any], settings: Settings) -> list[s
     return ready
 
 
-def reported_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The state a job reports, from one of its checkpoints: the trained weights, with the averaged ones
-    (``ema``/``sema``, stored by :class:`sema_suite.hooks.SemaHook`) in their place. (The average also covers
-    non-persistent buffers, such as a data preprocessor's constants, which a state dict leaves out.)"""
-    state = checkpoint["state_dict"]
-    averaged = (checkpoint.get("sema_hook") or {}).get("averager", {}).get("averaged", {})
-    return {**state, **{name: value for name, value in averaged.items() if name in state}}
-
-
 def _lerp(start: dict[str, Any], end: dict[str, Any], t: float) -> dict[str, Any]:
     import torch
 
@@ -93,10 +84,11 @@ def interpolate_job(runner, task, job: JobDir, partners: list[str], settings: Se
     from mmengine.runner.utils import set_random_seed
 
     from sema_suite import flatness
+    from sema_suite.checkpoints import load, reported_state
 
     started = time.time()
     model = runner.model
-    end = reported_state(torch.load(job.last_checkpoint(), map_location="cpu", weights_only=False))
+    end = reported_state(load(job))
     higher = {m.name: m.higher_is_better for m in task.metrics}
     points = settings.interpolation_points
     ts = [i / (points - 1) for i in range(points)]
@@ -108,7 +100,7 @@ def interpolate_job(runner, task, job: JobDir, partners: list[str], settings: Se
     for partner_id in partners:
         partner = JobDir(job.path.parent, partner_id)
         method = read_json(partner.job_json)["spec"]["method"]
-        start = reported_state(torch.load(partner.last_checkpoint(), map_location="cpu", weights_only=False))
+        start = reported_state(load(partner))
         series: dict[tuple[str, str], list[float]] = {}
         for t in ts:
             model.load_state_dict(_lerp(start, end, t))

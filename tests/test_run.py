@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sema_suite.checkpoints import trained_state
 from sema_suite.jobs import JobSpec
 from sema_suite.results import JobDir
 from sema_suite.scheduler import prepare, run_jobs, worker_slots
@@ -131,7 +132,7 @@ def test_a_seed_gives_every_method_the_same_start_and_data_order(tmp_path: Path)
 
     def weights(method: str, seed: int, epoch: int) -> dict[str, torch.Tensor]:
         (folder,) = tmp_path.glob(f"cls-tiny-{method}-s{seed}-*")
-        return torch.load(folder / "work" / f"epoch_{epoch}.pth", weights_only=False)["state_dict"]
+        return trained_state(torch.load(folder / "work" / f"epoch_{epoch}.pth", weights_only=False))
 
     def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
         return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

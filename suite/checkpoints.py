@@ -1,0 +1,79 @@
+"""The weights in a job's checkpoint: the ones the job reports, the trained ones, and ``suite export``.
+
+An ``ema``/``sema`` checkpoint follows mmengine's EMAHook convention (:class:`sema_suite.hooks.SemaHook` writes it):
+``state_dict`` holds the weights the method reports (the average), where MMDetection's and mmengine's test tools
+load from, and ``ema_state_dict`` the trained weights (keys prefixed ``module.``); ``sema_hook`` holds the
+averager's exact float32 state and counters, and says which weights ``state_dict`` holds. Checkpoints written
+before that convention hold the trained weights in ``state_dict``. A ``none`` checkpoint holds its trained
+weights, which are also the ones it reports.
+
+Only torch at import time, lazily: the CLI imports this module when it exports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sema_suite.errors import SuiteError
+from sema_suite.results import JobDir, read_json
+
+PREFIX = "module."  # mmengine's EMAHook keys the other weights as its wrapper's, under "module."
+WEIGHTS = ("averaged", "trained")
+
+
+def averaged_in_state_dict(checkpoint: dict[str, Any]) -> bool:
+    return (checkpoint.get("sema_hook") or {}).get("state_dict") == "averaged"
+
+
+def trained_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The trained weights (what the optimizer updated)."""
+    state = dict(checkpoint["state_dict"])
+    if averaged_in_state_dict(checkpoint):
+        state.update({k[len(PREFIX):]: v for k, v in checkpoint["ema_state_dict"].items()})
+    return state
+
+
+def reported_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The weights the job reports: the average for ``ema``/``sema`` (also from checkpoints older than the
+    convention), the trained weights for ``none``. (The averager also covers non-persistent buffers, such as a
+    data preprocessor's constants, which a state dict leaves out.)"""
+    state = dict(checkpoint["state_dict"])
+    if checkpoint.get("sema_hook") is not None and not averaged_in_state_dict(checkpoint):
+        averaged = checkpoint["sema_hook"]["averager"]["averaged"]
+        state.update({name: value for name, value in averaged.items() if name in state})
+    return state
+
+
+def load(job: JobDir) -> dict[str, Any]:
+    """A finished job's last checkpoint (one the suite wrote itself, so fully unpickled)."""
+    import torch
+
+    path = job.last_checkpoint()
+    if path is None:
+        raise SuiteError(f"{job.job_id} has no checkpoint under {job.work_dir}: its weights are gone (published "
+                         "results keep none); re-run the job to get them")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def export(results_dir: Path, job_id: str, weights: str | None, out: Path) -> tuple[str, int]:
+    """Write a plain state dict of a job's weights to ``out`` (loadable with ``torch.load(weights_only=True)``);
+    ``weights``: ``averaged``, ``trained``, or None for the ones the job reports. Returns what was written
+    and how many tensors."""
+    import torch
+
+    job = JobDir(results_dir, job_id)
+    if not job.exists():
+        raise SuiteError(f"no job {job_id} under {results_dir}/ (`suite leaderboard` and the dashboard list them)")
+    method = read_json(job.job_json)["spec"]["method"]
+    if weights == "averaged" and method == "none":
+        raise SuiteError(f"{job_id} is a `none` job: it keeps no average. Drop --weights (its trained weights are "
+                         "the ones it reports) or pick an ema/sema job")
+    checkpoint = load(job)
+    chosen = weights or ("trained" if method == "none" else "averaged")
+    state = trained_state(checkpoint) if chosen == "trained" else reported_state(checkpoint)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    torch.save({k: v.detach().clone() for k, v in state.items()}, tmp)
+    tmp.replace(out)  # a kill never leaves half a file under the name asked for
+    return chosen, len(state)
