@@ -108,9 +108,8 @@ def measured_with(job: JobDir) -> dict[str, Any] | None:
 
 def _fixed_batches(runner, settings: Settings) -> list[Any]:
     import torch
-    from torch.utils.data import DataLoader
-
     from mmengine.runner.utils import set_random_seed
+    from torch.utils.data import DataLoader
 
     loader = runner.train_dataloader
     dataset = loader.dataset

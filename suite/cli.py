@@ -25,10 +25,9 @@ def _seeds(text: str) -> list[int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sema_suite import leaderboard
+    from sema_suite import leaderboard, tracking
     from sema_suite.analysis import Settings
     from sema_suite.backends import make_backend
-    from sema_suite import tracking
     from sema_suite.jobs import expand_matrix, parse_overrides
     from sema_suite.scheduler import prepare
 

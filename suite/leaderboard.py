@@ -65,8 +65,9 @@ def lock_warnings(results_dir: Path, job_ids: Iterable[str] | None = None) -> li
     if len(counts) < 2:
         return []
     listed = ", ".join(f"{lock}: {n} job(s)" for lock, n in counts.most_common())
-    return [f"the jobs were produced under {len(counts)} different dependency locks ({listed}): their package "
-            "versions may differ (each job.json lists its own), so compare across them with care"]
+    message = (f"the jobs were produced under {len(counts)} different dependency locks ({listed}): their package "
+               "versions may differ (each job.json lists its own), so compare across them with care")
+    return [message]
 
 
 class Cell(NamedTuple):

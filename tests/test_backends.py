@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from matrix import assert_complete, env, jobs, run_matrix, start_matrix, training, worker_processes
-
 from sema_suite.results import JobDir
+
+from matrix import assert_complete, env, jobs, run_matrix, start_matrix, training, worker_processes
 
 
 def wait_for_worker(results: Path, proc: subprocess.Popen, rows: int, timeout: float = 300) -> tuple[int, str, int]:

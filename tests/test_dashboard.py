@@ -15,7 +15,6 @@ import pytest
 
 pytest.importorskip("streamlit")
 pyarrow = pytest.importorskip("pyarrow")
-from results_fixture import make_results  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from sema_dashboard import tables  # noqa: E402
@@ -23,6 +22,8 @@ from sema_dashboard.store import ResultsStore  # noqa: E402
 from sema_suite import cli, leaderboard  # noqa: E402
 from sema_suite.profiles import selection_of  # noqa: E402
 from sema_suite.results import JobDir  # noqa: E402
+
+from results_fixture import make_results  # noqa: E402
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 REPO = APP.parent.parent

@@ -19,6 +19,7 @@ import pytest
 pytest.importorskip("streamlit")
 pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')")
 from playwright.sync_api import expect  # noqa: E402
+
 from results_fixture import make_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

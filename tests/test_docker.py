@@ -11,10 +11,10 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 
@@ -174,7 +174,7 @@ def test_dockerfile_passes_hadolint() -> None:
 @pytest.mark.parametrize(("gigabytes", "expected"), [(4, 1), (7, 2), (1000, "cores")])
 def test_mmcv_compile_jobs_follow_the_build_machines_memory(gigabytes: int, expected, tmp_path: Path) -> None:
     script = (ROOT / "scripts" / "build_mmcv.sh").read_text()
-    function = re.search(r"^jobs_for_memory\(\) \{.*?^\}", script, re.S | re.M).group(0)
+    function = re.search(r"^jobs_for_memory\(\) \{.*?^\}", script, re.DOTALL | re.MULTILINE).group(0)
     meminfo = tmp_path / "meminfo"
     meminfo.write_text(f"MemTotal: {gigabytes * 2**20 + 1} kB\nMemAvailable: {gigabytes * 2**20} kB\n")
     out = subprocess.run(["bash", "-c", f"{function}\njobs_for_memory"], capture_output=True, text=True,

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from scipy import stats
 
 from sema_suite import leaderboard

@@ -8,9 +8,9 @@ import signal
 import time
 from pathlib import Path
 
-from matrix import assert_complete, jobs, run_matrix, start_matrix, training, worker_processes
-
 from sema_suite.results import JobDir
+
+from matrix import assert_complete, jobs, run_matrix, start_matrix, training, worker_processes
 
 TRIALS = 2
 

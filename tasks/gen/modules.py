@@ -16,7 +16,7 @@ from mmengine.registry import DATASETS, METRICS, MODELS
 from torch.utils.data import Dataset
 
 from sema_suite.data import load_digits_split, split_indices
-from sema_suite.previews import image_grid  # importing sema_suite.previews registers PreviewHook, which the config names
+from sema_suite.previews import image_grid  # the import registers PreviewHook, which the config names
 
 
 class _Images(Dataset):

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sema_suite.data import load_digits_split, split_indices
-from sema_suite.previews import image_grid  # importing sema_suite.previews registers PreviewHook, which the config names
+from sema_suite.previews import image_grid  # the import registers PreviewHook, which the config names
 
 # -- data ---------------------------------------------------------------------------------------------------
 
