@@ -1,4 +1,5 @@
-"""``suite bench ema``: time one averaging update against other EMA implementations, in the same process.
+"""``suite bench ema``: time one averaging update against other EMA implementations, in the same process;
+``suite bench step``: the SEMA hook's per-step work as a share of a training step.
 
 Reference points, all on the same ResNet parameter set:
 - ``flat lerp_ (floor)``: one ``lerp_`` over a single flat tensor of the same size, the memory-bandwidth
@@ -79,4 +80,41 @@ def bench_ema(models: list[str], device: str = "cpu", repeats: int = 30) -> dict
         print(f"  {'implementation':36s} {'ms':>8s} {'x floor':>8s} {'x suite':>8s}")
         for label, seconds in times.items():
             print(f"  {label:36s} {seconds * 1e3:8.2f} {seconds / floor:8.2f} {seconds / ours:8.2f}")
+    return results
+
+
+def bench_step(models: list[str], device: str = "cpu", repeats: int = 20, batch: int = 32,
+               image_size: int = 64) -> dict[str, dict[str, float]]:
+    """What averaging adds to a training step: a plain SGD step (forward, backward, update) on a fixed random
+    batch, the same step followed by the SemaHook's per-step work (one ``WeightAverager.update``), and SEMA's
+    switch (``copy_to``, once per epoch), round-robin in one process. Prints and returns median seconds and the
+    overhead as a share of the plain step."""
+    import torchvision
+
+    results: dict[str, dict[str, float]] = {}
+    for name in models:
+        model = getattr(torchvision.models, name)(num_classes=10).to(device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        inputs = torch.randn(batch, 3, image_size, image_size, device=device)
+        labels = torch.randint(0, 10, (batch,), device=device)
+        averager = WeightAverager(model, decay=DECAY)
+
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(inputs), labels).backward()
+            optimizer.step()
+
+        def averaged_step() -> None:
+            step()
+            averager.update(model)
+
+        times = _median_seconds({"training step": step, "step + averaging update": averaged_step,
+                                 "switch (copy_to)": lambda: averager.copy_to(model)}, repeats, device)
+        times["overhead"] = times["step + averaging update"] / times["training step"] - 1
+        results[name] = times
+        print(f"\n{name}: batch {batch} x {image_size}px, {device} ({torch.get_num_threads()} threads), "
+              f"median of {repeats}, torch {torch.__version__}")
+        for label in ("training step", "step + averaging update", "switch (copy_to)"):
+            print(f"  {label:26s} {times[label] * 1e3:9.2f} ms  {times[label] / times['training step']:6.3f} x step")
+        print(f"  averaging adds {times['overhead']:.1%} to a step (goal on CUDA: under 1%)")
     return results

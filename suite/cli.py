@@ -216,13 +216,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from sema_suite.bench import bench_ema
+    from sema_suite.bench import bench_ema, bench_step
 
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    bench_ema(models=args.models, device=args.device, repeats=args.repeats)
+    run = bench_ema if args.what == "ema" else bench_step
+    run(models=args.models, device=args.device, repeats=args.repeats)
     return 0
 
 
@@ -294,8 +295,9 @@ def parser() -> argparse.ArgumentParser:
                       "0.0.0.0 exposes it to the network)")
     dash.set_defaults(func=cmd_dashboard)
 
-    bench = sub.add_parser("bench", help="time one averaging update against other EMA implementations")
-    bench.add_argument("what", choices=["ema"])
+    bench = sub.add_parser("bench", help="time the averaging update against other implementations and a training step")
+    bench.add_argument("what", choices=["ema", "step"],
+                       help="ema: one update against other implementations; step: averaging's share of a training step")
     bench.add_argument("--models", type=_csv, default=["resnet18", "resnet50"])
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--repeats", type=int, default=30)

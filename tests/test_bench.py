@@ -9,3 +9,13 @@ def test_bench_times_every_contender(capsys) -> None:
                                          "mmengine ExponentialMovingAverage", "torch AveragedModel (multi_avg_fn)"}
     assert all(seconds > 0 for seconds in results["resnet18"].values())
     assert "x floor" in capsys.readouterr().out
+
+
+def test_bench_step_prints_averagings_share_of_a_training_step(capsys) -> None:
+    from sema_suite.bench import bench_step
+
+    results = bench_step(["resnet18"], repeats=1, batch=2, image_size=32)
+    times = results["resnet18"]
+    assert {"training step", "step + averaging update", "switch (copy_to)", "overhead"} <= set(times)
+    assert times["overhead"] == times["step + averaging update"] / times["training step"] - 1
+    assert "averaging adds" in capsys.readouterr().out
