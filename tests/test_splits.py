@@ -361,3 +361,33 @@ def test_ssl_paper_datasets_train_and_bank_without_the_val_queries(name, fake_to
     _check(bank, ids("val", 1), ids("test", 1))
     unlabelled = list(range(2000, 2150)) if name == "stl10" else []
     assert sorted(trained) == sorted(bank + unlabelled)  # the SSL run never sees a val query
+
+
+@pytest.mark.parametrize("classes", [10, 100])
+def test_each_cifar_is_normalised_with_its_own_statistics(classes: int, monkeypatch) -> None:
+    """An image whose pixels are the training set's channel means normalises to zeros: CIFAR-10 uses CIFAR-10's
+    statistics, not CIFAR-100's. (A stand-in for torchvision's class: the real data cannot be downloaded here.)"""
+    from PIL import Image
+    from torchvision import datasets
+
+    from sema_tasks.cls.modules import CIFAR_STATISTICS, CifarClassification
+
+    mean, std = CIFAR_STATISTICS[classes]
+    pixel = tuple(round(255 * m) for m in mean)
+
+    class StandIn:
+        def __init__(self, root, train, download, transform) -> None:
+            self.transform, self.targets = transform, [0, 1] * 50
+
+        def __len__(self) -> int:
+            return len(self.targets)
+
+        def __getitem__(self, index: int):
+            return self.transform(Image.new("RGB", (32, 32), pixel)), self.targets[index]
+
+    monkeypatch.setattr(datasets, "CIFAR10" if classes == 10 else "CIFAR100", StandIn)
+    image = CifarClassification("unused", "test", classes=classes)[0]["inputs"]
+    rounding = max(0.5 / 255 / s for s in std)  # the mean itself is rounded to a whole pixel value
+    assert image.abs().max() <= rounding
+    other = CIFAR_STATISTICS[110 - classes]  # with the other CIFAR's statistics the check would fail
+    assert max(abs(m - o) / s for m, o, s in zip(mean, *other)) > 3 * rounding

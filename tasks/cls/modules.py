@@ -15,7 +15,11 @@ from torch.utils.data import Dataset, Subset
 from sema_suite.data import load_digits_split, random_shift, split_indices
 from sema_suite.nets import cifar_resnet
 
-_CIFAR_MEAN, _CIFAR_STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
+# per-channel mean and standard deviation of each training set's pixels (in [0, 1]); each dataset its own
+CIFAR_STATISTICS = {
+    10: ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    100: ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
 
 
 @DATASETS.register_module()
@@ -48,7 +52,7 @@ class CifarClassification(Dataset):
         from torchvision import datasets, transforms
 
         cls = datasets.CIFAR100 if classes == 100 else datasets.CIFAR10
-        normalize = [transforms.ToTensor(), transforms.Normalize(_CIFAR_MEAN, _CIFAR_STD)]
+        normalize = [transforms.ToTensor(), transforms.Normalize(*CIFAR_STATISTICS[classes])]
         augment = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if split == "train" else []
         self.data = cls(root, train=split != "test", download=download,
                         transform=transforms.Compose(augment + normalize))
