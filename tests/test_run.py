@@ -97,6 +97,14 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path: Path, args: lis
     assert not results.exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine where CUDA sees no GPU")
+def test_asking_for_a_gpu_that_is_not_there_is_an_error(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    result = suite("run", "--results-dir", str(results), "--gpus", "0")
+    assert result.returncode == 2 and "CUDA sees no device on this machine, so 0 is not there" in result.stderr
+    assert not results.exists()
+
+
 def test_dry_run_builds_paper_preset_without_data(tmp_path: Path) -> None:
     result = suite("run", "--preset", "cifar100", "--method", "sema", "--dry-run", "--data-root", str(tmp_path))
     assert result.returncode == 0, result.stderr

@@ -53,6 +53,19 @@ def _require(module: str, extra: str) -> None:
         raise SuiteError(f"the {extra} backend needs {module}: pip install 'sema-bench[{extra}]'")
 
 
+def check_gpus(gpus: list[str]) -> None:
+    """``--gpus`` names devices CUDA sees here: a job pinned to a missing one would run on the CPU without a word.
+    (Ids other than numbers, such as GPU UUIDs, are left to CUDA; they still need a device.)"""
+    import torch
+
+    count = torch.cuda.device_count()
+    missing = [gpu for gpu in gpus if (gpu.isdigit() and int(gpu) >= count) or count == 0]
+    if missing:
+        seen = f"{count} device(s) (ids 0-{count - 1})" if count else "no device"
+        raise SuiteError(f"--gpus {','.join(gpus)}: CUDA sees {seen} on this machine, so {', '.join(missing)} is not "
+                         "there. Name GPUs it sees, or leave --gpus out to run on the CPU (--workers N)")
+
+
 def make_backend(args: argparse.Namespace) -> Backend:
     """The backend ``suite run`` asked for, configured from its options."""
     if args.backend == "ray":
@@ -69,4 +82,6 @@ def make_backend(args: argparse.Namespace) -> Backend:
                             array_parallelism=args.array_parallelism, max_requeues=args.max_retries)
     from sema_suite.backends.local import LocalBackend
 
+    if args.gpus:
+        check_gpus(args.gpus)
     return LocalBackend(gpus=args.gpus, workers=args.workers)
