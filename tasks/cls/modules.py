@@ -98,9 +98,12 @@ class TopKAccuracy(BaseMetric):
         self.topk = tuple(topk)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        for sample in data_samples:
-            ranked = sample["scores"].topk(max(self.topk)).indices
-            self.results.append([bool((ranked[:k] == sample["label"]).any()) for k in self.topk])
+        """One host transfer per batch (the hits), not one per sample: a GPU never waits on each image."""
+        scores = torch.stack([sample["scores"] for sample in data_samples])
+        labels = torch.stack([torch.as_tensor(sample["label"], device=scores.device) for sample in data_samples])
+        ranked = scores.topk(max(self.topk), dim=1).indices
+        hits = torch.stack([(ranked[:, :k] == labels[:, None]).any(dim=1) for k in self.topk], dim=1)
+        self.results.extend(hits.cpu().tolist())
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         hits = torch.tensor(results, dtype=torch.float32)

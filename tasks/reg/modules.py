@@ -160,6 +160,15 @@ class Regressor(BaseModel):
         return prediction
 
 
+def _on_host(rows: list[list]) -> list[list[float]]:
+    """Scalars (0-d tensors, possibly on a GPU, or numbers) as float64 lists, with one host transfer per batch
+    instead of one per value."""
+    device = next((v.device for row in rows for v in row if isinstance(v, torch.Tensor)), None)
+    values = torch.stack([torch.stack([torch.as_tensor(v, device=device).reshape(()).double() for v in row])
+                          for row in rows])
+    return values.cpu().tolist()
+
+
 @METRICS.register_module()
 class RegressionError(BaseMetric):
     """``mae`` and ``rmse`` of the predictions, in the target's unit."""
@@ -167,7 +176,8 @@ class RegressionError(BaseMetric):
     default_prefix = "reg"
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        self.results.extend((float(s["pred"]), float(s["target"])) for s in data_samples)
+        pairs = _on_host([[s["pred"], s["target"]] for s in data_samples])
+        self.results.extend((p, t) for p, t in pairs)
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         errors = torch.tensor([p - t for p, t in results], dtype=torch.float64)
@@ -183,7 +193,7 @@ class ConstantBaselineError(BaseMetric):
     default_prefix = "reg"
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        self.results.extend(float(s["target"]) for s in data_samples)
+        self.results.extend(t for (t,) in _on_host([[s["target"]] for s in data_samples]))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         median = self.dataset_meta["train_median"]
