@@ -241,6 +241,7 @@ class SelfSupervised(BaseModel):
             return {"loss": self._loss(inputs[:, 0], inputs[:, 1])}
         features = self.backbone(inputs)
         if mode == "predict":
+            labels, bank = torch.as_tensor(labels).tolist(), torch.as_tensor(bank).tolist()  # one transfer each
             return [{"feature": f, "label": int(y), "bank": bool(b)}
                     for f, y, b in zip(features.detach(), labels, bank)]
         return features
@@ -285,8 +286,9 @@ class _FrozenFeatures(BaseMetric):
     default_prefix = "ssl"
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        for s in data_samples:
-            self.results.append((s["feature"].float().cpu(), s["label"], s["bank"]))
+        """One host transfer per batch, not one per image."""
+        features = torch.stack([s["feature"] for s in data_samples]).float().cpu()
+        self.results.extend((f, s["label"], s["bank"]) for f, s in zip(features, data_samples))
 
     @staticmethod
     def split(results: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -307,8 +309,10 @@ class KnnAccuracy(_FrozenFeatures):
     def compute_metrics(self, results: list) -> dict[str, float]:
         bank, bank_labels, queries, labels = self.split(results)
         num_classes = int(max(bank_labels.max(), labels.max())) + 1
-        predicted = knn_predict(bank, bank_labels, queries, self.k, self.temperature, num_classes)
-        return {"knn": 100.0 * (predicted == labels).float().mean().item()}
+        device = "cuda" if torch.cuda.is_available() else "cpu"  # the job's own GPU (CUDA_VISIBLE_DEVICES), if any
+        predicted = knn_predict(bank.to(device), bank_labels.to(device), queries.to(device), self.k, self.temperature,
+                                num_classes)
+        return {"knn": 100.0 * (predicted.cpu() == labels).float().mean().item()}
 
 
 @METRICS.register_module()
