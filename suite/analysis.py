@@ -192,6 +192,7 @@ def failure(job: JobDir) -> str | None:
 def analyze_job(results_dir: Path, job_id: str, settings: Settings, pairs: bool = True) -> None:
     """Measure one finished job: ``analysis.csv`` and ``landscape.csv`` unless measured with these settings,
     and (``pairs``) a ``sema`` job's interpolation with its partners."""
+    from sema_suite.checkpoints import last_path
     from sema_suite.interpolation import due_partners, interpolate_job
     from sema_suite.worker import build_runner, load_job
 
@@ -207,10 +208,7 @@ def analyze_job(results_dir: Path, job_id: str, settings: Settings, pairs: bool 
         job.update_status(interpolation={"state": "running", "settings": settings.pair_settings(),
                                          "partners": partners})
     resolved = load_job(doc)
-    checkpoint = job.last_checkpoint()
-    if checkpoint is None:
-        raise FileNotFoundError(f"{job_id} has no checkpoint under {job.work_dir}: its weights are gone "
-                                "(published results keep none); re-run the job to analyse it")
+    checkpoint = last_path(job)
     runner = build_runner(resolved, job, Path(doc["data_root"]), download=False)
     hook_before_run(runner)
     runner.load_checkpoint(str(checkpoint), map_location="cpu")

@@ -45,15 +45,20 @@ def reported_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def load(job: JobDir) -> dict[str, Any]:
-    """A finished job's last checkpoint (one the suite wrote itself, so fully unpickled)."""
-    import torch
-
+def last_path(job: JobDir) -> Path:
+    """A finished job's last checkpoint file; a SuiteError when there is none (published results keep none)."""
     path = job.last_checkpoint()
     if path is None:
         raise SuiteError(f"{job.job_id} has no checkpoint under {job.work_dir}: its weights are gone (published "
                          "results keep none); re-run the job to get them")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return path
+
+
+def load(job: JobDir) -> dict[str, Any]:
+    """A finished job's last checkpoint (one the suite wrote itself, so fully unpickled)."""
+    import torch
+
+    return torch.load(last_path(job), map_location="cpu", weights_only=False)
 
 
 def export(results_dir: Path, job_id: str, weights: str | None, out: Path) -> tuple[str, int]:
