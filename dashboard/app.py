@@ -308,6 +308,17 @@ def interpolation_view(jobs: list) -> None:
                    "line: mean over seeds, band: ± 1 standard deviation.")
 
 
+COST_HELP = {
+    "wall": "from the worker process's start to the end of the run",
+    "startup": "process start and imports (interpreter, torch, mmengine, the task)",
+    "build": "runner, model, data and resumed checkpoint, up to the first training step",
+    "train": "training steps, data loading and logging",
+    "eval": "this job's evaluation passes (val and test)",
+    "averaging": "this job's averaging updates and switches (host time)",
+    "checkpoint": "writing checkpoints",
+}
+
+
 def jobs_view(snapshot: Snapshot) -> None:
     counts = snapshot.counts
     cols = st.columns(len(STATES))
@@ -325,7 +336,13 @@ def jobs_view(snapshot: Snapshot) -> None:
             "updated": st.column_config.DatetimeColumn("updated", format="distance"),
             "updates": st.column_config.NumberColumn("avg updates", help="weight-averaging updates the hook made"),
             "switches": st.column_config.NumberColumn("switches", help="times SEMA copied the average into the model"),
+            "run": st.column_config.TextColumn("run", help="the training run that produced the job: its own, or a "
+                                               "run shared by the none and ema jobs of one trajectory"),
+            **{f"{phase} s": st.column_config.NumberColumn(f"{phase} s", format="%.1f", help=COST_HELP[phase])
+               for phase in tables.COST_PHASES},
         })
+        st.caption("Where each finished job's time went. A shared run's jobs each show the run's start-up, building, "
+                   "training and checkpoints (paid once for all of them) and their own evaluation and averaging.")
     failed = [j for j in jobs if j.state in ("failed", "unreadable") and j.status.get("error")]
     if failed:
         with st.expander(f"Errors of {len(failed)} failed job(s)"):

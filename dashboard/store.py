@@ -166,9 +166,9 @@ class ResultsStore:
             entries = list(os.scandir(self.results_dir))
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(Path(e.path) for e in entries
-                      if e.is_dir() and not e.name.startswith(".") and
-                      any(os.path.exists(os.path.join(e.path, n)) for n in ("job.json", "status.json")))
+        return sorted(Path(e.path) for e in entries  # a shared run's own folder (run.json) is not a job
+                      if e.is_dir() and not e.name.startswith(".") and not os.path.exists(os.path.join(e.path, "run.json"))
+                      and any(os.path.exists(os.path.join(e.path, n)) for n in ("job.json", "status.json")))
 
     def _build(self, folders: list[Path], keys: dict[Path, tuple]) -> Snapshot:
         jobs, problems = [], []

@@ -274,8 +274,14 @@ def _last_metrics(job: JobRecord) -> str:
     return f"{values} at epoch {rows[0]['epoch']:g}"
 
 
+# where a finished job's wall time went (status.json "costs", see sema_suite.costs): a shared run's jobs show the
+# run's start-up, building, training and checkpoints, and their own evaluation and averaging
+COST_PHASES = ("wall", "startup", "build", "train", "eval", "averaging", "checkpoint")
+
+
 def jobs_frame(jobs: list[JobRecord]) -> pd.DataFrame:
-    """The status of every job: state, progress, last metrics, averaging-hook counts, error."""
+    """The status of every job: state, progress, last metrics, averaging-hook counts, error, the run that trained
+    it (``own``, or a shared run's id) and where its time went."""
     records = []
     for job in jobs:
         status = job.status
@@ -290,7 +296,9 @@ def jobs_frame(jobs: list[JobRecord]) -> pd.DataFrame:
             "updated": pd.to_datetime(updated, unit="s", utc=True) if isinstance(updated, (int, float)) else pd.NaT,
             "updates": averaging.get("updates"), "switches": averaging.get("switches"),
             "error": status.get("error") or "",
+            "run": status.get("run_id") if status.get("run_members") else "own",
+            **{f"{phase} s": (status.get("costs") or {}).get(f"{phase}_s") for phase in COST_PHASES},
         })
     return pd.DataFrame.from_records(records, columns=[
         "job_id", "state", "progress", "position", "last metrics", "updates", "switches", "error", "updated",
-        "task", "preset", "method", "variant", "seed"])
+        "run", *(f"{phase} s" for phase in COST_PHASES), "task", "preset", "method", "variant", "seed"])

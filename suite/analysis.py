@@ -129,10 +129,11 @@ def sdpa_math():
         yield
 
 
-def measure(runner, task, settings: Settings, landscape: bool = True) -> tuple[dict[str, float], list[dict]]:
-    """The measures of the weights the runner's model reports (the average when it has one) as
-    ``{metric: value}``, and the landscape rows (none unless ``landscape``). The trained weights and the
-    model's mode are restored afterwards."""
+def measure(runner, task, settings: Settings, job_id: str,
+            landscape: bool = True) -> tuple[dict[str, float], list[dict]]:
+    """The measures of the weights job ``job_id`` reports (its average when it has one; in a shared run, its
+    member's) as ``{metric: value}``, and the landscape rows (none unless ``landscape``). The trained weights
+    and the model's mode are restored afterwards."""
     from sema_suite import flatness
     from sema_suite.hooks import SemaHook
 
@@ -140,7 +141,7 @@ def measure(runner, task, settings: Settings, landscape: bool = True) -> tuple[d
     batches = _fixed_batches(runner, settings)
     hook = next((h for h in runner.hooks if isinstance(h, SemaHook)), None)
     training = model.training
-    with hook.averager.swapped(model) if hook is not None else contextlib.nullcontext(), sdpa_math():
+    with hook.reporting(model, job_id) if hook is not None else contextlib.nullcontext(), sdpa_math():
         model.eval()
         loss_fn = task.analysis_loss(model, batches, settings.seed)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -226,7 +227,7 @@ def record_measures(runner, task, job: JobDir, settings: Settings, final: bool) 
     evaluation: at the end of a run (``final``: with the landscape) or during it (``every_eval``: the scalars).
     Rows of earlier evaluations stay; a measurement at the same evaluation is replaced."""
     started = time.time()
-    values, landscape = measure(runner, task, settings, landscape=final)
+    values, landscape = measure(runner, task, settings, job.job_id, landscape=final)
     last = max(job.metrics(), key=lambda r: r["iter"])
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     seconds = round(time.time() - started, 2)

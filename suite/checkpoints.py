@@ -2,10 +2,13 @@
 
 An ``ema``/``sema`` checkpoint follows mmengine's EMAHook convention (:class:`sema_suite.hooks.SemaHook` writes it):
 ``state_dict`` holds the weights the method reports (the average), where MMDetection's and mmengine's test tools
-load from, and ``ema_state_dict`` the trained weights (keys prefixed ``module.``); ``sema_hook`` holds the
-averager's exact float32 state and counters, and says which weights ``state_dict`` holds. Checkpoints written
-before that convention hold the trained weights in ``state_dict``. A ``none`` checkpoint holds its trained
-weights, which are also the ones it reports.
+load from, and ``ema_state_dict`` the trained weights (keys prefixed ``module.``); ``sema_hook`` holds each
+average's exact float32 state and counters under its job id (``averagers``), and says which weights
+``state_dict`` holds. A shared run's checkpoint (one trajectory, several jobs: :mod:`sema_suite.runs`) keeps
+the trained weights in ``state_dict`` and every member's average under ``averagers``; each of its jobs finds
+its own weights there. Checkpoints written before these conventions hold the trained weights in
+``state_dict`` and one average under ``averager``. A ``none`` checkpoint holds its trained weights, which are
+also the ones it reports.
 
 Only torch at import time, lazily: the CLI imports this module when it exports.
 """
@@ -34,14 +37,26 @@ def trained_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def reported_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The weights the job reports: the average for ``ema``/``sema`` (also from checkpoints older than the
-    convention), the trained weights for ``none``. (The averager also covers non-persistent buffers, such as a
-    data preprocessor's constants, which a state dict leaves out.)"""
+def averager_states(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Each average's state by job id (a checkpoint older than shared runs: its one average, under "average")."""
+    hook = checkpoint.get("sema_hook") or {}
+    return hook["averagers"] if "averagers" in hook else ({"average": hook["averager"]} if "averager" in hook else {})
+
+
+def reported_state(checkpoint: dict[str, Any], job_id: str, method: str) -> dict[str, Any]:
+    """The weights job ``job_id`` of ``method`` reports: its average for ``ema``/``sema`` (also from checkpoints
+    older than the conventions), the trained weights for ``none``. (An average also covers non-persistent
+    buffers, such as a data preprocessor's constants, which a state dict leaves out.)"""
+    if method == "none":
+        return trained_state(checkpoint)
     state = dict(checkpoint["state_dict"])
-    if checkpoint.get("sema_hook") is not None and not averaged_in_state_dict(checkpoint):
-        averaged = checkpoint["sema_hook"]["averager"]["averaged"]
-        state.update({name: value for name, value in averaged.items() if name in state})
+    if averaged_in_state_dict(checkpoint):
+        return state
+    states = averager_states(checkpoint)
+    if job_id not in states and len(states) != 1:
+        raise SuiteError(f"the checkpoint of {job_id}'s run keeps no average of it (it has {sorted(states)})")
+    averaged = states.get(job_id) or next(iter(states.values()))
+    state.update({name: value for name, value in averaged["averaged"].items() if name in state})
     return state
 
 
@@ -76,7 +91,7 @@ def export(results_dir: Path, job_id: str, weights: str | None, out: Path) -> tu
                          "the ones it reports) or pick an ema/sema job")
     checkpoint = load(job)
     chosen = weights or ("trained" if method == "none" else "averaged")
-    state = trained_state(checkpoint) if chosen == "trained" else reported_state(checkpoint)
+    state = trained_state(checkpoint) if chosen == "trained" else reported_state(checkpoint, job_id, method)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     torch.save({k: v.detach().clone() for k, v in state.items()}, tmp)

@@ -29,28 +29,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sema_suite.analysis import Settings
     from sema_suite.backends import make_backend
     from sema_suite.jobs import expand_matrix, parse_overrides
-    from sema_suite.scheduler import prepare
+    from sema_suite.runs import plan, retrained_notes
+    from sema_suite.scheduler import job_outcomes, pending, prepare
 
     matrix = expand_matrix(args.task, args.method, args.seeds, args.preset, parse_overrides(args.set))
     jobs = matrix.jobs
+    todo_jobs, skipped = pending(jobs, args.results_dir)
+    runs = plan(todo_jobs, share=not args.no_share)
     if args.dry_run:
         from sema_suite.dry_run import dry_run
 
         for job in jobs:
             print(dry_run(job, args.results_dir, args.data_root))
         print(matrix.describe())
+        print(_describe_runs(runs))
         return 0
-    for note in matrix.notes:
+    for note in [*matrix.notes, *retrained_notes(runs, jobs, args.results_dir)]:
         print(note, file=sys.stderr)
     for job in jobs:  # before anything is built or written: is the data there?
         job.task.check_data(job.preset, job.context(args.data_root, args.results_dir / job.job_id, args.download))
     backend = make_backend(args)  # before anything is written: is the backend usable here?
     analysis = Settings.parse(args.analyze).as_dict() if args.analyze is not None else None
     log_to = tracking.check(args.log_to)
-    todo, skipped = prepare(jobs, args.results_dir, args.data_root, args.download, analysis, log_to)
-    print(f"{len(jobs)} job(s): {len(todo)} to run, {len(skipped)} already done; results in {args.results_dir}/",
-          file=sys.stderr)
-    outcomes = skipped + backend.run(todo)
+    todo = prepare(runs, args.results_dir, args.data_root, args.download, analysis, log_to)
+    print(f"{len(jobs)} job(s): {len(todo_jobs)} to run, {len(skipped)} already done; "
+          f"{_describe_runs(runs)}; results in {args.results_dir}/", file=sys.stderr)
+    outcomes = skipped + job_outcomes(backend.run(todo), args.results_dir)
     counts = {state: sum(o.state == state for o in outcomes) for state in ("done", "skipped", "failed", "busy")}
     print("\n" + ", ".join(f"{n} {state}" for state, n in counts.items() if n))
     for outcome in outcomes:
@@ -65,6 +69,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if table:
         print("\n" + leaderboard.format_table(table))
     return 1 if counts["failed"] or counts["busy"] else 0
+
+
+def _describe_runs(runs: list) -> str:
+    """``7 job(s) to run in 4 training run(s) (1 shared by 4 jobs)``."""
+    shared = [run for run in runs if run.shared]
+    jobs = sum(len(run.members) for run in runs)
+    text = f"{jobs} job(s) to run in {len(runs)} training run(s)"
+    if shared:
+        text += f" ({len(shared)} shared by {sum(len(run.members) for run in shared)} none/ema jobs; --no-share: one each)"
+    return text
 
 
 def _measure(jobs: list, settings, backend) -> list[tuple[str, str]]:
@@ -216,6 +230,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "matrix":
+        from sema_suite.bench_matrix import bench_matrix
+
+        bench_matrix(args.task, _csv(args.decays), args.seeds, args.workers, args.set)
+        return 0
     from sema_suite.bench import bench_ema, bench_step
 
     if args.threads:
@@ -246,6 +265,9 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--gpus", type=_csv, help="GPU ids, one worker pinned to each (e.g. 0,1)")
     where.add_argument("--workers", type=int, default=1, help="number of CPU worker processes (default: 1)")
     add_backend_arguments(run)
+    run.add_argument("--no-share", action="store_true",
+                     help="one training run per job; by default a none job and every ema job of the same seed and "
+                     "training knobs share one run (ema does not change training), which evaluates each in turn")
     run.add_argument("--dry-run", action="store_true",
                      help="print each job's full config and build its model, then the expanded job list and its size")
     run.add_argument("--analyze", nargs="*", metavar="KEY=VALUE",
@@ -295,13 +317,19 @@ def parser() -> argparse.ArgumentParser:
                       "0.0.0.0 exposes it to the network)")
     dash.set_defaults(func=cmd_dashboard)
 
-    bench = sub.add_parser("bench", help="time the averaging update against other implementations and a training step")
-    bench.add_argument("what", choices=["ema", "step"],
-                       help="ema: one update against other implementations; step: averaging's share of a training step")
+    bench = sub.add_parser("bench", help="time the averaging update, its share of a training step, shared runs")
+    bench.add_argument("what", choices=["ema", "step", "matrix"],
+                       help="ema: one update against other implementations; step: averaging's share of a training "
+                       "step; matrix: a none,ema,sema matrix with a decay sweep, shared runs against one run per job")
     bench.add_argument("--models", type=_csv, default=["resnet18", "resnet50"])
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--repeats", type=int, default=30)
     bench.add_argument("--threads", type=int, help="torch CPU threads (1 avoids thread-barrier stalls on a busy machine)")
+    bench.add_argument("--task", default="cls", help="matrix: the task (tiny preset unless --set says otherwise)")
+    bench.add_argument("--decays", default="0.9,0.95,0.99", help="matrix: the decay sweep of ema and sema")
+    bench.add_argument("--seeds", default="0", help="matrix: seeds, comma-separated")
+    bench.add_argument("--workers", type=int, default=1, help="matrix: CPU worker processes")
+    bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="matrix: more overrides")
     bench.set_defaults(func=cmd_bench)
     return top
 

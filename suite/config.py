@@ -8,6 +8,7 @@ from mmengine.config import Config
 
 from sema_suite.jobs import ResolvedJob
 from sema_suite.methods import averaging_hook
+from sema_suite.runs import Run
 from sema_suite.task import BuildContext
 
 
@@ -24,9 +25,11 @@ def loop_by_epoch(train_cfg: dict, default: bool) -> bool:
     return train_cfg.get("by_epoch", default)
 
 
-def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path, analysis: dict | None = None,
+def build_config(run: Run | ResolvedJob, ctx: BuildContext, results_dir: Path, analysis: dict | None = None,
                  log_to: list[str] | None = None) -> Config:
-    """The adapter's config with the shared pieces injected: averaging hook, results hook, checkpoints, seed.
+    """The adapter's config with the shared pieces injected: averaging hook, results hook, cost hook,
+    checkpoints, seed. ``run``: a job, or a run of several (:mod:`sema_suite.runs`), whose evaluation loops then
+    evaluate each member in turn (:class:`sema_suite.hooks.MembersLoop`).
 
     Checkpoints are written every epoch (or every evaluation interval of an iteration-based task) so an
     interrupted job loses at most that much work. ``analysis``: the job's requested analysis settings, which
@@ -34,6 +37,8 @@ def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path, analysi
     trackers the job also logs to (:mod:`sema_suite.tracking`). The newest two are kept: mmengine deletes the oldest
     before it writes the next one, so with one kept a kill in between would leave nothing to resume from.
     """
+    run = run if isinstance(run, Run) else Run((run,))
+    job = run.lead
     task = job.task
     cfg = Config(task.build_config(job.preset, ctx))
     by_epoch = loop_by_epoch(cfg.train_cfg, default=task.by_epoch)
@@ -45,24 +50,31 @@ def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path, analysi
     }
     default_hooks.setdefault("logger", {"type": "LoggerHook", "interval": 10})
     hooks = [h for h in cfg.get("custom_hooks", []) if h.get("type") not in ("EMAHook", "SemaHook")]
-    sema = averaging_hook(job.spec.method, job.averaging)
+    sema = averaging_hook([(member.job_id, member.spec.method, member.averaging) for member in run.members])
     if sema:
         hooks.append(sema)
+    hooks.append({"type": "CostHook"})
     hooks.append({"type": "RandomStateHook"})
     hooks.append({
         "type": "ResultsHook",
         "results_dir": str(results_dir),
-        "job_id": job.job_id,
-        "row": {"job_id": job.job_id, "run_id": job.run_id, "task": job.spec.task, "preset": job.spec.preset,
-                "dataset": job.preset.dataset, "model": job.preset.model, "method": job.spec.method,
-                "seed": job.spec.seed, "variant": job.variant},
+        "run_id": run.run_id,
+        "rows": [{"job_id": member.job_id, "run_id": run.run_id, "task": member.spec.task,
+                  "preset": member.spec.preset, "dataset": member.preset.dataset, "model": member.preset.model,
+                  "method": member.spec.method, "seed": member.spec.seed, "variant": member.variant}
+                 for member in run.members],
         "metrics": {m.name: m.higher_is_better for m in task.metrics},
         "by_epoch": by_epoch,
         "val_split": task.val_split(job.preset, job.params),
     })
     if analysis and analysis.get("every_eval"):
-        hooks.append({"type": "AnalysisHook", "results_dir": str(results_dir), "job_id": job.job_id,
-                      "task": job.spec.task, "settings": analysis})
+        hooks.append({"type": "AnalysisHook", "results_dir": str(results_dir),
+                      "job_ids": [member.job_id for member in run.members], "task": job.spec.task,
+                      "settings": analysis})
+    if run.shared:  # every evaluation evaluates each member's weights
+        for kind in ("val", "test"):
+            if cfg.get(f"{kind}_cfg") is not None and cfg.get(f"{kind}_dataloader") is not None:
+                cfg[f"{kind}_cfg"] = {"type": "MembersLoop", "loop": dict(cfg[f"{kind}_cfg"]), "kind": kind}
     cfg.merge_from_dict({
         "work_dir": str(ctx.work_dir),
         "default_hooks": default_hooks,
@@ -75,17 +87,22 @@ def build_config(job: ResolvedJob, ctx: BuildContext, results_dir: Path, analysi
                     "dist_cfg": {"backend": "nccl"}},
         "log_processor": {"by_epoch": by_epoch},
         "default_scope": cfg.get("default_scope", "mmengine"),
-        "visualizer": _visualizer(cfg, job, results_dir, log_to or []),
+        "visualizer": _visualizer(cfg, run, results_dir, log_to or []),
     })
     if job.config_edits:
         cfg.merge_from_dict(job.config_edits)
     return cfg
 
 
-def _visualizer(cfg: Config, job: ResolvedJob, results_dir: Path, log_to: list[str]) -> dict:
-    """The task's visualizer (mmengine's local one by default), with the trackers of ``suite run --log-to``."""
+def _visualizer(cfg: Config, run: Run, results_dir: Path, log_to: list[str]) -> dict:
+    """The task's visualizer (mmengine's local one by default), with the trackers of ``suite run --log-to``:
+    one tracker run per training run (a shared run's metrics are prefixed with each member's job id)."""
     from sema_suite.tracking import vis_backends
 
+    spec = run.lead.as_dict()
+    if run.shared:
+        spec |= {"method": "+".join(dict.fromkeys(m.spec.method for m in run.members)),
+                 "variant": f"shared run of {len(run.members)} jobs"}
     visualizer = dict(cfg.get("visualizer", {"type": "Visualizer", "vis_backends": [{"type": "LocalVisBackend"}]}))
-    trackers = vis_backends(log_to, job.job_id, job.as_dict(), results_dir)
+    trackers = vis_backends(log_to, run.run_id, spec, results_dir)
     return {**visualizer, "vis_backends": [*visualizer.get("vis_backends", []), *trackers]}

@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
+from mmengine.registry import HOOKS, LOOPS
 from mmengine.runner import EpochBasedTrainLoop
+from mmengine.runner.base_loop import BaseLoop
 
 from sema_suite.averaging import DecayWarmup, WeightAverager, unwrap_model
+from sema_suite.costs import ledger_of
 from sema_suite.errors import NonFiniteLoss
 from sema_suite.results import JobDir
 
@@ -43,6 +45,12 @@ class SemaHook(Hook):
         switch_start: ... from this epoch on (1-based: ``switch_start=5`` first switches after epoch 5).
         switch_interval_iters: switch every this many iterations instead (``None``: by epochs), within
             epoch ``switch_start`` and later.
+        name: the name of that one average (a job id; it keys the average in checkpoints).
+        members: instead of one average, a shared run's jobs (see :mod:`sema_suite.runs`): each
+            ``{"name": job id, "average": None}`` (the trained weights, a ``none`` job) or ``{"name": ...,
+            "average": {"decay", "warmup", "update_interval", "average_buffers"}}`` (an ``ema`` job). Every
+            average follows the same trajectory, each with its own warm-up position; every evaluation
+            evaluates each member in turn (:class:`MembersLoop`). No switch: a switch would change the trajectory.
 
     The knobs mean the same in every loop kind: an iteration-based loop's "epoch" is one pass over the
     training data (``len(train_dataloader)`` iterations), so there the switches fall on iterations
@@ -62,17 +70,25 @@ class SemaHook(Hook):
         switch_interval: int = 1,
         switch_start: int = 1,
         switch_interval_iters: int | None = None,
+        name: str = "average",
+        members: list[dict[str, Any]] | None = None,
     ) -> None:
         if switch_interval < 1:
             raise ValueError(f"switch_interval must be >= 1, got {switch_interval}")
         if switch_interval_iters is not None and switch_interval_iters < 1:
             raise ValueError(f"switch_interval_iters must be >= 1, got {switch_interval_iters}")
-        if warmup is not None and not (set(warmup) <= {"epochs", "iters", "start_factor"}):
-            raise ValueError(f"warmup takes epochs or iters, and start_factor; got {sorted(warmup)}")
-        self.decay = decay
-        self.warmup = warmup
-        self.update_interval = update_interval
-        self.average_buffers = average_buffers
+        if members is None:
+            members = [{"name": name, "average": {"decay": decay, "warmup": warmup, "update_interval": update_interval,
+                                                  "average_buffers": average_buffers}}]
+        for member in members:
+            if (member.get("average") or {}).get("warmup") is not None and not (
+                    set(member["average"]["warmup"]) <= {"epochs", "iters", "start_factor"}):
+                raise ValueError(f"warmup takes epochs or iters, and start_factor; got {sorted(member['average']['warmup'])}")
+        if switch and (len(members) != 1 or members[0].get("average") is None):
+            raise ValueError("a switch feeds one average back into training: it takes exactly one averaged member")
+        if len({m["name"] for m in members}) != len(members):
+            raise ValueError(f"member names repeat: {[m['name'] for m in members]}")
+        self.members = members
         self.switch = switch
         self.switch_interval = switch_interval
         self.switch_start = switch_start
@@ -80,23 +96,39 @@ class SemaHook(Hook):
         self.switches: list[dict[str, int]] = []  # where each switch happened: {"epoch": e, "iter": i}
         self._period_iters: int | None = None  # the switch schedule in iterations (None: at epoch ends)
         self._first_iter = 0  # no switch at or before this iteration
-        self.averager: WeightAverager | None = None
+        self.averagers: dict[str, WeightAverager] = {}
+        self.current: str | None = None  # the member being evaluated (set by MembersLoop; None: the only one)
+        self._ledger = None  # the run's CostLedger (sema_suite.costs), when the run keeps one
         self._swap: contextlib.ExitStack | None = None
+
+    @property
+    def averager(self) -> WeightAverager:
+        """The average of a one-average hook (``ema``/``sema``)."""
+        if len(self.averagers) != 1:
+            raise AttributeError(f"this hook keeps {len(self.averagers)} averages; use .averagers[name]")
+        return next(iter(self.averagers.values()))
+
+    @property
+    def names(self) -> list[str]:
+        return [m["name"] for m in self.members]
 
     # -- set-up -------------------------------------------------------------------------------------------
 
     def before_run(self, runner) -> None:
-        if self.averager is not None:
-            return  # runner.test() after train() runs before_run again: keep the average training built
+        if self.averagers:
+            return  # runner.test() after train() runs before_run again: keep the averages training built
+        self._ledger = ledger_of(runner)
         model = unwrap_model(runner.model)
-        self.averager = WeightAverager(
-            model,
-            decay=self.decay,
-            warmup=self._warmup(runner),
-            average_buffers=self.average_buffers,
-            update_interval=self.update_interval,
-            exclude=getattr(model, "averaging_exclude", ()),
-        )
+        for member in self.members:
+            if (knobs := member.get("average")) is not None:
+                self.averagers[member["name"]] = WeightAverager(
+                    model,
+                    decay=knobs["decay"],
+                    warmup=self._warmup(runner, knobs),
+                    average_buffers=knobs["average_buffers"],
+                    update_interval=knobs["update_interval"],
+                    exclude=getattr(model, "averaging_exclude", ()),
+                )
         per_epoch = len(runner.train_dataloader)
         by_epoch = isinstance(runner.train_loop, EpochBasedTrainLoop)
         if self.switch_interval_iters is not None:
@@ -105,21 +137,27 @@ class SemaHook(Hook):
             self._period_iters = self.switch_interval * per_epoch
         self._first_iter = (self.switch_start - 1) * per_epoch
 
-    def _warmup(self, runner) -> DecayWarmup | None:
-        if not self.warmup:
+    @staticmethod
+    def _warmup(runner, knobs: dict[str, Any]) -> DecayWarmup | None:
+        warmup = knobs.get("warmup")
+        if not warmup:
             return None
-        iters = self.warmup.get("iters")
+        iters = warmup.get("iters")
         if iters is None:
-            iters = self.warmup.get("epochs", 0) * len(runner.train_dataloader)
-        return DecayWarmup(steps=math.ceil(iters / self.update_interval),
-                           start_factor=self.warmup.get("start_factor", 0.9))
+            iters = warmup.get("epochs", 0) * len(runner.train_dataloader)
+        return DecayWarmup(steps=math.ceil(iters / knobs["update_interval"]),
+                           start_factor=warmup.get("start_factor", 0.9))
 
     # -- training -----------------------------------------------------------------------------------------
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if not getattr(runner.optim_wrapper, "should_update", lambda: True)():
             return  # gradient accumulation: no optimizer step happened in this iteration
-        self.averager.update(runner.model)
+        for name, averager in self.averagers.items():
+            started = time.perf_counter()
+            averager.update(runner.model)
+            if self._ledger is not None:  # host time: on CUDA the kernels run on, overlapping the next step
+                self._ledger.add("averaging", time.perf_counter() - started, name)
         done = runner.iter + 1
         if self._period_iters and done > self._first_iter and done % self._period_iters == 0:
             self._switch(runner, epoch=runner.epoch, iteration=done)
@@ -132,16 +170,28 @@ class SemaHook(Hook):
     def _switch(self, runner, epoch: int, iteration: int) -> None:
         if not self.switch:
             return
+        started = time.perf_counter()
         self.averager.copy_to(runner.model)
+        if self._ledger is not None:
+            self._ledger.add("averaging", time.perf_counter() - started, self.names[0])
         self.switches.append({"epoch": epoch, "iter": iteration})
         if (visualizer := getattr(runner, "visualizer", None)) is not None:  # to every tracker (suite run --log-to)
             visualizer.add_scalars({"sema/switch_epoch": epoch}, step=iteration)
 
-    # -- evaluation: the averaged weights are what the method reports -------------------------------------
+    # -- evaluation: each member's weights are what it reports --------------------------------------------
+
+    def evaluated(self) -> str:
+        """The member whose weights are evaluated now."""
+        return self.current if self.current is not None else self.names[0]
+
+    def reporting(self, model, name: str) -> contextlib.AbstractContextManager:
+        """``model`` holds member ``name``'s weights for the block (the trained ones are restored after)."""
+        averager = self.averagers.get(name)
+        return averager.swapped(model) if averager is not None else contextlib.nullcontext(model)
 
     def _swap_in(self, runner) -> None:
         self._swap = contextlib.ExitStack()
-        self._swap.enter_context(self.averager.swapped(runner.model))
+        self._swap.enter_context(self.reporting(runner.model, self.evaluated()))
 
     def _swap_out(self, runner, metrics=None) -> None:
         if self._swap is not None:
@@ -154,41 +204,99 @@ class SemaHook(Hook):
     # -- checkpoints --------------------------------------------------------------------------------------
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Store the averager's state and counters; and, as mmengine's EMAHook does, the weights the method
-        reports in ``state_dict`` (where test tools load from) with the trained ones in ``ema_state_dict`` (see
-        :mod:`sema_suite.checkpoints`)."""
+        """Store every average's state and counters. With one member, as mmengine's EMAHook does: the weights
+        it reports in ``state_dict`` (where test tools load from), the trained ones in ``ema_state_dict``; a
+        shared run's ``state_dict`` keeps the trained weights (see :mod:`sema_suite.checkpoints`)."""
         from sema_suite.checkpoints import PREFIX
 
-        state = checkpoint["state_dict"]
-        averaged = self.averager.averaged_state()
-        reported = [name for name in averaged if name in state]  # non-persistent buffers are not in a state dict
-        checkpoint["ema_state_dict"] = {PREFIX + name: state[name] for name in reported}
-        for name in reported:
-            state[name] = averaged[name].detach().to("cpu", state[name].dtype, copy=True)
-        checkpoint["sema_hook"] = {"averager": self.averager.state_dict(), "switches": list(self.switches),
-                                   "state_dict": "averaged"}
+        averaged_in_state_dict = len(self.members) == 1
+        if averaged_in_state_dict:
+            state = checkpoint["state_dict"]
+            averaged = self.averager.averaged_state()
+            reported = [name for name in averaged if name in state]  # non-persistent buffers are not in a state dict
+            checkpoint["ema_state_dict"] = {PREFIX + name: state[name] for name in reported}
+            for name in reported:
+                state[name] = averaged[name].detach().to("cpu", state[name].dtype, copy=True)
+        checkpoint["sema_hook"] = {"averagers": {name: a.state_dict() for name, a in self.averagers.items()},
+                                   "switches": list(self.switches),
+                                   "state_dict": "averaged" if averaged_in_state_dict else "trained"}
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Before mmengine loads ``state_dict`` into the model: put the trained weights back there, so training
-        resumes from them; the average comes from the averager's own (float32) state."""
-        from sema_suite.checkpoints import trained_state
+        resumes from them; the averages come from their own (float32) state, by member name."""
+        from sema_suite.checkpoints import averager_states, trained_state
 
-        state = checkpoint.get("sema_hook")
-        if state is None:  # e.g. fine-tuning from a checkpoint trained without averaging
+        if checkpoint.get("sema_hook") is None:  # e.g. fine-tuning from a checkpoint trained without averaging
             runner.logger.warning("checkpoint has no averaged weights; the average starts from the loaded weights")
             return
         checkpoint["state_dict"] = trained_state(checkpoint)
-        state["state_dict"] = "trained"
-        self.averager.load_state_dict(state["averager"])
-        self.switches = list(state["switches"])
+        states = averager_states(checkpoint)
+        for name, averager in self.averagers.items():
+            if name not in states:
+                if len(states) != 1 or len(self.averagers) != 1:
+                    raise KeyError(f"the checkpoint keeps no average of {name} (it has {sorted(states)})")
+                name = next(iter(states))  # a one-average checkpoint written under another name
+            averager.load_state_dict(states[name])
+        checkpoint["sema_hook"]["state_dict"] = "trained"
+        self.switches = list(checkpoint["sema_hook"]["switches"])
 
-    def counts(self) -> dict[str, Any]:
-        """What the hook did, so a user can check that a ``sema`` run really switched."""
+    def counts(self, name: str | None = None) -> dict[str, Any]:
+        """What the hook did for member ``name`` (default: the first), so a user can check that a ``sema`` run
+        really switched."""
+        averager = self.averagers.get(name or self.names[0])
         return {
-            "updates": self.averager.num_updates if self.averager else 0,
+            "updates": averager.num_updates if averager else 0,
             "switches": len(self.switches),
             "switch_points": self.switches,
         }
+
+
+@LOOPS.register_module()
+class MembersLoop(BaseLoop):
+    """A shared run's val or test loop: the wrapped loop (``loop``, mmengine's ``ValLoop`` by default) runs once
+    per member, with that member's weights in the model (:class:`SemaHook`'s ``current``).
+
+    Each pass is a complete evaluation with its hooks, so each member's rows, its share of evaluation time and
+    the restored trained weights are exactly as in a run of its own. Metric names reach the loggers prefixed with
+    the member's name (one tracker run holds every member); the results hook keeps the last part, as for
+    MMDetection's ``coco/`` prefix. Attributes other than ``run`` are the wrapped loop's (``dataloader``...).
+    """
+
+    def __init__(self, runner, dataloader, evaluator, loop: dict[str, Any], kind: str = "val") -> None:
+        from mmengine.runner import TestLoop, ValLoop
+
+        default = ValLoop if kind == "val" else TestLoop
+        args = {"runner": runner, "dataloader": dataloader, "evaluator": evaluator}
+        self.inner = LOOPS.build(dict(loop), default_args=args) if "type" in loop else default(**loop, **args)
+        self._runner = runner  # BaseLoop's own __init__ would build the dataloader a second time
+        evaluate = self.inner.evaluator.evaluate
+        self.inner.evaluator.evaluate = lambda size: {f"{self._hook().evaluated()}/{key}": value
+                                                      for key, value in evaluate(size).items()}
+
+    def _hook(self) -> SemaHook:
+        return next(h for h in self.runner.hooks if isinstance(h, SemaHook))
+
+    def __getattr__(self, name: str) -> Any:
+        if "inner" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["inner"], name)
+
+    def run(self) -> dict:
+        hook = self._hook()
+        metrics: dict = {}
+        try:
+            for name in hook.names:
+                hook.current = name
+                metrics = self.inner.run()
+        finally:
+            hook.current = None
+        return metrics
+
+
+def evaluated_member(runner) -> str | None:
+    """The job whose weights the runner's model holds for the evaluation under way (None: no averaging hook)."""
+    hook = next((h for h in getattr(runner, "hooks", ()) if isinstance(h, SemaHook)), None)
+    return hook.evaluated() if hook is not None else None
 
 
 def _random_state() -> dict[str, Any]:
@@ -247,15 +355,23 @@ class ResultsHook(Hook):
     Also stops a run whose loss is NaN/inf with a clear error, and on resume removes rows the interrupted
     run wrote past its last checkpoint and evaluates that checkpoint again (see :meth:`before_train`), so
     each evaluation appears exactly once and a resumed run equals an uninterrupted one.
+
+    A shared run (:mod:`sema_suite.runs`) writes each member's rows into that member's job folder; a row's
+    ``wall_time_s`` leaves out the time the run spent evaluating and averaging for the other members, so it
+    reads as the clock of a run of the member's own. Rows an earlier run wrote into a member's folder (another
+    ``run_id``: the matrix was planned differently then) are dropped when the run starts.
     """
 
     priority = "LOW"  # after SemaHook has swapped the averaged weights in
 
-    def __init__(self, results_dir: str, job_id: str, row: dict[str, Any], metrics: dict[str, bool],
+    def __init__(self, results_dir: str, run_id: str, rows: list[dict[str, Any]], metrics: dict[str, bool],
                  by_epoch: bool = True, val_split: str = "val") -> None:
-        self.job = JobDir(results_dir, job_id)
+        self.run = JobDir(results_dir, run_id)  # where progress goes (the job's own folder, or a shared run's)
+        self.run_id = run_id
         self.val_split = val_split  # "test" when a final run's val loop evaluates the test split
-        self.row = row  # the constant columns: job_id, task, preset, dataset, model, method, seed
+        # per member job: the constant columns (job_id, run_id, task, preset, dataset, model, method, seed, variant)
+        self.rows = {row["job_id"]: row for row in rows}
+        self.jobs = {job_id: JobDir(results_dir, job_id) for job_id in self.rows}
         self.metrics = metrics  # metric name -> higher_is_better
         self.by_epoch = by_epoch
         self.elapsed_before = 0.0  # training wall time of earlier (interrupted) attempts
@@ -265,16 +381,23 @@ class ResultsHook(Hook):
         self._step_started = 0.0
         self._tokens = self._token_seconds = 0.0
 
+    def _statuses(self) -> list[JobDir]:
+        return [self.run, *(job for job in self.jobs.values() if job.path != self.run.path)]
+
     def after_train(self, runner) -> None:
         self._trained = True
         if self._tokens:
-            self.job.update_status(tokens_per_s=round(self._tokens / self._token_seconds, 1))
+            for folder in self._statuses():
+                folder.update_status(tokens_per_s=round(self._tokens / self._token_seconds, 1))
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._step_started = time.monotonic()
 
-    def wall_time(self) -> float:
-        return self.elapsed_before + time.monotonic() - self.started
+    def wall_time(self, runner=None, member: str | None = None) -> float:
+        """The run's wall time so far (over attempts); for ``member``, less the other members' own work."""
+        total = self.elapsed_before + time.monotonic() - self.started
+        ledger = ledger_of(runner) if member is not None and len(self.rows) > 1 else None
+        return total - ledger.others(member) if ledger is not None else total
 
     def before_train(self, runner) -> None:
         """On resume: drop the rows the run will compute again, and replay the checkpoint's evaluation.
@@ -286,8 +409,10 @@ class ResultsHook(Hook):
         self.started = time.monotonic()
         epoch, iteration = self._position(runner)
         replay = bool(iteration) and self._val_due(runner)
-        self.job.drop_metrics(lambda r: r["split"] != self.val_split  # the test pass's rows stay
-                              or (r["iter"] < iteration if replay else r["iter"] <= iteration))
+        for job in self.jobs.values():
+            job.drop_metrics(lambda r: r["run_id"] == self.run_id and (
+                r["split"] != self.val_split  # the test pass's rows stay
+                or (r["iter"] < iteration if replay else r["iter"] <= iteration)))
         if replay:
             runner.logger.info(f"resumed: evaluating the checkpoint of epoch {epoch} again")
             runner.val_loop.run()
@@ -323,31 +448,42 @@ class ResultsHook(Hook):
     def _progress(self, runner, epoch: float, iteration: int) -> None:
         """The current (1-based) epoch and iteration, for the console and the dashboard."""
         loop = runner.train_loop
-        self.job.update_status(progress={"epoch": epoch if self.by_epoch else None, "iter": iteration,
-                                         "max_epochs": getattr(loop, "max_epochs", None),
-                                         "max_iters": loop.max_iters})
+        progress = {"epoch": epoch if self.by_epoch else None, "iter": iteration,
+                    "max_epochs": getattr(loop, "max_epochs", None), "max_iters": loop.max_iters}
+        for folder in self._statuses():
+            folder.update_status(progress=progress)
 
     def after_val_epoch(self, runner, metrics: dict[str, float] | None = None) -> None:
         self._record(runner, self.val_split, metrics or {})
 
     def after_test_epoch(self, runner, metrics: dict[str, float] | None = None) -> None:
         _, iteration = self._position(runner)  # a re-run of a finished job tests again: keep one row each
-        self.job.drop_metrics(lambda r: not (r["split"] == "test" and r["iter"] == iteration))
+        self._job(runner).drop_metrics(lambda r: not (r["split"] == "test" and r["iter"] == iteration))
         rows = self._record(runner, "test", metrics or {})
         if rows and (visualizer := getattr(runner, "visualizer", None)) is not None:  # mmengine logs val, not test
             visualizer.add_scalars({f"test/{r['metric']}": r["value"] for r in rows}, step=iteration)
 
+    def _member(self, runner) -> str:
+        """The job whose weights are being evaluated."""
+        member = evaluated_member(runner)
+        return member if member in self.rows else next(iter(self.rows))
+
+    def _job(self, runner) -> JobDir:
+        return self.jobs[self._member(runner)]
+
     def _record(self, runner, split: str, metrics: dict[str, float]) -> list[dict[str, Any]]:
         epoch, iteration = self._position(runner)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        member = self._member(runner)
+        wall = round(self.wall_time(runner, member), 3)
         rows = []
         for key, value in metrics.items():
             name = key.rsplit("/", 1)[-1]  # evaluators prefix their names, e.g. "coco/bbox_mAP"
             if name in self.metrics:
-                rows.append({**self.row, "epoch": epoch, "iter": iteration, "split": split, "metric": name,
+                rows.append({**self.rows[member], "epoch": epoch, "iter": iteration, "split": split, "metric": name,
                              "value": float(value), "higher_is_better": self.metrics[name],
-                             "wall_time_s": round(self.wall_time(), 3), "timestamp": stamp})
-        self.job.append_metrics(rows)
+                             "wall_time_s": wall, "timestamp": stamp})
+        self.jobs[member].append_metrics(rows)
         self._progress(runner, epoch, iteration)
         return rows
 
@@ -368,15 +504,16 @@ class AnalysisHook(Hook):
     same ones) the reported weights are measured as ``suite analyze`` measures the final ones, and the rows
     go into ``analysis.csv`` at that evaluation's epoch and iteration. The final evaluation is left to the
     end-of-run measurement. The training's random stream is restored afterwards: a run measured during
-    training trains on exactly the same random numbers as one that is not.
+    training trains on exactly the same random numbers as one that is not. In a shared run, each member is
+    measured after its own evaluation pass.
     """
 
     priority = "VERY_LOW"  # after SemaHook has swapped the trained weights back and ResultsHook recorded the rows
 
-    def __init__(self, results_dir: str, job_id: str, task: str, settings: dict[str, Any]) -> None:
+    def __init__(self, results_dir: str, job_ids: list[str], task: str, settings: dict[str, Any]) -> None:
         from sema_suite.analysis import Settings
 
-        self.job = JobDir(results_dir, job_id)
+        self.jobs = {job_id: JobDir(results_dir, job_id) for job_id in job_ids}
         self.task = task
         self.settings = Settings(**settings)
 
@@ -387,11 +524,13 @@ class AnalysisHook(Hook):
         loop = runner.train_loop
         if runner.iter >= loop.max_iters:
             return  # the final weights are measured after training, with the landscape
-        evaluations = len({r["iter"] for r in self.job.metrics()})
+        member = evaluated_member(runner)
+        job = self.jobs[member] if member in self.jobs else next(iter(self.jobs.values()))
+        evaluations = len({r["iter"] for r in job.metrics()})
         if evaluations % self.settings.every_eval:
             return
         state = _random_state()
         try:
-            record_measures(runner, get_task(self.task), self.job, self.settings, final=False)
+            record_measures(runner, get_task(self.task), job, self.settings, final=False)
         finally:
             _set_random_state(state)

@@ -88,7 +88,7 @@ def interpolate_job(runner, task, job: JobDir, partners: list[str], settings: Se
 
     started = time.time()
     model = runner.model
-    end = reported_state(load(job))
+    end = reported_state(load(job), job.job_id, "sema")
     higher = {m.name: m.higher_is_better for m in task.metrics}
     points = settings.interpolation_points
     ts = [i / (points - 1) for i in range(points)]
@@ -100,7 +100,7 @@ def interpolate_job(runner, task, job: JobDir, partners: list[str], settings: Se
     for partner_id in partners:
         partner = JobDir(job.path.parent, partner_id)
         method = read_json(partner.job_json)["spec"]["method"]
-        start = reported_state(load(partner))
+        start = reported_state(load(partner), partner_id, method)
         series: dict[tuple[str, str], list[float]] = {}
         for t in ts:
             model.load_state_dict(_lerp(start, end, t))

@@ -136,11 +136,6 @@ class ResolvedJob:
         digest = hashlib.sha1(json.dumps(self.identity(), sort_keys=True, default=repr).encode()).hexdigest()
         return f"{self.spec.task}-{self.spec.preset}-{self.spec.method}-s{self.spec.seed}-{digest[:8]}"
 
-    @property
-    def run_id(self) -> str:
-        """The training run whose weights produced this job's rows (one run per job for now)."""
-        return self.job_id
-
 
 @dataclass(frozen=True)
 class Matrix:

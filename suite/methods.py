@@ -67,22 +67,38 @@ def effective_averaging(method: str, averaging: dict[str, Any]) -> dict[str, Any
     return used
 
 
-def averaging_hook(method: str, averaging: dict[str, Any]) -> dict[str, Any] | None:
-    """The SemaHook config for a method (``averaging`` as :func:`effective_averaging` leaves it), or None."""
-    if method == "none":
-        return None
+def average_knobs(averaging: dict[str, Any]) -> dict[str, Any]:
+    """One average's knobs as :class:`sema_suite.hooks.SemaHook` takes them (``averaging`` as
+    :func:`effective_averaging` leaves it)."""
     full = {**AVERAGING_DEFAULTS, **averaging}
     warmup = None
     if full["warmup_iters"]:
         warmup = {"iters": full["warmup_iters"], "start_factor": full["warmup_factor"]}
     elif full["warmup_epochs"]:
         warmup = {"epochs": full["warmup_epochs"], "start_factor": full["warmup_factor"]}
+    return {"decay": full["decay"], "warmup": warmup, "update_interval": full["update_interval"],
+            "average_buffers": full["average_buffers"]}
+
+
+def averaging_hook(members: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any] | None:
+    """The SemaHook config for a run's members, each ``(job id, method, averaging)`` (``averaging`` as
+    :func:`effective_averaging` leaves it), or None for a lone ``none`` job.
+
+    One member: its average, and (``sema``) the switch. Several (a shared run of ``none`` and ``ema`` jobs):
+    the trained weights for ``none``, an average for each ``ema`` job.
+    """
+    if len(members) > 1:
+        return {"type": "SemaHook", "members": [
+            {"name": name, "average": None if method == "none" else average_knobs(averaging)}
+            for name, method, averaging in members]}
+    ((name, method, averaging),) = members
+    if method == "none":
+        return None
+    full = {**AVERAGING_DEFAULTS, **averaging}
     return {
         "type": "SemaHook",
-        "decay": full["decay"],
-        "warmup": warmup,
-        "update_interval": full["update_interval"],
-        "average_buffers": full["average_buffers"],
+        "name": name,
+        **average_knobs(averaging),
         "switch": method == "sema",
         "switch_interval": full["switch_interval"],
         "switch_start": full["switch_start"],

@@ -9,6 +9,9 @@
     results/<job_id>/barriers.csv  the barrier of each of those curves, in the format of ``metrics.csv``
     results/<job_id>/work/         mmengine work dir (checkpoints, logs)
 
+A job trained in a shared run (``sema_suite.runs``) keeps its checkpoints in the run's folder, which its
+``job.json`` names (``run_id``).
+
 Plain standard library: the CLI, the leaderboard and the dashboard read these without importing torch.
 """
 
@@ -146,8 +149,18 @@ class JobDir:
         self.landscape_csv = self.path / "landscape.csv"
         self.interpolation_csv = self.path / "interpolation.csv"
         self.barriers_csv = self.path / "barriers.csv"
-        self.work_dir = self.path / "work"
         self.log_file = self.path / "job.log"
+
+    @property
+    def run_path(self) -> Path:
+        """The folder of the run that trains this job: its own, or a shared run's (job.json names it)."""
+        run_id = read_json(self.job_json).get("run_id") if self.job_json.exists() else None
+        return self.path if run_id in (None, self.job_id) else self.path.parent / run_id
+
+    @property
+    def work_dir(self) -> Path:
+        """mmengine's work dir (checkpoints, logs) of the run that trains this job."""
+        return self.run_path / "work"
 
     def exists(self) -> bool:
         return self.job_json.exists()

@@ -1,7 +1,8 @@
-"""Spread jobs over worker slots (one per GPU, or N CPU workers), one subprocess per job: the local backend.
+"""Spread runs over worker slots (one per GPU, or N CPU workers), one subprocess per run: the local backend.
 
-Finished jobs are skipped, interrupted or failed ones are started again and resume from their last
-checkpoint. The console shows a bar over jobs and each worker's current epoch; each job's full log goes to
+Jobs are grouped into training runs first (:mod:`sema_suite.runs`: one run serves ``none`` and every ``ema``
+job of a trajectory). Finished jobs are skipped, interrupted or failed runs are started again and resume
+from their last checkpoint. The console shows a bar over jobs and each worker's current epoch; each job's full log goes to
 ``results/<job_id>/job.log``. The other backends (:mod:`sema_suite.backends`) start the same worker process
 through :func:`run_worker` and report through the same :class:`Progress` and :func:`job_outcome`.
 """
@@ -19,7 +20,8 @@ from pathlib import Path
 from sema_suite.environment import environment
 from sema_suite.jobs import ResolvedJob
 from sema_suite.results import JobDir, write_json
-from sema_suite.worker import EXIT_LOCKED
+from sema_suite.runs import Run, members, write_run
+from sema_suite.worker import EXIT_LOCKED, LAUNCHED
 
 
 @dataclass
@@ -40,29 +42,50 @@ def worker_slots(gpus: list[str] | None, workers: int) -> list[dict[str, str]]:
     return [{"CUDA_VISIBLE_DEVICES": "", "SUITE_THREADS": threads} for _ in range(workers)]
 
 
-def prepare(jobs: list[ResolvedJob], results_dir: Path, data_root: Path, download: bool,
-            analysis: dict | None = None, log_to: list[str] | None = None) -> tuple[list[JobDir], list[Outcome]]:
-    """Write job.json for jobs to run; report finished ones as skipped.
+def pending(jobs: list[ResolvedJob], results_dir: Path) -> tuple[list[ResolvedJob], list[Outcome]]:
+    """The jobs still to run, and the finished ones as skipped outcomes."""
+    done = [job for job in jobs if JobDir(results_dir, job.job_id).status().get("state") == "done"]
+    return [job for job in jobs if job not in done], [Outcome(job.job_id, "skipped") for job in done]
+
+
+def prepare(runs: list[Run], results_dir: Path, data_root: Path, download: bool,
+            analysis: dict | None = None, log_to: list[str] | None = None) -> list[JobDir]:
+    """Write each run's jobs' job.json (and a shared run's run.json); returns the folders of the runs to start
+    (a job's own, or a shared run's).
 
     The data root is stored absolute: a worker on a cluster node runs in another directory. ``analysis``:
     the flatness settings to measure each job with when it finishes (``suite run --analyze``); ``log_to``: the
     trackers each job also logs to (``suite run --log-to``).
     """
-    env = environment()
-    todo, skipped = [], []
-    for job in jobs:
-        folder = JobDir(results_dir, job.job_id)
-        if folder.status().get("state") == "done":
-            skipped.append(Outcome(job.job_id, "skipped"))
-            continue
-        write_json(folder.job_json, {"job_id": job.job_id, "spec": job.as_dict(), "data_root": str(Path(data_root).expanduser().resolve()),
-                                     "download": download, "environment": env,
-                                     **({"analysis": analysis} if analysis else {}),
-                                     **({"log_to": log_to} if log_to else {})})
-        if not folder.status_json.exists():
-            folder.update_status(state="pending")
-        todo.append(folder)
-    return todo, skipped
+    doc = {"data_root": str(Path(data_root).expanduser().resolve()), "download": download,
+           "environment": environment(), **({"analysis": analysis} if analysis else {}),
+           **({"log_to": log_to} if log_to else {})}
+    units = []
+    for run in runs:
+        for job in run.members:
+            folder = JobDir(results_dir, job.job_id)
+            write_json(folder.job_json, {"job_id": job.job_id, "run_id": run.run_id, "spec": job.as_dict(), **doc})
+            if not folder.status_json.exists():
+                folder.update_status(state="pending")
+        unit = write_run(results_dir, run, doc) if run.shared else JobDir(results_dir, run.run_id)
+        if not unit.status_json.exists():
+            unit.update_status(state="pending")
+        units.append(unit)
+    return units
+
+
+def job_outcomes(outcomes: list[Outcome], results_dir: Path) -> list[Outcome]:
+    """The outcome of each job of the runs whose ``outcomes`` these are (a shared run's, for each member)."""
+    found = []
+    for outcome in outcomes:
+        for job in members(JobDir(results_dir, outcome.job_id)):
+            if job.job_id == outcome.job_id:
+                found.append(outcome)
+            elif outcome.state == "done" and job.status().get("state") != "done":
+                found.append(Outcome(job.job_id, "failed", f"its run {outcome.job_id} ended without it"))
+            else:
+                found.append(Outcome(job.job_id, outcome.state, outcome.error, job.status().get("seconds")))
+    return found
 
 
 class Progress:
@@ -118,7 +141,7 @@ def job_outcome(job: JobDir, returncode: int | None, lost: str | None = None) ->
 
 
 def start_worker(job: JobDir, env: dict[str, str]) -> subprocess.Popen:
-    """``python -m sema_suite.worker RESULTS_DIR JOB_ID``, its output appended to the job's log.
+    """``python -m sema_suite.worker RESULTS_DIR RUN_ID``, its output appended to the run's log.
 
     ``SUITE_PARENT_PID`` makes the worker stop when this process dies (see :mod:`sema_suite.worker`), so a killed
     scheduler, Ray task or Slurm step never leaves a worker running on, holding the job's lock.
@@ -127,7 +150,7 @@ def start_worker(job: JobDir, env: dict[str, str]) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "sema_suite.worker", str(job.path.parent.resolve()), job.job_id],
             stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, **env, "SUITE_PARENT_PID": str(os.getpid())})
+            env={**os.environ, **env, "SUITE_PARENT_PID": str(os.getpid()), LAUNCHED: repr(time.time())})
 
 
 def run_worker(job: JobDir, env: dict[str, str], lock_wait_s: float = 60.0) -> int:

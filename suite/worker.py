@@ -1,8 +1,10 @@
-"""Run one job in its own process: ``python -m sema_suite.worker RESULTS_DIR JOB_ID``.
+"""Run one training run in its own process: ``python -m sema_suite.worker RESULTS_DIR RUN_ID``.
 
-One process per job keeps a crash, a NaN or a leak inside that job, frees its memory when it ends, and
-lets the scheduler pin it to one GPU through ``CUDA_VISIBLE_DEVICES`` before torch is imported. Every
-backend (local, Ray, Slurm) runs this same entry point on the same job folders.
+A run is one job, or a shared run of several (:mod:`sema_suite.runs`); its id is the job's id, or the shared
+run's folder. One process per run keeps a crash, a NaN or a leak inside that run, frees its memory when it
+ends, and lets the scheduler pin it to one GPU through ``CUDA_VISIBLE_DEVICES`` before torch is imported.
+Every backend (local, Ray, Slurm) runs this same entry point on the same folders. A finished job given as
+the run is measured instead, when its job.json asks for an analysis (``suite analyze``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from typing import Any
 from sema_suite.analysis import pending, requested, run_analysis
 from sema_suite.jobs import JobSpec, ResolvedJob
 from sema_suite.results import JobDir, read_json, write_json
+from sema_suite.runs import Run, members
 
 EXIT_LOCKED = 3  # another process is running this job
+LAUNCHED = "SUITE_LAUNCHED"  # when the scheduler started this process (time.time()): start-up is measured from it
 
 
 def load_job(doc: dict[str, Any]) -> ResolvedJob:
@@ -32,20 +36,22 @@ def load_job(doc: dict[str, Any]) -> ResolvedJob:
                    tuple(sorted(spec["overrides"].items()))).resolve()
 
 
-def build_runner(resolved: ResolvedJob, job: JobDir, data_root: Path, download: bool,
+def build_runner(run: Run | ResolvedJob, job: JobDir, data_root: Path, download: bool,
                  analysis: dict[str, Any] | None = None, log_to: list[str] | None = None):
-    """The mmengine Runner for a job, with the suite's hooks and checkpoint loader registered (and the
-    analysis hook when ``analysis`` measures during training, and the trackers of ``log_to``)."""
+    """The mmengine Runner for a run (or one job) whose folder is ``job``, with the suite's hooks and
+    checkpoint loader registered (and the analysis hook when ``analysis`` measures during training, and the
+    trackers of ``log_to``)."""
     from mmengine.runner import Runner
 
-    import sema_suite.hooks  # noqa: F401  (registers SemaHook and ResultsHook)
+    import sema_suite.hooks  # noqa: F401  (registers SemaHook, ResultsHook, CostHook, MembersLoop)
     from sema_suite.compat import trust_checkpoints_under
     from sema_suite.config import build_config
 
-    ctx = resolved.context(data_root, job.work_dir, download=download)
-    resolved.task.check_data(resolved.preset, ctx)
+    run = run if isinstance(run, Run) else Run((run,))
+    ctx = run.lead.context(data_root, job.work_dir, download=download)
+    run.lead.task.check_data(run.lead.preset, ctx)
     trust_checkpoints_under(job.work_dir)
-    return Runner.from_cfg(build_config(resolved, ctx, job.path.parent, analysis, log_to))
+    return Runner.from_cfg(build_config(run, ctx, job.path.parent, analysis, log_to))
 
 
 @contextlib.contextmanager
@@ -65,11 +71,24 @@ def _one_tracker_run(runner) -> Iterator[None]:
         close()
 
 
-def _hook_counts(runner) -> dict[str, Any] | None:
+def _hook_counts(runner, job_id: str) -> dict[str, Any] | None:
     from sema_suite.hooks import SemaHook
 
     hook = next((h for h in getattr(runner, "hooks", ()) if isinstance(h, SemaHook)), None)
-    return hook.counts() if hook else None
+    return hook.counts(job_id) if hook and job_id in hook.names else None
+
+
+def _costs(runner, started: float, built: float, member: str | None = None) -> dict[str, float] | None:
+    """The run's cost breakdown (:mod:`sema_suite.costs`), or one member's share of it."""
+    from sema_suite.costs import CostHook
+
+    hook = next((h for h in getattr(runner, "hooks", ()) if isinstance(h, CostHook)), None)
+    if hook is None:
+        return None
+    launched = float(os.environ.get(LAUNCHED) or started)
+    begun = hook.train_started or time.time()
+    costs = hook.ledger.summary(member, startup=built - launched, build=begun - built)
+    return {**costs, "wall_s": round(time.time() - launched, 3)}
 
 
 def _terminated(signum, frame) -> None:
@@ -91,41 +110,56 @@ def _stop_with_parent() -> None:
         sys.exit("the process that started this worker is gone")
 
 
-def run_job(results_dir: Path, job_id: str) -> int:
+def run_job(results_dir: Path, run_id: str) -> int:
     signal.signal(signal.SIGTERM, _terminated)  # the scheduler stops workers with SIGTERM: record it
     _stop_with_parent()
-    job = JobDir(results_dir, job_id)
-    lock = open(job.path / ".lock", "w")  # noqa: SIM115  (held for the whole process)
+    unit = JobDir(results_dir, run_id)
+    lock = open(unit.path / ".lock", "w")  # noqa: SIM115  (held for the whole process)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        print(f"job {job_id} is running in another process", file=sys.stderr)
+        print(f"run {run_id} is running in another process", file=sys.stderr)
         return EXIT_LOCKED
-    if job.status().get("state") == "done":  # `suite analyze`, or a retried task whose job finished meanwhile
-        doc = read_json(job.job_json)
-        if (settings := requested(doc)) and pending(job, doc, settings):
-            _threads()
-            run_analysis(job, settings)
-        else:
-            print(f"job {job_id} is already done", file=sys.stderr)
+    jobs = members(unit)
+    if all(job.status().get("state") == "done" for job in jobs):  # `suite analyze`, or a retried task whose run
+        for job in jobs:                                             # finished meanwhile
+            doc = read_json(job.job_json)
+            if (settings := requested(doc)) and pending(job, doc, settings):
+                _threads()
+                run_analysis(job, settings)
+            else:
+                print(f"job {job.job_id} is already done", file=sys.stderr)
+        if unit not in jobs:
+            unit.update_status(state="done")
         return 0
 
     _threads()
     from sema_suite.environment import device_info
 
     started = time.time()
-    attempts = job.status().get("attempts", 0) + 1
-    job.repair_checkpoint_marker()
-    resumed_from = job.last_checkpoint()
-    job.update_status(state="running", pid=os.getpid(), started=started, attempts=attempts, error=None,
-                      progress=None, resumed_from=str(resumed_from) if resumed_from else None)
+    folders = [unit, *(job for job in jobs if job.path != unit.path)]  # the run's status, then its members'
+    attempts = unit.status().get("attempts", 0) + 1
+    unit.repair_checkpoint_marker()
+    resumed_from = unit.last_checkpoint()
+    for folder in folders:
+        folder.update_status(state="running", pid=os.getpid(), started=started, attempts=attempts, error=None,
+                             progress=None, resumed_from=str(resumed_from) if resumed_from else None,
+                             run_id=run_id)
     runner = None
+    built = time.time()
     try:
-        doc = read_json(job.job_json)
-        doc["environment"]["device"] = device_info()
-        write_json(job.job_json, doc)
-        resolved = load_job(doc)
-        runner = build_runner(resolved, job, Path(doc["data_root"]), doc.get("download", False),
+        docs = [read_json(job.job_json) for job in jobs]
+        device = device_info()
+        for job, doc in zip(jobs, docs):
+            doc["environment"]["device"] = device
+            write_json(job.job_json, doc)
+        run = Run(tuple(load_job(doc) for doc in docs))
+        doc = docs[0]
+        import mmengine.runner  # noqa: F401  (imports count as start-up, the runner as building)
+
+        import sema_suite.hooks  # noqa: F401
+        built = time.time()
+        runner = build_runner(run, unit, Path(doc["data_root"]), doc.get("download", False),
                               doc.get("analysis"), doc.get("log_to"))
         with _one_tracker_run(runner):
             runner.train()
@@ -133,15 +167,21 @@ def run_job(results_dir: Path, job_id: str) -> int:
                 runner.test()
     except BaseException as err:  # noqa: BLE001  (record every failure, including Ctrl-C, then re-raise)
         traceback.print_exc()
-        job.update_status(state="failed", error=f"{type(err).__name__}: {err}", finished=time.time(),
-                          averaging=_hook_counts(runner))
+        for folder in folders:
+            folder.update_status(state="failed", error=f"{type(err).__name__}: {err}", finished=time.time(),
+                                 averaging=_hook_counts(runner, folder.job_id))
         if isinstance(err, KeyboardInterrupt):
             raise
         return 1
-    job.update_status(state="done", finished=time.time(), seconds=round(time.time() - started, 2),
-                      averaging=_hook_counts(runner))
-    if (settings := requested(doc)) and pending(job, doc, settings, pairs=False):  # suite run --analyze
-        run_analysis(job, settings, pairs=False)  # the partners may still be training: cmd_run pairs them after
+    shared = len(jobs) > 1
+    for folder in reversed(folders):  # the members first: a run is done once all its jobs are
+        folder.update_status(state="done", finished=time.time(), seconds=round(time.time() - started, 2),
+                             averaging=_hook_counts(runner, folder.job_id),
+                             costs=_costs(runner, started, built, folder.job_id if shared and folder in jobs else None),
+                             **({"run_members": [job.job_id for job in jobs]} if shared else {}))
+    for job, doc in zip(jobs, docs):
+        if (settings := requested(doc)) and pending(job, doc, settings, pairs=False):  # suite run --analyze
+            run_analysis(job, settings, pairs=False)  # the partners may still be training: cmd_run pairs them after
     return 0
 
 

@@ -1,5 +1,6 @@
 """A tiny cls matrix (3 methods x 1 seed, 3 epochs) for the reliability and backend tests, and the tools to
-interrupt it: finding the worker processes of a results directory, and checking a finished matrix.
+interrupt it: finding the worker processes of a results directory, and checking a finished matrix. Its
+none and ema jobs share one training run (the default), its sema job has its own: two worker processes.
 
 The settings are the smallest that still learn (top-1 moves every epoch, and differs between methods), so a
 resume that skipped or repeated any step would change the leaderboard. Every run uses one torch thread per
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from sema_suite import leaderboard
 from sema_suite.results import JobDir
+from sema_suite.runs import members
 
 SETTINGS = ["epochs=3", "depths=[1]", "width=8", "image_size=8", "batch_size=64"]
 MATRIX = ["run", "--task", "cls", "--method", "none,ema,sema", "--seeds", "0",
@@ -69,10 +71,15 @@ def worker_processes(results: Path) -> dict[int, tuple[str, int]]:
     return found
 
 
-def training(job: JobDir, pid: int) -> bool:
+def training(run: JobDir, pid: int) -> bool:
     """Worker ``pid`` has built its runner and runs iterations (it reports progress from the first one)."""
-    status = job.status()
+    status = run.status()
     return status.get("state") == "running" and status.get("pid") == pid and bool(status.get("progress"))
+
+
+def recorded(run: JobDir) -> int:
+    """How many rows a run (a job, or the shared run of none and ema) has recorded for its first job."""
+    return len(members(run)[0].metrics())
 
 
 def assert_complete(results: Path, reference: str) -> None:

@@ -15,16 +15,16 @@ from pathlib import Path
 
 from sema_suite.results import JobDir
 
-from matrix import assert_complete, env, jobs, run_matrix, start_matrix, training, worker_processes
+from matrix import assert_complete, env, jobs, recorded, run_matrix, start_matrix, training, worker_processes
 
 
 def wait_for_worker(results: Path, proc: subprocess.Popen, rows: int, timeout: float = 300) -> tuple[int, str, int]:
-    """(pid, job id, parent pid) of a worker whose job is training and has recorded ``rows`` evaluations."""
+    """(pid, run id, parent pid) of a worker whose run is training and has recorded ``rows`` evaluations."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         for pid, (job_id, ppid) in worker_processes(results).items():
-            job = JobDir(results, job_id)
-            if training(job, pid) and len(job.metrics()) >= rows:
+            run = JobDir(results, job_id)
+            if training(run, pid) and recorded(run) >= rows:
                 return pid, job_id, ppid
         time.sleep(0.05)
     raise AssertionError(f"no worker got to {rows} evaluation(s); see {results.parent / (results.name + '.log')}")
@@ -62,7 +62,7 @@ def test_ray_retries_a_job_whose_worker_was_killed(tmp_path: Path, reference: st
 
 def test_matrix_started_locally_is_finished_on_slurm_through_a_preemption(tmp_path: Path, reference: str) -> None:
     results = tmp_path / "results"
-    local = start_matrix(results)  # one local worker: the first job finishes, the second is cut short
+    local = start_matrix(results)  # one local worker: the first run (none and ema) finishes, sema's is cut short
     deadline = time.monotonic() + 300
     while not any(job.status()["state"] == "done" for job in jobs(results)) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -75,7 +75,7 @@ def test_matrix_started_locally_is_finished_on_slurm_through_a_preemption(tmp_pa
     os.kill(task, signal.SIGUSR2)  # what Slurm sends (through submitit) before preempting or timing out a job
     assert slurm.wait(timeout=600) == 0, (tmp_path / "results.log").read_text()
     log = (tmp_path / "results.log").read_text()
-    assert "3 job(s): 2 to run, 1 already done" in log
+    assert "3 job(s): 1 to run, 2 already done" in log
     assert_complete(results, reference)
     preempted = JobDir(results, job_id).status()
     assert preempted["attempts"] >= 2 and preempted["resumed_from"], preempted

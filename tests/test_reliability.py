@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sema_suite.results import JobDir
 
-from matrix import assert_complete, jobs, run_matrix, start_matrix, training, worker_processes
+from matrix import assert_complete, jobs, recorded, run_matrix, start_matrix, training, worker_processes
 
 TRIALS = 2
 
@@ -27,8 +27,8 @@ def kill_at_random_points(results: Path, rng: random.Random) -> list[str]:
             if pid not in plans:
                 plans[pid] = (job_id, rng.choice([None, 0, 1, 2]), rng.uniform(0.0, 0.4), None)
             job_id, rows, delay, since = plans[pid]
-            job = JobDir(results, job_id)
-            if since is None and (rows is None or (training(job, pid) and len(job.metrics()) >= rows)):
+            run = JobDir(results, job_id)
+            if since is None and (rows is None or (training(run, pid) and recorded(run) >= rows)):
                 since = time.monotonic() + (rng.uniform(0.0, 3.0) if rows is None else 0.0)
                 plans[pid] = (job_id, rows, delay, since)
             if since is not None and time.monotonic() >= since + delay:

@@ -15,6 +15,7 @@ import torch
 from sema_suite.checkpoints import trained_state
 from sema_suite.jobs import JobSpec
 from sema_suite.results import JobDir
+from sema_suite.runs import plan
 from sema_suite.scheduler import prepare, run_jobs, worker_slots
 
 FAST = ["depths=[1]", "width=4", "image_size=8", "batch_size=128"]
@@ -66,7 +67,7 @@ def test_nan_loss_fails_that_job_and_the_others_go_on(tmp_path: Path) -> None:
     overrides = (("depths", [1]), ("width", 4), ("image_size", 8), ("batch_size", 128), ("epochs", 1))
     bad = JobSpec("cls", "tiny", "ema", 0, (*overrides, ("lr", float("nan")))).resolve()
     good = JobSpec("cls", "tiny", "ema", 0, overrides).resolve()
-    todo, _ = prepare([bad, good], tmp_path, tmp_path / "data", download=False)
+    todo = prepare(plan([bad, good]), tmp_path, tmp_path / "data", download=False)
     outcomes = {o.job_id: o for o in run_jobs(todo, worker_slots(None, 1), poll_s=0.1)}
     assert outcomes[bad.job_id].state == "failed"
     assert "loss became nan" in outcomes[bad.job_id].error

@@ -16,6 +16,7 @@ from sema_suite.errors import DatasetMissing
 from sema_suite.hooks import SemaHook
 from sema_suite.jobs import JobSpec
 from sema_suite.results import JobDir
+from sema_suite.runs import plan
 from sema_suite.scheduler import prepare
 from sema_suite.worker import build_runner
 from sema_tasks.ssl import TASK
@@ -71,7 +72,7 @@ def test_weighted_knn_votes_by_similarity():
 
 def _runner(results: Path, preset: str, method: str, **overrides):
     job = JobSpec("ssl", preset, method, 0, tuple(sorted(overrides.items()))).resolve()
-    prepare([job], results, Path("data"), False)
+    prepare(plan([job]), results, Path("data"), False)
     runner = build_runner(job, JobDir(results, job.job_id), Path("data"), False)
     return runner, job
 
