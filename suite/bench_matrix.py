@@ -50,5 +50,5 @@ def bench_matrix(task: str, decays: list[str], seeds: str, workers: int, setting
     for label, (wall, totals, runs) in (("separate", separate), ("shared", shared)):
         print(f"{label:10s} {runs:5d} {wall:8.1f} " + " ".join(f"{totals[c]:12.1f}" for c in COLUMNS))
     ratios = {"trainings": shared[2] / separate[2], "wall": shared[0] / separate[0]}
-    print(f"shared / separate: {ratios['trainings']:.2f}x the trainings, {ratios['wall']:.2f}x the wall time")
+    print(f"ratio (shared / separate): {ratios['trainings']:.2f}x the trainings, {ratios['wall']:.2f}x the wall time")
     return ratios
