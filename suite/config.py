@@ -83,7 +83,9 @@ def build_config(run: Run | ResolvedJob, ctx: BuildContext, results_dir: Path, a
         "resume": True,  # continue from work_dir's last checkpoint when there is one
         "load_from": None,
         "launcher": "none",
-        "env_cfg": {"cudnn_benchmark": False, "mp_cfg": {"mp_start_method": "fork", "opencv_num_threads": 0},
+        # cuDNN picks the fastest convolution kernels for the paper presets' fixed shapes; the offline presets
+        # (CPU, bit-reproducible) keep it off
+        "env_cfg": {"cudnn_benchmark": not job.preset.offline, "mp_cfg": {"mp_start_method": "fork", "opencv_num_threads": 0},
                     "dist_cfg": {"backend": "nccl"}},
         "log_processor": {"by_epoch": by_epoch},
         "default_scope": cfg.get("default_scope", "mmengine"),

@@ -125,13 +125,33 @@ def evaluation_config(params: dict[str, Any], loader: Callable[[str], dict[str, 
                      "test_cfg": {"type": "TestLoop"}}
 
 
+MAX_AUTO_WORKERS = 8
+
+
+def available_cpus() -> int:
+    """The CPU cores this job may use: its worker slot's share (``SUITE_CPUS``, or ``SUITE_THREADS`` for a CPU
+    worker), else the cores this process may run on."""
+    share = os.environ.get("SUITE_CPUS") or os.environ.get("SUITE_THREADS")
+    return int(share) if share else len(os.sched_getaffinity(0))
+
+
+def loader_workers(requested: int | None) -> int:
+    """A preset's ``num_workers``: a number, or None (the paper presets) for the cores available to the job less
+    one for the training process, at most 8 -- so four jobs on a 16-core GPU box do not start 32 loaders each."""
+    return requested if requested is not None else max(0, min(MAX_AUTO_WORKERS, available_cpus() - 1))
+
+
 def dataloader(dataset: dict[str, Any], params: dict[str, Any], train: bool, *, batch_size: int | None = None,
                collate: str | None = "default_collate", drop_last: bool = False) -> dict[str, Any]:
-    """The mmengine dataloader config every adapter uses: ``params``' batch size and worker count, workers
-    kept between passes, shuffled only when training. ``collate=None`` keeps mmengine's ``pseudo_collate``
-    (what MMDetection expects)."""
+    """The mmengine dataloader config every adapter uses: ``params``' batch size and worker count (see
+    :func:`loader_workers`), workers kept between passes, batches in pinned memory when there is a GPU to copy
+    them to, shuffled only when training. ``collate=None`` keeps mmengine's ``pseudo_collate`` (what MMDetection
+    expects)."""
+    import torch
+
+    workers = loader_workers(params["num_workers"])
     config = {"batch_size": params["batch_size"] if batch_size is None else batch_size,
-              "num_workers": params["num_workers"], "persistent_workers": params["num_workers"] > 0,
+              "num_workers": workers, "persistent_workers": workers > 0, "pin_memory": torch.cuda.is_available(),
               "drop_last": drop_last, "sampler": {"type": "DefaultSampler", "shuffle": train}, "dataset": dataset}
     return config | ({"collate_fn": {"type": collate}} if collate else {})
 

@@ -32,10 +32,13 @@ class Outcome:
     seconds: float | None = None
 
 
-def worker_slots(gpus: list[str] | None, workers: int) -> list[dict[str, str]]:
-    """Environment of each worker slot: a pinned GPU each, or CPU workers sharing the cores evenly."""
+def worker_slots(gpus: list[str] | None, workers: int, jobs_per_gpu: int = 1) -> list[dict[str, str]]:
+    """Environment of each worker slot: a pinned GPU each (``jobs_per_gpu`` slots per GPU, sharing its memory
+    and the host's cores), or CPU workers sharing the cores evenly."""
     if gpus:
-        return [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus]
+        cpus = str(max(1, (os.cpu_count() or 1) // (len(gpus) * jobs_per_gpu)))  # data loaders' share of the cores
+        return [{"CUDA_VISIBLE_DEVICES": gpu, "SUITE_CPUS": cpus, **({"SUITE_THREADS": cpus} if jobs_per_gpu > 1 else {})}
+                for gpu in gpus for _ in range(jobs_per_gpu)]
     if workers <= 1:
         return [{}]  # one worker: whatever device is there (the GPU when there is one)
     threads = os.environ.get("SUITE_THREADS") or str(max(1, (os.cpu_count() or 1) // workers))

@@ -147,7 +147,10 @@ def test_dry_run_builds_each_paper_preset(preset, tmp_path, capsys):
     assert cfg.val_dataloader.dataset.data_prefix.img == "train2017/" and cfg.val_dataloader.dataset.test_mode
     assert "data/coco" not in text.replace(str(data), "")  # nothing left pointing at mmdet's default root
     hooks = {h["type"]: h for h in cfg.custom_hooks}
-    assert hooks["SemaHook"]["switch"] is True and hooks["SemaHook"]["decay"] == 0.9998
+    assert hooks["SemaHook"]["switch"] is True and hooks["SemaHook"]["decay"] == 0.9995
+    # the recipe's total batch of 16 on the job's GPU; a smaller one scales the learning rate with it
+    assert cfg.train_dataloader.batch_size == 16
+    assert cfg.auto_scale_lr == {"enable": True, "base_batch_size": 16}
     iteration_based = cfg.train_cfg.type == "IterBasedTrainLoop"
     assert iteration_based == preset.endswith("90k")
     assert hooks["ResultsHook"]["by_epoch"] is not iteration_based

@@ -67,6 +67,21 @@ def test_fid_digits_tells_digits_from_blur(cached: Path) -> None:
     assert fid(val, torch.rand_like(val)) > fid(val, blurred)
 
 
+def test_real_statistics_are_computed_once_and_reused(cached: Path) -> None:
+    val = DigitsImages("val").images
+    train = DigitsImages("train").images[: len(val)]
+    blurred = torch.nn.functional.avg_pool2d(train, 5, stride=1, padding=2)
+    metric = FrechetDistance(name="fid_digits", features="digits", image_size=16)
+    values = []
+    for fakes in (train, blurred, train):  # three evaluations of one metric object, as a run makes them
+        for r, f in zip(val.split(100), fakes.split(100)):
+            metric.process({}, [{"real": a, "fake": b} for a, b in zip(r, f)])
+        values.append(metric.compute_metrics(metric.results)["fid_digits"])
+        metric.results.clear()
+        assert int(metric._fid.real_features_num_samples) == len(val)  # the reals were embedded once
+    assert values == [fid(val, train), fid(val, blurred), fid(val, train)]  # what fresh metrics give
+
+
 def test_metric_writes_a_preview_grid(cached: Path) -> None:
     metric = FrechetDistance(name="fid_digits", features="digits", image_size=16, preview_count=64)
     images = DigitsImages("val").images[:100]

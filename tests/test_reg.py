@@ -15,7 +15,7 @@ from sema_suite.errors import DatasetMissing
 from sema_suite.jobs import JobSpec
 from sema_suite.results import JobDir
 from sema_tasks.reg import TASK
-from sema_tasks.reg.modules import AgeDB, RotatedDigits, agedb_age, red_blue
+from sema_tasks.reg.modules import AgeDB, RotatedDigits, agedb_age, rcf_angles, rcf_colour_ratios, red_blue
 
 
 def test_rotated_digits_are_fixed_and_rotated_by_their_target():
@@ -38,6 +38,22 @@ def test_red_blue_colouring_follows_rcf_mnist():
     coloured = red_blue(image, 0.25)
     assert torch.allclose(coloured[0], image[0] * 0.25) and not coloured[1].any()
     assert torch.allclose(coloured[2], image[0] * 0.75)
+
+
+def test_rcf_mnist_colour_is_a_spurious_cue_inverted_on_test():
+    """As C-Mixup: the red ratio is angle/360 for 80 % of training images (1 - angle/360 for the rest), the
+    other way round on test, and random on val."""
+    from scipy.stats import pearsonr
+
+    angles = rcf_angles("train", 20_000)
+    assert angles.min() >= 0 and angles.max() < 360 and len(angles.unique()) > 19_000  # continuous, not 60 levels
+    share = {}
+    for split in ("train", "val", "test"):
+        ratios = rcf_colour_ratios(split, angles, 0.8, seed=7)
+        share[split] = float(torch.isclose(ratios, angles / 360).float().mean())
+        share[f"{split}_r"] = pearsonr(ratios.numpy(), angles.numpy()).statistic
+    assert share["train"] == pytest.approx(0.8, abs=0.01) and share["test"] == pytest.approx(0.2, abs=0.01)
+    assert share["train_r"] > 0.5 and share["test_r"] < -0.5 and abs(share["val_r"]) < 0.05
 
 
 def test_agedb_reads_ages_from_file_names(tmp_path):

@@ -88,6 +88,8 @@ def test_nan_loss_fails_that_job_and_the_others_go_on(tmp_path: Path) -> None:
     (["--set", "epochs"], "write it as key=value"),
     (["--set", "epochs=many"], "epochs takes a int"),
     (["--preset", "cifar100", "--data-root", "/nonexistent"], "/nonexistent/cifar-100-python/"),
+    (["--jobs-per-gpu", "2"], "without --gpus there is none to share"),
+    (["--jobs-per-gpu", "2", "--backend", "slurm"], "a Slurm array task holds whole GPUs"),
 ])
 def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
     results = tmp_path / "results"
@@ -151,3 +153,11 @@ def test_a_seed_gives_every_method_the_same_start_and_data_order(tmp_path: Path)
     assert same(weights("none", 0, 2), weights("ema", 0, 2))
     assert not same(weights("none", 0, 2), weights("sema", 0, 2))
     assert not same(none, weights("none", 1, 1))
+
+
+def test_jobs_per_gpu_gives_each_gpu_that_many_worker_slots() -> None:
+    slots = worker_slots(["0", "1"], workers=1, jobs_per_gpu=3)
+    assert [slot["CUDA_VISIBLE_DEVICES"] for slot in slots] == ["0"] * 3 + ["1"] * 3
+    assert len({slot["SUITE_THREADS"] for slot in slots}) == 1  # the host's cores shared between the six
+    (alone,) = worker_slots(["0"], workers=1)
+    assert alone["CUDA_VISIBLE_DEVICES"] == "0" and "SUITE_THREADS" not in alone

@@ -57,6 +57,16 @@ def test_metrics_follow_their_definitions() -> None:
     assert scores["mae"] == pytest.approx(errors.abs().sum(1).mean().item(), rel=1e-5)
     assert scores["ssim"] < 1.0
 
+    # as OpenSTL: MSE and MAE of the raw output, SSIM of the output clipped to [0, 1]
+    over = {"input": target, "target": target, "prediction": target + 0.5}
+    metric.results = []
+    metric.process({}, [over])
+    scores = metric.compute_metrics(metric.results)
+    assert scores["mse"] == pytest.approx(0.25 * target[0].numel(), rel=1e-5)
+    clipped = FramePredictionMetrics()
+    clipped.process({}, [{**over, "prediction": over["prediction"].clamp(0, 1)}])
+    assert scores["ssim"] == pytest.approx(clipped.compute_metrics(clipped.results)["ssim"])
+
 
 def test_simvp_predicts_as_many_frames_as_it_sees() -> None:
     model = VideoPredictor(5, 5, hid_s=8, hid_t=16, n_spatial=4, n_temporal=2, mlp_ratio=2.0)

@@ -31,6 +31,9 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     group.add_argument("--max-retries", type=int, default=3,
                        help="ray: retries of a job whose worker or node died; slurm: requeues after a time-out "
                             "(preemptions always requeue). Default: 3")
+    group.add_argument("--jobs-per-gpu", type=int, default=1,
+                       help="local (with --gpus) and ray: run this many jobs on each GPU at once, for presets that use "
+                            "a fraction of a large GPU (e.g. CIFAR ResNet-18 on an 80 GB card). Default: 1")
     group.add_argument("--cpus-per-job", type=int, default=1,
                        help="ray/slurm: CPU cores reserved per job (a CPU-only job uses as many threads). Default: 1")
     group.add_argument("--ray-address", default=None,
@@ -66,13 +69,29 @@ def check_gpus(gpus: list[str]) -> None:
                          "there. Name GPUs it sees, or leave --gpus out to run on the CPU (--workers N)")
 
 
+def check_jobs_per_gpu(args: argparse.Namespace) -> int:
+    """``--jobs-per-gpu``, refused where it would do nothing."""
+    per_gpu = getattr(args, "jobs_per_gpu", 1)
+    if per_gpu < 1:
+        raise SuiteError(f"--jobs-per-gpu {per_gpu}: it must be 1 or more")
+    if per_gpu > 1 and args.backend == "slurm":
+        raise SuiteError("--jobs-per-gpu: a Slurm array task holds whole GPUs (--gpus-per-node); share a GPU with "
+                         "the local backend (--gpus) or Ray, or drop --jobs-per-gpu")
+    if per_gpu > 1 and args.backend == "local" and not args.gpus:
+        raise SuiteError("--jobs-per-gpu shares the GPUs named by --gpus between jobs; without --gpus there is none "
+                         "to share (use --workers N for CPU workers)")
+    return per_gpu
+
+
 def make_backend(args: argparse.Namespace) -> Backend:
     """The backend ``suite run`` asked for, configured from its options."""
+    per_gpu = check_jobs_per_gpu(args)
     if args.backend == "ray":
         _require("ray", "ray")
         from sema_suite.backends.ray_backend import RayBackend
 
-        return RayBackend(args.ray_address, max_retries=args.max_retries, cpus_per_job=args.cpus_per_job)
+        return RayBackend(args.ray_address, max_retries=args.max_retries, cpus_per_job=args.cpus_per_job,
+                          jobs_per_gpu=per_gpu)
     if args.backend == "slurm":
         _require("submitit", "slurm")
         from sema_suite.backends.slurm import SlurmBackend
@@ -84,4 +103,4 @@ def make_backend(args: argparse.Namespace) -> Backend:
 
     if args.gpus:
         check_gpus(args.gpus)
-    return LocalBackend(gpus=args.gpus, workers=args.workers)
+    return LocalBackend(gpus=args.gpus, workers=args.workers, jobs_per_gpu=per_gpu)

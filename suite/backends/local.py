@@ -12,6 +12,7 @@ from sema_suite.scheduler import Outcome, run_jobs, worker_slots
 class LocalBackend:
     gpus: list[str] | None = None
     workers: int = 1
+    jobs_per_gpu: int = 1
 
     def run(self, todo: list[JobDir]) -> list[Outcome]:
-        return run_jobs(todo, worker_slots(self.gpus, self.workers))
+        return run_jobs(todo, worker_slots(self.gpus, self.workers, self.jobs_per_gpu))

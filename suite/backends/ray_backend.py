@@ -39,8 +39,10 @@ def run_on_node(results_dir: str, job_id: str, env: dict[str, str]) -> int:
 
 
 class RayBackend:
-    def __init__(self, address: str | None, max_retries: int = 3, cpus_per_job: int = 1, poll_s: float = 1.0) -> None:
+    def __init__(self, address: str | None, max_retries: int = 3, cpus_per_job: int = 1, poll_s: float = 1.0,
+                 jobs_per_gpu: int = 1) -> None:
         self.address = address
+        self.jobs_per_gpu = jobs_per_gpu  # a task reserves 1/N of a GPU: N tasks share it
         self.max_retries = max_retries
         self.cpus_per_job = cpus_per_job
         self.poll_s = poll_s
@@ -59,6 +61,8 @@ class RayBackend:
         if self.cpus_per_job > widest:
             raise SuiteError(f"--cpus-per-job {self.cpus_per_job}: no node of this Ray cluster has that many CPUs "
                              f"(the largest has {widest:g})")
+        if self.jobs_per_gpu > 1 and not total.get("GPU"):
+            raise SuiteError(f"--jobs-per-gpu {self.jobs_per_gpu}: this Ray cluster has no GPU to share; drop it")
         return total.get("GPU", 0) > 0
 
     def run(self, todo: list[JobDir]) -> list[Outcome]:
@@ -66,7 +70,7 @@ class RayBackend:
             return []
         try:
             gpu = self._connect()
-            task = run_on_node.options(num_cpus=self.cpus_per_job, num_gpus=1 if gpu else 0,
+            task = run_on_node.options(num_cpus=self.cpus_per_job, num_gpus=1 / self.jobs_per_gpu if gpu else 0,
                                        max_retries=self.max_retries, retry_exceptions=[WorkerDied])
             env = node_env(gpu, self.cpus_per_job)
             refs = {task.remote(str(job.path.parent.resolve()), job.job_id, env): job for job in todo}

@@ -164,6 +164,8 @@ class FrechetDistance(BaseMetric):
     on first use), reported as ``fid``. ``features="digits"``: the project's own digits classifier
     (:mod:`sema_tasks.gen.digits_features`, offline), reported under ``name`` (``fid_digits``). The torchmetrics
     object is built at the first evaluation, so building a config or a model never downloads anything.
+    The real images' statistics are accumulated at the first evaluation and kept (the evaluation set and its
+    order never change), so later evaluations -- and each job of a shared run -- only embed the samples.
     Evaluation runs in one process (the suite's launcher); also saves a grid of the first samples.
     """
 
@@ -176,6 +178,7 @@ class FrechetDistance(BaseMetric):
         self.preview_count = preview_count
         self.preview: torch.Tensor | None = None  # written by sema_suite.previews.PreviewHook
         self._fid = None
+        self._reals_known = False  # the real statistics are complete (after the first evaluation)
         self._samples: list[torch.Tensor] = []
 
     def _metric(self, device: torch.device):
@@ -185,16 +188,18 @@ class FrechetDistance(BaseMetric):
             if self.features == "digits":
                 from sema_tasks.gen.digits_features import load_digits_features
 
-                self._fid = FrechetInceptionDistance(feature=load_digits_features(self.image_size))
+                self._fid = FrechetInceptionDistance(feature=load_digits_features(self.image_size),
+                                                     reset_real_features=False)
             else:
-                self._fid = FrechetInceptionDistance(feature=2048, normalize=True)
+                self._fid = FrechetInceptionDistance(feature=2048, normalize=True, reset_real_features=False)
         return self._fid.to(device)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         fakes = torch.stack([s["fake"] for s in data_samples])
         reals = torch.stack([s["real"] for s in data_samples])
         fid = self._metric(fakes.device)
-        fid.update(reals, real=True)
+        if not self._reals_known:
+            fid.update(reals, real=True)
         fid.update(fakes, real=False)
         self.results.append(len(fakes))
         if sum(len(s) for s in self._samples) < self.preview_count:
@@ -202,7 +207,8 @@ class FrechetDistance(BaseMetric):
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         value = float(self._fid.compute())
-        self._fid.reset()
+        self._fid.reset()  # the generated images' statistics only
+        self._reals_known = True
         samples = torch.cat(self._samples)[: self.preview_count]
         self._samples = []
         self.preview = image_grid(samples, ncol=8, scale=max(1, 64 // samples.shape[-1]))

@@ -23,7 +23,7 @@ from sema_suite.task import BuildContext, Metric, Preset, Task
 _FAIRSEQ_LM = {"context": 512, "dim": 512, "heads": 8, "layers": 6, "ffn": 2048, "dropout": 0.1,
                "norm_first": False, "batch_size": 16, "eval_batch_size": 16, "lr": 5e-4, "betas": [0.9, 0.98],
                "weight_decay": 0.01, "warmup_iters": 16_000, "warmup_init_lr": 1e-7, "schedule": "inverse_sqrt",
-               "grad_clip": 0.0, "num_workers": 2}
+               "grad_clip": 0.0, "num_workers": None}
 # the vocabulary of the standard releases (every training word and <eos>): the model's size in a --dry-run,
 # which reads no data; a real run counts the words of the training file it is given.
 _RELEASE_VOCAB = {"wikitext-103": 267_736, "wikitext-2": 33_278}

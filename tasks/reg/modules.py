@@ -19,8 +19,8 @@ from torch.utils.data import Dataset
 from sema_suite.data import affine, load_digits_split, random_shift, split_indices
 from sema_suite.nets import build_backbone
 
-# fixed, not the job's seed: every job sees the same images and angles. RCF-MNIST draws its angles and colours
-# once for the whole FashionMNIST training set (val is a slice of it) and once for the test set.
+# fixed, not the job's seed: every job sees the same images and angles. RCF-MNIST draws its angles once for the
+# whole FashionMNIST training set (val is a slice of it) and once for the test set, and its colours per split.
 _SPLIT_SEED = {"train": 1, "val": 2, "test": 3}
 _RCF_SEED = {"train": 1, "test": 2}
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -63,21 +63,37 @@ def red_blue(image: torch.Tensor, ratio: float) -> torch.Tensor:
 
 
 def rcf_angles(source: str, count: int) -> torch.Tensor:
-    """The fixed rotation of each image of FashionMNIST's ``train`` or ``test`` set: one of 0, 6, ..., 354
-    degrees."""
-    return torch.randint(0, 60, (count,), generator=torch.Generator().manual_seed(_RCF_SEED[source])).float() * 6.0
+    """The fixed rotation of each image of FashionMNIST's ``train`` or ``test`` set: uniform in [0, 360) degrees
+    (C-Mixup's default, ``use_rotate_class=0``)."""
+    return torch.rand(count, generator=torch.Generator().manual_seed(_RCF_SEED[source]), dtype=torch.float64).float() * 360.0
+
+
+def rcf_colour_ratios(split: str, angles: torch.Tensor, spurious_ratio: float, seed: int) -> torch.Tensor:
+    """C-Mixup's red ratio of each image: the colour is a spurious cue for the angle. ``train``: ``angle / 360`` for a
+    ``spurious_ratio`` share of the images, ``1 - angle / 360`` for the rest; ``test``: the other way round (the
+    majority gets the inverted cue, so a model that reads the colour fails); ``val``: a random ratio."""
+    generator = torch.Generator().manual_seed(seed)
+    if split == "val":
+        return torch.rand(len(angles), generator=generator)
+    follows = torch.rand(len(angles), generator=generator) < spurious_ratio
+    if split == "test":
+        follows = ~follows
+    ratio = angles / 360.0
+    return torch.where(follows, ratio, 1.0 - ratio)
 
 
 @DATASETS.register_module()
 class RcfMnist(Dataset):
-    """RCF-MNIST (C-Mixup's rotated-coloured FashionMNIST): 32x32, rotated by one of 60 angles in
-    [0, 360) (the target, fixed per image), coloured with a random red/blue ratio; crops when training.
+    """RCF-MNIST (C-Mixup's rotated-coloured FashionMNIST, its out-of-distribution regression set): 32x32,
+    rotated by a fixed angle in [0, 360) (the target), coloured red/blue with a ratio that follows the angle
+    in training and is inverted at test time (see :func:`rcf_colour_ratios`); crops when training.
 
     ``train`` is FashionMNIST's training set less the ``val_size`` images (class-balanced, fixed) that form
     ``val``; ``test`` is its test set.
     """
 
-    def __init__(self, root: str, split: str, download: bool = False, val_size: int = 0) -> None:
+    def __init__(self, root: str, split: str, download: bool = False, val_size: int = 0,
+                 spurious_ratio: float = 0.8) -> None:
         from torchvision import datasets
 
         data = datasets.FashionMNIST(root, train=True, download=download)
@@ -90,9 +106,8 @@ class RcfMnist(Dataset):
         else:
             index = train if split == "train" else torch.as_tensor(
                 split_indices("val", len(data.data), val_size, data.targets))
-        source = "test" if split == "test" else "train"
-        ratios = torch.rand(len(data.data), generator=torch.Generator().manual_seed(100 + _RCF_SEED[source]))
-        self.images, self.targets, self.ratios = data.data[index], angles[index], ratios[index]
+        self.images, self.targets = data.data[index], angles[index]
+        self.ratios = rcf_colour_ratios(split, self.targets, spurious_ratio, 100 + _SPLIT_SEED[split])
         self.train = split == "train"
 
     def __len__(self) -> int:

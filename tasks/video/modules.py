@@ -232,7 +232,7 @@ class VideoPredictor(BaseModel):
         if mode == "loss":
             return {"loss": F.mse_loss(predictions, targets)}
         if mode == "predict":
-            return [{"input": i, "target": t, "prediction": p.clamp(0, 1)}
+            return [{"input": i, "target": t, "prediction": p}  # unclamped: OpenSTL scores MSE/MAE on the raw output
                     for i, t, p in zip(inputs, targets, predictions.detach())]
         return predictions
 
@@ -243,7 +243,8 @@ class VideoPredictor(BaseModel):
 @METRICS.register_module()
 class FramePredictionMetrics(BaseMetric):
     """``mse`` and ``mae`` per frame (summed over the frame's pixels, in [0, 1] units, averaged over frames and
-    sequences -- OpenSTL's convention) and ``ssim`` (torchmetrics, Gaussian 11x11 window, averaged over frames).
+    sequences) of the raw predictions, and ``ssim`` (torchmetrics, Gaussian 11x11 window, averaged over frames) of
+    the predictions clipped to [0, 1] -- OpenSTL's conventions (its ``metric()`` clips for SSIM and PSNR only).
 
     Also keeps an input / truth / prediction strip of the first ``preview_count`` sequences for the dashboard.
     """
@@ -259,13 +260,13 @@ class FramePredictionMetrics(BaseMetric):
 
         pred = torch.stack([s["prediction"] for s in data_samples]).float()
         true = torch.stack([s["target"] for s in data_samples]).float()
-        ssim = structural_similarity_index_measure(pred.flatten(0, 1), true.flatten(0, 1), data_range=1.0,
+        ssim = structural_similarity_index_measure(pred.clamp(0, 1).flatten(0, 1), true.flatten(0, 1), data_range=1.0,
                                                    reduction="none").view(pred.shape[:2]).mean(1)
         mse = (pred - true).square().flatten(2).sum(2).mean(1)
         mae = (pred - true).abs().flatten(2).sum(2).mean(1)
         self.results.extend(torch.stack([mse, mae, ssim], 1).cpu().tolist())
         for sample in data_samples[: self.preview_count - len(self._strips)]:
-            self._strips.append(torch.cat([sample["input"], sample["target"], sample["prediction"]]).cpu())
+            self._strips.append(torch.cat([sample["input"], sample["target"], sample["prediction"].clamp(0, 1)]).cpu())
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         mse, mae, ssim = torch.tensor(results, dtype=torch.float64).mean(0).tolist()
