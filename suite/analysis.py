@@ -210,7 +210,7 @@ def analyze_job(results_dir: Path, job_id: str, settings: Settings, pairs: bool 
                                          "partners": partners})
     resolved = load_job(doc)
     checkpoint = last_path(job)
-    runner = build_runner(resolved, job, Path(doc["data_root"]), download=False)
+    runner = build_runner(resolved, job, Path(doc["data_root"]), download=False, single_process=True)
     hook_before_run(runner)
     runner.load_checkpoint(str(checkpoint), map_location="cpu")
     if measure_weights:

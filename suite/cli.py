@@ -32,7 +32,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sema_suite.runs import plan, retrained_notes
     from sema_suite.scheduler import job_outcomes, pending, prepare
 
-    matrix = expand_matrix(args.task, args.method, args.seeds, args.preset, parse_overrides(args.set))
+    matrix = expand_matrix(args.task, args.method, args.seeds, args.preset, parse_overrides(args.set),
+                           args.gpus_per_job)
     jobs = matrix.jobs
     todo_jobs, skipped = pending(jobs, args.results_dir)
     runs = plan(todo_jobs, share=not args.no_share)
@@ -50,6 +51,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         job.task.check_data(job.preset, job.context(args.data_root, args.results_dir / job.job_id, args.download))
     backend = make_backend(args)  # before anything is written: is the backend usable here?
     analysis = Settings.parse(args.analyze).as_dict() if args.analyze is not None else None
+    if analysis and analysis["every_eval"] and args.gpus_per_job > 1:
+        raise SuiteError("--analyze every_eval measures during training in one process; a job on several "
+                         "(--gpus-per-job) is measured at its end: drop every_eval")
     log_to = tracking.check(args.log_to)
     todo = prepare(runs, args.results_dir, args.data_root, args.download, analysis, log_to)
     print(f"{len(jobs)} job(s): {len(todo_jobs)} to run, {len(skipped)} already done; "

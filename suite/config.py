@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mmengine.config import Config
 
+from sema_suite.errors import BadOverride
 from sema_suite.jobs import ResolvedJob
 from sema_suite.methods import averaging_hook
 from sema_suite.runs import Run
@@ -26,10 +27,11 @@ def loop_by_epoch(train_cfg: dict, default: bool) -> bool:
 
 
 def build_config(run: Run | ResolvedJob, ctx: BuildContext, results_dir: Path, analysis: dict | None = None,
-                 log_to: list[str] | None = None) -> Config:
+                 log_to: list[str] | None = None, single_process: bool = False) -> Config:
     """The adapter's config with the shared pieces injected: averaging hook, results hook, cost hook,
     checkpoints, seed. ``run``: a job, or a run of several (:mod:`sema_suite.runs`), whose evaluation loops then
-    evaluate each member in turn (:class:`sema_suite.hooks.MembersLoop`).
+    evaluate each member in turn (:class:`sema_suite.hooks.MembersLoop`). A job on several processes gets DDP
+    (:func:`_distributed`) unless ``single_process`` (``suite analyze`` measures its weights in one process).
 
     Checkpoints are written every epoch (or every evaluation interval of an iteration-based task) so an
     interrupted job loses at most that much work. ``analysis``: the job's requested analysis settings, which
@@ -91,9 +93,32 @@ def build_config(run: Run | ResolvedJob, ctx: BuildContext, results_dir: Path, a
         "default_scope": cfg.get("default_scope", "mmengine"),
         "visualizer": _visualizer(cfg, run, results_dir, log_to or []),
     })
+    if job.spec.world_size > 1 and not single_process:
+        _distributed(cfg, job.spec.world_size)
     if job.config_edits:
         cfg.merge_from_dict(job.config_edits)
     return cfg
+
+
+def _distributed(cfg: Config, world_size: int) -> None:
+    """A job on ``world_size`` processes (DDP through mmengine's ``pytorch`` launcher; the worker starts them with
+    torchrun): the preset's batch is the total, split over the processes, so the learning rate and the steps per
+    epoch -- and with them the averaging settings -- stay the single-process recipe's. ``device_ids`` None (mmengine
+    would pass the local rank): DDP takes the module's device, which works for a GPU per process and for CPU
+    processes (gloo) alike."""
+    import torch
+
+    total = cfg.train_dataloader.batch_size
+    if total % world_size:
+        raise BadOverride(f"--gpus-per-job {world_size}: the batch of {total} does not split evenly over "
+                          f"{world_size} processes; set a batch_size that does (--set batch_size=...)")
+    cfg.train_dataloader.batch_size = total // world_size
+    cfg.merge_from_dict({
+        "launcher": "pytorch",
+        "env_cfg": {"dist_cfg": {"backend": "nccl" if torch.cuda.is_available() else "gloo"}},
+        "model_wrapper_cfg": {"type": "MMDistributedDataParallel", "device_ids": None, "broadcast_buffers": False,
+                              "find_unused_parameters": cfg.get("find_unused_parameters", False)},
+    })
 
 
 def _visualizer(cfg: Config, run: Run, results_dir: Path, log_to: list[str]) -> dict:

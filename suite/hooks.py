@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS, LOOPS
 from mmengine.runner import EpochBasedTrainLoop
@@ -382,6 +383,8 @@ class ResultsHook(Hook):
         self._tokens = self._token_seconds = 0.0
 
     def _statuses(self) -> list[JobDir]:
+        if not is_main_process():  # a multi-process run: rank 0 keeps the records
+            return []
         return [self.run, *(job for job in self.jobs.values() if job.path != self.run.path)]
 
     def after_train(self, runner) -> None:
@@ -409,7 +412,7 @@ class ResultsHook(Hook):
         self.started = time.monotonic()
         epoch, iteration = self._position(runner)
         replay = bool(iteration) and self._val_due(runner)
-        for job in self.jobs.values():
+        for job in self.jobs.values() if is_main_process() else ():
             job.drop_metrics(lambda r: r["run_id"] == self.run_id and (
                 r["split"] != self.val_split  # the test pass's rows stay
                 or (r["iter"] < iteration if replay else r["iter"] <= iteration)))
@@ -458,7 +461,8 @@ class ResultsHook(Hook):
 
     def after_test_epoch(self, runner, metrics: dict[str, float] | None = None) -> None:
         _, iteration = self._position(runner)  # a re-run of a finished job tests again: keep one row each
-        self._job(runner).drop_metrics(lambda r: not (r["split"] == "test" and r["iter"] == iteration))
+        if is_main_process():
+            self._job(runner).drop_metrics(lambda r: not (r["split"] == "test" and r["iter"] == iteration))
         rows = self._record(runner, "test", metrics or {})
         if rows and (visualizer := getattr(runner, "visualizer", None)) is not None:  # mmengine logs val, not test
             visualizer.add_scalars({f"test/{r['metric']}": r["value"] for r in rows}, step=iteration)
@@ -483,7 +487,8 @@ class ResultsHook(Hook):
                 rows.append({**self.rows[member], "epoch": epoch, "iter": iteration, "split": split, "metric": name,
                              "value": float(value), "higher_is_better": self.metrics[name],
                              "wall_time_s": wall, "timestamp": stamp})
-        self.jobs[member].append_metrics(rows)
+        if is_main_process():
+            self.jobs[member].append_metrics(rows)
         self._progress(runner, epoch, iteration)
         return rows
 

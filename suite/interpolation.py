@@ -34,7 +34,8 @@ def partner_ids(doc: dict[str, Any]) -> list[str]:
 
     spec = doc["spec"]
     overrides = tuple(sorted(spec["overrides"].items()))
-    return [JobSpec(spec["task"], spec["preset"], method, int(spec["seed"]), overrides).resolve().job_id
+    return [JobSpec(spec["task"], spec["preset"], method, int(spec["seed"]), overrides,
+                    int(spec.get("world_size", 1))).resolve().job_id
             for method in PARTNERS]
 
 

@@ -74,6 +74,7 @@ class JobSpec:
     method: str
     seed: int
     overrides: tuple[tuple[str, Any], ...] = ()
+    world_size: int = 1  # processes (GPUs) the job trains on, with DDP (suite run --gpus-per-job)
 
     def resolve(self) -> ResolvedJob:
         task = get_task(self.task)
@@ -81,6 +82,11 @@ class JobSpec:
             raise UnknownChoice(f"preset of task {self.task!r}", self.preset, task.presets)
         if self.method not in METHODS:
             raise UnknownChoice("method", self.method, METHODS)
+        if self.world_size < 1:
+            raise BadOverride(f"--gpus-per-job {self.world_size}: a job needs at least one process")
+        if self.world_size > 1 and not task.multi_gpu:
+            raise BadOverride(f"--gpus-per-job {self.world_size}: task {self.task} trains and evaluates in one "
+                              "process (its metrics are not gathered across processes); multi-GPU jobs are for det")
         preset = task.presets[self.preset]
         params = dict(preset.params)
         averaging = {**AVERAGING_DEFAULTS, **preset.averaging}
@@ -100,6 +106,8 @@ class JobSpec:
         changed = {k: v for k, v in params.items() if v != preset.params[k]}
         changed |= {k: v for k, v in effective.items() if k not in shipped or v != shipped[k]}
         changed |= {f"{CONFIG_PREFIX}{k}": v for k, v in config_edits.items()}
+        if self.world_size > 1:  # data order and batch statistics differ: another setting, never mixed
+            changed["gpus_per_job"] = self.world_size
         ignored = tuple(k for k, _ in self.overrides
                         if k in averaging and k not in params and k not in effective)
         return ResolvedJob(self, task, preset, params, effective, config_edits, format_variant(changed), ignored)
@@ -118,10 +126,11 @@ class ResolvedJob:
 
     def identity(self) -> dict[str, Any]:
         """What the job runs, and nothing else: the hash of this is the job's id."""
-        return {
+        identity = {
             "task": self.spec.task, "preset": self.spec.preset, "method": self.spec.method, "seed": self.spec.seed,
             "params": self.params, "averaging": self.averaging, "config_edits": self.config_edits,
         }
+        return identity | ({"world_size": self.spec.world_size} if self.spec.world_size > 1 else {})
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.identity(), "overrides": dict(self.spec.overrides), "variant": self.variant,
@@ -152,7 +161,7 @@ class Matrix:
 
 
 def expand_matrix(tasks: list[str], methods: list[str], seeds: list[int], preset: str | None,
-                  overrides: dict[str, list[Any]]) -> Matrix:
+                  overrides: dict[str, list[Any]], world_size: int = 1) -> Matrix:
     """Every (task, method, seed, sweep point), resolved; errors surface before any job starts.
 
     Points that resolve to the same job (``none`` under a decay sweep) are one job.
@@ -163,7 +172,7 @@ def expand_matrix(tasks: list[str], methods: list[str], seeds: list[int], preset
     ignored: dict[str, set[str]] = {}
     for task_name, method, seed, point in itertools.product(tasks, methods, seeds, points):
         task = get_task(task_name)
-        job = JobSpec(task_name, preset or task.default_preset, method, seed, point).resolve()
+        job = JobSpec(task_name, preset or task.default_preset, method, seed, point, world_size).resolve()
         jobs.setdefault(job.job_id, job)
         if job.ignored:
             ignored.setdefault(method, set()).update(job.ignored)

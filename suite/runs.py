@@ -38,7 +38,8 @@ def trajectory(job: ResolvedJob) -> dict[str, Any] | None:
     if job.spec.method not in SHARED_METHODS:
         return None
     identity = job.identity()
-    return {key: identity[key] for key in ("task", "preset", "seed", "params", "config_edits")}
+    return {key: identity[key] for key in ("task", "preset", "seed", "params", "config_edits", "world_size")
+            if key in identity}
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def retrained_notes(runs: list[Run], matrix: list[ResolvedJob], results_dir: Pat
         if not averages:
             continue
         lead = averages[0].spec
-        plain = JobSpec(lead.task, lead.preset, "none", lead.seed, lead.overrides).resolve().job_id
+        plain = JobSpec(lead.task, lead.preset, "none", lead.seed, lead.overrides, lead.world_size).resolve().job_id
         mates = dict.fromkeys([plain, *(j.job_id for j in matrix if trajectory(j) == trajectory(averages[0]))])
         mine = {j.job_id for j in run.members}
         finished = [job_id for job_id in mates if job_id not in mine

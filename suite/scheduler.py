@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sema_suite.environment import environment
 from sema_suite.jobs import ResolvedJob
-from sema_suite.results import JobDir, write_json
+from sema_suite.results import JobDir, read_json, write_json
 from sema_suite.runs import Run, members, write_run
 from sema_suite.worker import EXIT_LOCKED, LAUNCHED
 
@@ -32,16 +32,21 @@ class Outcome:
     seconds: float | None = None
 
 
-def worker_slots(gpus: list[str] | None, workers: int, jobs_per_gpu: int = 1) -> list[dict[str, str]]:
-    """Environment of each worker slot: a pinned GPU each (``jobs_per_gpu`` slots per GPU, sharing its memory
-    and the host's cores), or CPU workers sharing the cores evenly."""
+def worker_slots(gpus: list[str] | None, workers: int, jobs_per_gpu: int = 1,
+                 gpus_per_job: int = 1) -> list[dict[str, str]]:
+    """Environment of each worker slot: pinned GPUs (``gpus_per_job`` of them per slot, or ``jobs_per_gpu`` slots
+    per GPU, sharing its memory and the host's cores), or CPU workers sharing the cores evenly (a job on several
+    processes without GPUs splits its worker's share between them)."""
     if gpus:
-        cpus = str(max(1, (os.cpu_count() or 1) // (len(gpus) * jobs_per_gpu)))  # data loaders' share of the cores
-        return [{"CUDA_VISIBLE_DEVICES": gpu, "SUITE_CPUS": cpus, **({"SUITE_THREADS": cpus} if jobs_per_gpu > 1 else {})}
-                for gpu in gpus for _ in range(jobs_per_gpu)]
+        groups = [",".join(gpus[i:i + gpus_per_job]) for i in range(0, len(gpus), gpus_per_job)]
+        cpus = str(max(1, (os.cpu_count() or 1) // (len(groups) * jobs_per_gpu * gpus_per_job)))  # per process
+        return [{"CUDA_VISIBLE_DEVICES": group, "SUITE_CPUS": cpus,
+                 **({"SUITE_THREADS": cpus} if jobs_per_gpu > 1 else {})}
+                for group in groups for _ in range(jobs_per_gpu)]
     if workers <= 1:
-        return [{}]  # one worker: whatever device is there (the GPU when there is one)
-    threads = os.environ.get("SUITE_THREADS") or str(max(1, (os.cpu_count() or 1) // workers))
+        return [{}]  # one worker: whatever devices are there (torchrun gives each process its own GPU)
+    share = int(os.environ.get("SUITE_THREADS") or max(1, (os.cpu_count() or 1) // workers))
+    threads = str(max(1, share // gpus_per_job))
     return [{"CUDA_VISIBLE_DEVICES": "", "SUITE_THREADS": threads} for _ in range(workers)]
 
 
@@ -65,6 +70,7 @@ def prepare(runs: list[Run], results_dir: Path, data_root: Path, download: bool,
            **({"log_to": log_to} if log_to else {})}
     units = []
     for run in runs:
+        doc["world_size"] = run.lead.spec.world_size  # processes the worker starts (torchrun when > 1)
         for job in run.members:
             folder = JobDir(results_dir, job.job_id)
             write_json(folder.job_json, {"job_id": job.job_id, "run_id": run.run_id, "spec": job.as_dict(), **doc})
@@ -143,16 +149,40 @@ def job_outcome(job: JobDir, returncode: int | None, lost: str | None = None) ->
     return Outcome(job.job_id, "failed", error)
 
 
+def world_size(unit: JobDir) -> int:
+    """How many processes a run trains on (its job.json, or a shared run's run.json, says); one for a finished
+    job, which the worker only measures (``suite analyze``)."""
+    doc = unit.path / "run.json" if (unit.path / "run.json").exists() else unit.job_json
+    if not doc.exists() or all(job.status().get("state") == "done" for job in members(unit)):
+        return 1
+    return int(read_json(doc).get("world_size", 1))
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when this process dies (Linux), as a worker does itself."""
+    import ctypes
+    import signal
+
+    prctl = getattr(ctypes.CDLL(None), "prctl", None)
+    if prctl is not None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def start_worker(job: JobDir, env: dict[str, str]) -> subprocess.Popen:
-    """``python -m sema_suite.worker RESULTS_DIR RUN_ID``, its output appended to the run's log.
+    """``python -m sema_suite.worker RESULTS_DIR RUN_ID``, its output appended to the run's log; a run on N
+    processes starts N workers through torchrun (``torch.distributed.run --standalone``: a free port on this
+    node), which stops them all if one fails.
 
     ``SUITE_PARENT_PID`` makes the worker stop when this process dies (see :mod:`sema_suite.worker`), so a killed
     scheduler, Ray task or Slurm step never leaves a worker running on, holding the job's lock.
     """
+    worker = ["-m", "sema_suite.worker", str(job.path.parent.resolve()), job.job_id]
+    processes = world_size(job)
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"] if processes > 1 else []
     with job.log_file.open("a") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "sema_suite.worker", str(job.path.parent.resolve()), job.job_id],
-            stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, *launcher, *worker], stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if launcher else None,
             env={**os.environ, **env, "SUITE_PARENT_PID": str(os.getpid()), LAUNCHED: repr(time.time())})
 
 

@@ -76,6 +76,9 @@ class Task(ABC):
     # False for iteration-based training (the hook then switches every N iterations). A config whose train_cfg
     # names its loop (EpochBasedTrainLoop / IterBasedTrainLoop) decides for itself, per preset.
     by_epoch: bool = True
+    # whether a job may train on several processes (DDP, suite run --gpus-per-job): its metrics must be gathered
+    # across processes by mmengine (everything they need in ``self.results``)
+    multi_gpu: bool = False
 
     @property
     def primary_metric(self) -> Metric:

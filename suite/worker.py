@@ -33,11 +33,11 @@ LAUNCHED = "SUITE_LAUNCHED"  # when the scheduler started this process (time.tim
 def load_job(doc: dict[str, Any]) -> ResolvedJob:
     spec = doc["spec"]
     return JobSpec(spec["task"], spec["preset"], spec["method"], int(spec["seed"]),
-                   tuple(sorted(spec["overrides"].items()))).resolve()
+                   tuple(sorted(spec["overrides"].items())), int(spec.get("world_size", 1))).resolve()
 
 
 def build_runner(run: Run | ResolvedJob, job: JobDir, data_root: Path, download: bool,
-                 analysis: dict[str, Any] | None = None, log_to: list[str] | None = None):
+                 analysis: dict[str, Any] | None = None, log_to: list[str] | None = None, single_process: bool = False):
     """The mmengine Runner for a run (or one job) whose folder is ``job``, with the suite's hooks and
     checkpoint loader registered (and the analysis hook when ``analysis`` measures during training, and the
     trackers of ``log_to``)."""
@@ -51,7 +51,7 @@ def build_runner(run: Run | ResolvedJob, job: JobDir, data_root: Path, download:
     ctx = run.lead.context(data_root, job.work_dir, download=download)
     run.lead.task.check_data(run.lead.preset, ctx)
     trust_checkpoints_under(job.work_dir)
-    return Runner.from_cfg(build_config(run, ctx, job.path.parent, analysis, log_to))
+    return Runner.from_cfg(build_config(run, ctx, job.path.parent, analysis, log_to, single_process))
 
 
 @contextlib.contextmanager
@@ -106,14 +106,59 @@ def _stop_with_parent() -> None:
     if not parent or prctl is None:
         return
     prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != int(parent):
+    if os.getppid() != int(parent) and "LOCAL_RANK" not in os.environ:  # under torchrun, torchrun is the parent
         sys.exit("the process that started this worker is gone")
+
+
+RANK = int(os.environ.get("RANK", "0"))  # this process's place in a multi-process run (torchrun sets it)
+
+
+@contextlib.contextmanager
+def _process_group() -> Iterator[None]:
+    """Join the run's process group when it has several (torchrun's env), and leave it after training.
+
+    The worker joins itself -- NCCL with one GPU per process, gloo on CPUs -- because mmengine's launcher would
+    call ``torch.cuda.set_device`` on machines without one; mmengine then finds the group joined. Leaving it
+    lets rank 0 measure the job afterwards (``--analyze``) as one process.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        yield
+        return
+    import torch
+    import torch.distributed as dist
+
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _train(runner) -> None:
+    with _one_tracker_run(runner):
+        runner.train()
+        if runner.cfg.get("test_dataloader"):
+            runner.test()
+
+
+def _other_rank(unit: JobDir, jobs: list[JobDir]) -> int:
+    """Ranks 1.. of a multi-process run train and evaluate with rank 0, which keeps every record."""
+    _threads()
+    docs = [read_json(job.job_json) for job in jobs]
+    with _process_group():
+        _train(build_runner(Run(tuple(load_job(doc) for doc in docs)), unit, Path(docs[0]["data_root"]),
+                            docs[0].get("download", False)))
+    return 0
 
 
 def run_job(results_dir: Path, run_id: str) -> int:
     signal.signal(signal.SIGTERM, _terminated)  # the scheduler stops workers with SIGTERM: record it
     _stop_with_parent()
     unit = JobDir(results_dir, run_id)
+    if RANK:
+        return _other_rank(unit, members(unit))
     lock = open(unit.path / ".lock", "w")  # noqa: SIM115  (held for the whole process)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -159,12 +204,10 @@ def run_job(results_dir: Path, run_id: str) -> int:
 
         import sema_suite.hooks  # noqa: F401
         built = time.time()
-        runner = build_runner(run, unit, Path(doc["data_root"]), doc.get("download", False),
-                              doc.get("analysis"), doc.get("log_to"))
-        with _one_tracker_run(runner):
-            runner.train()
-            if runner.cfg.get("test_dataloader"):
-                runner.test()
+        with _process_group():
+            runner = build_runner(run, unit, Path(doc["data_root"]), doc.get("download", False),
+                                  doc.get("analysis"), doc.get("log_to"))
+            _train(runner)
     except BaseException as err:  # noqa: BLE001  (record every failure, including Ctrl-C, then re-raise)
         traceback.print_exc()
         for folder in folders:

@@ -31,6 +31,9 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     group.add_argument("--max-retries", type=int, default=3,
                        help="ray: retries of a job whose worker or node died; slurm: requeues after a time-out "
                             "(preemptions always requeue). Default: 3")
+    group.add_argument("--gpus-per-job", type=int, default=1,
+                       help="train each job on this many GPUs with DDP (torchrun; the preset's batch is the total, "
+                            "split between them); without GPUs, that many CPU processes (gloo). det only. Default: 1")
     group.add_argument("--jobs-per-gpu", type=int, default=1,
                        help="local (with --gpus) and ray: run this many jobs on each GPU at once, for presets that use "
                             "a fraction of a large GPU (e.g. CIFAR ResNet-18 on an 80 GB card). Default: 1")
@@ -74,6 +77,9 @@ def check_jobs_per_gpu(args: argparse.Namespace) -> int:
     per_gpu = getattr(args, "jobs_per_gpu", 1)
     if per_gpu < 1:
         raise SuiteError(f"--jobs-per-gpu {per_gpu}: it must be 1 or more")
+    if per_gpu > 1 and getattr(args, "gpus_per_job", 1) > 1:
+        raise SuiteError("--jobs-per-gpu shares a GPU between jobs and --gpus-per-job spreads a job over GPUs: "
+                         "use one of them")
     if per_gpu > 1 and args.backend == "slurm":
         raise SuiteError("--jobs-per-gpu: a Slurm array task holds whole GPUs (--gpus-per-node); share a GPU with "
                          "the local backend (--gpus) or Ray, or drop --jobs-per-gpu")
@@ -91,16 +97,21 @@ def make_backend(args: argparse.Namespace) -> Backend:
         from sema_suite.backends.ray_backend import RayBackend
 
         return RayBackend(args.ray_address, max_retries=args.max_retries, cpus_per_job=args.cpus_per_job,
-                          jobs_per_gpu=per_gpu)
+                          jobs_per_gpu=per_gpu, gpus_per_job=getattr(args, "gpus_per_job", 1))
     if args.backend == "slurm":
         _require("submitit", "slurm")
         from sema_suite.backends.slurm import SlurmBackend
 
         return SlurmBackend(cluster=args.submitit_cluster, partition=args.partition, timeout_min=args.timeout_min,
-                            gpus_per_node=args.gpus_per_node, cpus_per_job=args.cpus_per_job,
+                            gpus_per_node=max(args.gpus_per_node, getattr(args, "gpus_per_job", 1)),
+                            cpus_per_job=args.cpus_per_job,
                             array_parallelism=args.array_parallelism, max_requeues=args.max_retries)
     from sema_suite.backends.local import LocalBackend
 
+    per_job = getattr(args, "gpus_per_job", 1)
     if args.gpus:
         check_gpus(args.gpus)
-    return LocalBackend(gpus=args.gpus, workers=args.workers, jobs_per_gpu=per_gpu)
+        if len(args.gpus) % per_job:
+            raise SuiteError(f"--gpus {','.join(args.gpus)} does not split into jobs of --gpus-per-job {per_job}: "
+                             "name a multiple of it")
+    return LocalBackend(gpus=args.gpus, workers=args.workers, jobs_per_gpu=per_gpu, gpus_per_job=per_job)

@@ -13,6 +13,7 @@ class LocalBackend:
     gpus: list[str] | None = None
     workers: int = 1
     jobs_per_gpu: int = 1
+    gpus_per_job: int = 1
 
     def run(self, todo: list[JobDir]) -> list[Outcome]:
-        return run_jobs(todo, worker_slots(self.gpus, self.workers, self.jobs_per_gpu))
+        return run_jobs(todo, worker_slots(self.gpus, self.workers, self.jobs_per_gpu, self.gpus_per_job))

@@ -40,8 +40,9 @@ def run_on_node(results_dir: str, job_id: str, env: dict[str, str]) -> int:
 
 class RayBackend:
     def __init__(self, address: str | None, max_retries: int = 3, cpus_per_job: int = 1, poll_s: float = 1.0,
-                 jobs_per_gpu: int = 1) -> None:
+                 jobs_per_gpu: int = 1, gpus_per_job: int = 1) -> None:
         self.address = address
+        self.gpus_per_job = gpus_per_job  # GPUs a task reserves for a job on several processes
         self.jobs_per_gpu = jobs_per_gpu  # a task reserves 1/N of a GPU: N tasks share it
         self.max_retries = max_retries
         self.cpus_per_job = cpus_per_job
@@ -70,7 +71,7 @@ class RayBackend:
             return []
         try:
             gpu = self._connect()
-            task = run_on_node.options(num_cpus=self.cpus_per_job, num_gpus=1 / self.jobs_per_gpu if gpu else 0,
+            task = run_on_node.options(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job / self.jobs_per_gpu if gpu else 0,
                                        max_retries=self.max_retries, retry_exceptions=[WorkerDied])
             env = node_env(gpu, self.cpus_per_job)
             refs = {task.remote(str(job.path.parent.resolve()), job.job_id, env): job for job in todo}

@@ -57,6 +57,7 @@ def _coco_preset(name: str, model: str, description: str) -> Preset:
 
 class Detection(HeldOutSplits, Task):
     name = "det"
+    multi_gpu = True  # MMDetection's CocoMetric gathers its results across processes
     description = "object detection / instance segmentation, MMDetection (shapes offline; COCO RetinaNet, Mask R-CNN)"
     metrics = (
         Metric("bbox_mAP", higher_is_better=True, primary=True, description="COCO box AP@[.5:.95]"),
