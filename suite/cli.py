@@ -50,6 +50,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     for job in jobs:  # before anything is built or written: is the data there?
         job.task.check_data(job.preset, job.context(args.data_root, args.results_dir / job.job_id, args.download))
     backend = make_backend(args)  # before anything is written: is the backend usable here?
+    if args.backend == "local" and any(job.params.get("amp", "none") != "none" for job in jobs):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SuiteError("--set amp=... trains in mixed precision on a GPU, and CUDA sees none here: drop it, "
+                             "or run where there is one")
     analysis = Settings.parse(args.analyze).as_dict() if args.analyze is not None else None
     if analysis and analysis["every_eval"] and args.gpus_per_job > 1:
         raise SuiteError("--analyze every_eval measures during training in one process; a job on several "
@@ -196,7 +202,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         for preset in task.presets.values():
             default = " (default)" if preset.name == task.default_preset else ""
             print(f"  preset {preset.name}{default}: {preset.description}")
-            print("    params: " + ", ".join(f"{k}={v}" for k, v in preset.params.items()))
+            print("    params: " + ", ".join(f"{k}={v}" for k, v in preset.knobs.items()))
             if preset.averaging:
                 print("    averaging: " + ", ".join(f"{k}={v}" for k, v in preset.averaging.items()))
             if preset.primary_metric:

@@ -95,9 +95,27 @@ def build_config(run: Run | ResolvedJob, ctx: BuildContext, results_dir: Path, a
     })
     if job.spec.world_size > 1 and not single_process:
         _distributed(cfg, job.spec.world_size)
+    if job.params.get("amp", "none") != "none":
+        _mixed_precision(cfg, job.params["amp"], ctx.dry_run)
     if job.config_edits:
         cfg.merge_from_dict(job.config_edits)
     return cfg
+
+
+def _mixed_precision(cfg: Config, amp: str, dry_run: bool) -> None:
+    """The task's optimizer wrapper as mmengine's ``AmpOptimWrapper`` (autocast, and for fp16 a dynamic loss
+    scale). The weights, and the averages of them, stay float32."""
+    import torch
+
+    from sema_suite.task import AMP_DTYPES
+
+    if amp not in AMP_DTYPES:
+        raise BadOverride(f"amp={amp}: choose bf16, fp16 or none")
+    if not dry_run and not torch.cuda.is_available():
+        raise BadOverride(f"amp={amp} needs a GPU (mmengine's AmpOptimWrapper autocasts on CUDA); this machine has "
+                          "none: drop it (--set amp=none)")
+    cfg.optim_wrapper = {**cfg.optim_wrapper, "type": "AmpOptimWrapper", "dtype": AMP_DTYPES[amp],
+                         **({"loss_scale": "dynamic"} if amp == "fp16" else {})}
 
 
 def _distributed(cfg: Config, world_size: int) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from sema_suite.errors import BadOverride, UnknownChoice
 from sema_suite.methods import AVERAGING_DEFAULTS, METHODS, effective_averaging
 from sema_suite.registry import get_task
-from sema_suite.task import BuildContext, Preset, Task
+from sema_suite.task import AMP_DTYPES, BuildContext, Preset, Task
 from sema_suite.variants import format_variant, split_top_level
 
 CONFIG_PREFIX = "cfg."  # --set cfg.a.b=value edits the final mmengine config directly
@@ -88,7 +88,7 @@ class JobSpec:
             raise BadOverride(f"--gpus-per-job {self.world_size}: task {self.task} trains and evaluates in one "
                               "process (its metrics are not gathered across processes); multi-GPU jobs are for det")
         preset = task.presets[self.preset]
-        params = dict(preset.params)
+        params = dict(preset.knobs)
         averaging = {**AVERAGING_DEFAULTS, **preset.averaging}
         config_edits = {}
         for key, value in self.overrides:
@@ -101,9 +101,11 @@ class JobSpec:
             else:
                 valid = [*params, *averaging, f"{CONFIG_PREFIX}<mmengine.config.key>"]
                 raise UnknownChoice(f"override key for {self.task}/{self.preset}", key, valid)
+        if params.get("amp", "none") not in ("none", *AMP_DTYPES):
+            raise BadOverride(f"amp={params['amp']}: choose one of none, {', '.join(AMP_DTYPES)}")
         effective = effective_averaging(self.method, averaging)
         shipped = effective_averaging(self.method, {**AVERAGING_DEFAULTS, **preset.averaging})
-        changed = {k: v for k, v in params.items() if v != preset.params[k]}
+        changed = {k: v for k, v in params.items() if v != preset.knobs[k]}
         changed |= {k: v for k, v in effective.items() if k not in shipped or v != shipped[k]}
         changed |= {f"{CONFIG_PREFIX}{k}": v for k, v in config_edits.items()}
         if self.world_size > 1:  # data order and batch statistics differ: another setting, never mixed

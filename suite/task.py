@@ -43,6 +43,18 @@ class Preset:
     # Inception weights and reports fid_digits instead of fid)
     primary_metric: str | None = None
 
+    @property
+    def knobs(self) -> dict[str, Any]:
+        """``params`` and, for a GPU preset, the knobs every GPU preset has (:data:`GPU_KNOBS`)."""
+        return self.params if self.offline else {**GPU_KNOBS, **self.params}
+
+
+# Knobs of every paper (GPU) preset, applied by the suite for every task: ``amp`` trains in mixed precision
+# through mmengine's AmpOptimWrapper ("bf16" or "fp16" with dynamic loss scaling; "none": float32). It is a job
+# parameter, so every method of a comparison trains with the same one, and variants never mix precisions.
+GPU_KNOBS: dict[str, Any] = {"amp": "none"}
+AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
 
 @dataclass(frozen=True)
 class BuildContext:
