@@ -2,7 +2,8 @@
 # Copy what the leaderboard and the dashboard read from a results directory into a folder to commit:
 # each finished job's job.json, status.json, metrics.csv, flatness measurements (analysis.csv, landscape.csv,
 # interpolation.csv, barriers.csv)
-# and sample images -- no checkpoints, no logs.
+# and sample images -- no checkpoints, no logs; and each shared training run's run.json and status.json (its
+# jobs' rows name it in their run_id column).
 #   bash scripts/publish_results.sh ~/sema-results/tiny published/tiny
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 RESULTS_DIR DEST_DIR" >&2; exit 2; }
@@ -14,6 +15,11 @@ for status in "$src"/*/status.json; do
   job=$(dirname "$status")
   grep -q '"state": "done"' "$status" || continue
   out="$dest/$(basename "$job")"
+  if [ -f "$job/run.json" ]; then  # a shared run: its jobs' rows are in their own folders
+    mkdir -p "$out"
+    cp "$job/run.json" "$job/status.json" "$out/"
+    continue
+  fi
   mkdir -p "$out"
   cp "$job/job.json" "$job/status.json" "$job/metrics.csv" "$out/"
   for measured in analysis.csv landscape.csv interpolation.csv barriers.csv; do  # suite analyze

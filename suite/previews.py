@@ -48,16 +48,21 @@ def save_png(image: torch.Tensor, path: Path) -> None:
 
 @HOOKS.register_module()
 class PreviewHook(Hook):
-    """Saves the ``preview`` image of every validation metric that made one, named by the iteration."""
+    """Saves the ``preview`` image of every validation metric that made one, named by the iteration, in the folder
+    of the job whose weights were evaluated (in a shared run, each member's own)."""
 
     priority = "LOW"
 
     def __init__(self, job_dir: str) -> None:
-        self.job_dir = Path(job_dir)
+        self.job_dir = Path(job_dir)  # the run's folder (a lone job's own)
 
     def after_val_epoch(self, runner, metrics=None) -> None:
+        from sema_suite.hooks import evaluated_member
+
+        member = evaluated_member(runner)
+        folder = self.job_dir.parent / member if member and (self.job_dir.parent / member).is_dir() else self.job_dir
         for metric in getattr(runner.val_evaluator, "metrics", ()):
             image = getattr(metric, "preview", None)
             if image is not None:
-                save_png(image, preview_path(self.job_dir, runner.iter))
+                save_png(image, preview_path(folder, runner.iter))
                 metric.preview = None

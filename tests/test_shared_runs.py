@@ -125,3 +125,12 @@ def test_dashboard_lists_jobs_not_runs_with_their_costs(tmp_path: Path) -> None:
     frame = tables.jobs_frame(snapshot.jobs)
     assert set(frame["run"]) == {run}
     assert (frame["train s"] > 0).all() and (frame["eval s"] > 0).all() and (frame["wall s"] > 0).all()
+
+
+def test_each_job_of_a_shared_run_gets_its_own_previews(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    done = suite("run", "--task", "video", "--method", "none,ema", "--set", "epochs=1", "--results-dir", str(results))
+    assert done.returncode == 0, done.stderr
+    previews = {p.parent.parent.name: p.read_bytes() for p in results.glob("*/samples/*.png")}
+    assert len(previews) == 2 and not any("shared" in name for name in previews)
+    assert len(set(previews.values())) == 2  # the trained and the averaged weights predict differently
