@@ -158,16 +158,6 @@ def world_size(unit: JobDir) -> int:
     return int(read_json(doc).get("world_size", 1))
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when this process dies (Linux), as a worker does itself."""
-    import ctypes
-    import signal
-
-    prctl = getattr(ctypes.CDLL(None), "prctl", None)
-    if prctl is not None:
-        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def start_worker(job: JobDir, env: dict[str, str]) -> subprocess.Popen:
     """``python -m sema_suite.worker RESULTS_DIR RUN_ID``, its output appended to the run's log; a run on N
     processes starts N workers through torchrun (``torch.distributed.run --standalone``: a free port on this
@@ -182,7 +172,6 @@ def start_worker(job: JobDir, env: dict[str, str]) -> subprocess.Popen:
     with job.log_file.open("a") as log:
         return subprocess.Popen(
             [sys.executable, *launcher, *worker], stdout=log, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if launcher else None,
             env={**os.environ, **env, "SUITE_PARENT_PID": str(os.getpid()), LAUNCHED: repr(time.time())})
 
 

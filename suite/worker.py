@@ -15,6 +15,7 @@ import fcntl
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -106,8 +107,21 @@ def _stop_with_parent() -> None:
     if not parent or prctl is None:
         return
     prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != int(parent) and "LOCAL_RANK" not in os.environ:  # under torchrun, torchrun is the parent
+    if "LOCAL_RANK" in os.environ:  # under torchrun, which is the parent: watch the scheduler itself
+        threading.Thread(target=_watch, args=(int(parent),), daemon=True).start()
+    elif os.getppid() != int(parent):
         sys.exit("the process that started this worker is gone")
+
+
+def _watch(pid: int, every_s: float = 2.0) -> None:
+    """Stop this process (as the scheduler would, with SIGTERM) once process ``pid`` is gone."""
+    while True:
+        time.sleep(every_s)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
 
 
 RANK = int(os.environ.get("RANK", "0"))  # this process's place in a multi-process run (torchrun sets it)
