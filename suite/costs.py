@@ -24,8 +24,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 PHASES = ("train", "eval", "averaging", "checkpoint")
-SHARED = ("startup", "build", "train", "checkpoint")  # paid once by a shared run, for all its members
-OWN = ("eval", "averaging")  # paid by each member
+OWN = ("eval", "averaging")  # what each member of a shared run pays itself (the other phases are paid once)
 
 
 class CostLedger:
