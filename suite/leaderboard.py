@@ -50,7 +50,10 @@ SELECTION_ORDER = {"shipped": 0, "tuned": 1, "sweep": 2}
 
 def finished_jobs(results_dir: Path, job_ids: Iterable[str] | None = None) -> Iterable[JobDir]:
     """Jobs whose status is done (all of them, or those of ``job_ids``). A corrupt file raises CorruptResults."""
-    names = sorted(p.parent.name for p in Path(results_dir).glob("*/job.json")) if job_ids is None else job_ids
+    names = job_ids
+    if names is None:  # every job folder (a shared run's own folder, with run.json, holds no results)
+        names = sorted(p.parent.name for p in Path(results_dir).glob("*/status.json")
+                       if not (p.parent / "run.json").exists())
     for name in names:
         job = JobDir(results_dir, name)
         if job.status().get("state") == "done":
