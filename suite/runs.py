@@ -110,9 +110,14 @@ def write_run(results_dir: Path, run: Run, doc: dict[str, Any]) -> JobDir:
     return folder
 
 
+def run_json(unit: JobDir) -> Path | None:
+    """A shared run's ``run.json`` (None for a job's own folder)."""
+    path = unit.path / "run.json"
+    return path if path.exists() else None
+
+
 def members(unit: JobDir) -> list[JobDir]:
     """The jobs a worker unit (a job's folder, or a shared run's) produces."""
-    run_json = unit.path / "run.json"
-    if not run_json.exists():
+    if run_json(unit) is None:
         return [unit]
-    return [JobDir(unit.path.parent, job_id) for job_id in read_json(run_json)["members"]]
+    return [JobDir(unit.path.parent, job_id) for job_id in read_json(run_json(unit))["members"]]

@@ -20,7 +20,7 @@ from pathlib import Path
 from sema_suite.environment import environment
 from sema_suite.jobs import ResolvedJob
 from sema_suite.results import JobDir, read_json, write_json
-from sema_suite.runs import Run, members, write_run
+from sema_suite.runs import Run, members, run_json, write_run
 from sema_suite.worker import EXIT_LOCKED, LAUNCHED
 
 
@@ -152,7 +152,7 @@ def job_outcome(job: JobDir, returncode: int | None, lost: str | None = None) ->
 def world_size(unit: JobDir) -> int:
     """How many processes a run trains on (its job.json, or a shared run's run.json, says); one for a finished
     job, which the worker only measures (``suite analyze``)."""
-    doc = unit.path / "run.json" if (unit.path / "run.json").exists() else unit.job_json
+    doc = run_json(unit) or unit.job_json
     if not doc.exists() or all(job.status().get("state") == "done" for job in members(unit)):
         return 1
     return int(read_json(doc).get("world_size", 1))

@@ -157,13 +157,18 @@ def _train(runner) -> None:
             runner.test()
 
 
+def _load_run(jobs: list[JobDir]) -> tuple[Run, list[dict[str, Any]]]:
+    """The run of ``jobs`` (their job.json), and those documents."""
+    docs = [read_json(job.job_json) for job in jobs]
+    return Run(tuple(load_job(doc) for doc in docs)), docs
+
+
 def _other_rank(unit: JobDir, jobs: list[JobDir]) -> int:
     """Ranks 1.. of a multi-process run train and evaluate with rank 0, which keeps every record."""
     _threads()
-    docs = [read_json(job.job_json) for job in jobs]
+    run, docs = _load_run(jobs)
     with _process_group():
-        _train(build_runner(Run(tuple(load_job(doc) for doc in docs)), unit, Path(docs[0]["data_root"]),
-                            docs[0].get("download", False)))
+        _train(build_runner(run, unit, Path(docs[0]["data_root"]), docs[0].get("download", False)))
     return 0
 
 
@@ -207,12 +212,11 @@ def run_job(results_dir: Path, run_id: str) -> int:
     runner = None
     built = time.time()
     try:
-        docs = [read_json(job.job_json) for job in jobs]
+        run, docs = _load_run(jobs)
         device = device_info()
         for job, doc in zip(jobs, docs):
             doc["environment"]["device"] = device
             write_json(job.job_json, doc)
-        run = Run(tuple(load_job(doc) for doc in docs))
         doc = docs[0]
         import mmengine.runner  # noqa: F401  (imports count as start-up, the runner as building)
 

@@ -75,21 +75,3 @@ def test_gpus_are_grouped_per_job() -> None:
     slots = worker_slots(["0", "1", "2", "3"], workers=1, gpus_per_job=2)
     assert [slot["CUDA_VISIBLE_DEVICES"] for slot in slots] == ["0,1", "2,3"]
 
-
-def test_amp_is_a_knob_of_every_paper_preset(tmp_path: Path) -> None:
-    """Mixed precision through mmengine's AmpOptimWrapper, the same for every method; on a CPU, an error."""
-    from sema_suite.config import build_config
-    from sema_suite.task import AMP_DTYPES
-
-    job = JobSpec("cls", "cifar100", "sema", 0, (("amp", "bf16"),)).resolve()
-    assert job.variant == "amp=bf16" and job.job_id != JobSpec("cls", "cifar100", "sema", 0).resolve().job_id
-    cfg = build_config(job, job.context(tmp_path, tmp_path / "work", dry_run=True), tmp_path)
-    assert cfg.optim_wrapper.type == "AmpOptimWrapper" and cfg.optim_wrapper.dtype == AMP_DTYPES["bf16"]
-    assert "amp" not in JobSpec("cls", "tiny", "sema", 0).resolve().params  # CPU presets do not offer it
-    with pytest.raises(Exception, match="choose one of none, bf16, fp16"):
-        JobSpec("cls", "cifar100", "sema", 0, (("amp", "int8"),)).resolve()
-    if not __import__("torch").cuda.is_available():  # on a GPU machine this would train
-        done = suite("run", "--task", "cls", "--preset", "cifar100", "--set", "amp=fp16",
-                     "--data-root", str(tmp_path), "--download", "--results-dir", str(tmp_path / "results"))
-        assert done.returncode == 2 and "CUDA sees none here" in done.stderr
-        assert not (tmp_path / "results").exists()

@@ -2,13 +2,19 @@
 
 An EMA lags the trained weights by ~d/(1-d) steps, and a switch pulls the model back by about that much, so
 the lag must stay well under the switch period or SEMA stalls by construction (the authors' tuned CIFAR-100
-setting: 0.99 at ~500 steps per epoch, a fifth). A new paper preset must say how many examples an epoch has.
+setting: 0.99 at ~500 steps per epoch, a fifth). A new paper preset must say how many examples an epoch has. And the knobs every paper preset has (``amp``).
 """
 
 from __future__ import annotations
 
-import pytest
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+import torch
+
+from sema_suite.jobs import JobSpec
 from sema_suite.methods import AVERAGING_DEFAULTS
 from sema_suite.registry import get_task, task_names
 
@@ -44,3 +50,23 @@ def test_the_averaging_lag_stays_well_under_the_switch_period(task: str, preset:
     lag = averaging["decay"] / (1 - averaging["decay"])
     assert lag <= MAX_LAG_SHARE * period, (
         f"{task}/{preset}: decay {averaging['decay']} lags {lag:.0f} steps behind a switch every {period} steps")
+
+def test_amp_is_a_knob_of_every_paper_preset(tmp_path: Path) -> None:
+    """Mixed precision through mmengine's AmpOptimWrapper, the same for every method; on a CPU, an error."""
+    from sema_suite.config import build_config
+    from sema_suite.task import AMP_DTYPES
+
+    job = JobSpec("cls", "cifar100", "sema", 0, (("amp", "bf16"),)).resolve()
+    assert job.variant == "amp=bf16" and job.job_id != JobSpec("cls", "cifar100", "sema", 0).resolve().job_id
+    cfg = build_config(job, job.context(tmp_path, tmp_path / "work", dry_run=True), tmp_path)
+    assert cfg.optim_wrapper.type == "AmpOptimWrapper" and cfg.optim_wrapper.dtype == AMP_DTYPES["bf16"]
+    assert "amp" not in JobSpec("cls", "tiny", "sema", 0).resolve().params  # CPU presets do not offer it
+    with pytest.raises(Exception, match="choose one of none, bf16, fp16"):
+        JobSpec("cls", "cifar100", "sema", 0, (("amp", "int8"),)).resolve()
+    if not torch.cuda.is_available():  # on a GPU machine this would train
+        done = subprocess.run([sys.executable, "-m", "sema_suite.cli", "run", "--task", "cls", "--preset", "cifar100",
+                               "--set", "amp=fp16", "--data-root", str(tmp_path), "--download",
+                               "--results-dir", str(tmp_path / "results")],
+                              check=False, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and "CUDA sees none here" in done.stderr
+        assert not (tmp_path / "results").exists()

@@ -42,8 +42,8 @@ _TINY_AVERAGING = {"decay": 0.9, "warmup_epochs": 1, "warmup_factor": 0.9, "swit
 _COCO_AVERAGING = {"decay": 0.9995, "warmup_iters": 2000, "warmup_factor": 0.9, "switch_start": 1}
 # val_size: 5,000 train2017 images held out for val -- as many as val2017 (the test split) has, so a val
 # evaluation costs what a test one does; 4 % of train2017. Final runs train on all of it: --set val_size=0.
-# batch_size: the recipe's total batch of 16 (8 GPUs x 2 images), here on the job's one GPU (~40 GB for
-# RetinaNet/Mask R-CNN R-50 at 1333x800); a smaller batch (--set batch_size=4 on a small GPU) scales the
+# batch_size: the recipe's total batch of 16 (8 GPUs x 2 images), here on the job's GPU(s) (the memory it
+# takes on one GPU is not measured: no GPU was available); a smaller batch (--set batch_size=4 on a small GPU) scales the
 # learning rate with it (MMDetection's auto_scale_lr, base 16), so the per-image rate stays the recipe's.
 _COCO_PARAMS = {"val_size": 5000, "batch_size": 16}
 COCO_BASE_BATCH = 16
