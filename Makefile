@@ -1,5 +1,5 @@
 # The two commands of the README. Both set everything up first (idempotent, fast the second time).
-.PHONY: setup demo test
+.PHONY: setup demo test gpu-check
 
 setup:
 	@bash scripts/setup.sh
@@ -10,3 +10,7 @@ demo: setup
 test: setup
 	@bash scripts/install_chromium.sh
 	.venv/bin/python -m pytest
+
+# Not one of the two commands: every paper preset for a few iterations on stand-in data (CUDA; a CPU runs less)
+gpu-check: setup
+	.venv/bin/suite gpu-check

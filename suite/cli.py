@@ -24,6 +24,18 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {text!r}") from None
 
 
+def _interval(text: str) -> dict[str, float]:
+    """``--checkpoint-every``: ``500`` (iterations), ``30m`` or ``2h`` (wall time)."""
+    unit = {"m": 1.0, "h": 60.0}.get(text.strip()[-1:].lower())
+    try:
+        value = float(text.strip()[:-1]) if unit else int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give iterations (500) or minutes/hours of training (30m, 2h)")
+    return {"minutes": value * unit} if unit else {"iters": value}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from sema_suite import leaderboard, tracking
     from sema_suite.analysis import Settings
@@ -61,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SuiteError("--analyze every_eval measures during training in one process; a job on several "
                          "(--gpus-per-job) is measured at its end: drop every_eval")
     log_to = tracking.check(args.log_to)
-    todo = prepare(runs, args.results_dir, args.data_root, args.download, analysis, log_to)
+    todo = prepare(runs, args.results_dir, args.data_root, args.download, analysis, log_to, args.checkpoint_every)
     print(f"{len(jobs)} job(s): {len(todo_jobs)} to run, {len(skipped)} already done; "
           f"{_describe_runs(runs)}; results in {args.results_dir}/", file=sys.stderr)
     outcomes = skipped + job_outcomes(backend.run(todo), args.results_dir)
@@ -239,6 +251,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     os.execve(argv[0], argv, env)  # becomes the server: Ctrl-C and signals reach Streamlit directly
 
 
+def cmd_gpu_check(args: argparse.Namespace) -> int:
+    from sema_suite.gpu_check import check, paper_presets, report
+
+    results, skipped, device = check(paper_presets(args.presets), args.iters, args.batch_size)
+    print(report(results, skipped, device))
+    return 1 if any("error" in r or r["switches"] == 0 for r in results) else 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "matrix":
         from sema_suite.bench_matrix import bench_matrix
@@ -287,6 +307,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--log-to", type=_csv, default=[], metavar="TRACKERS",
                      help="also log every job to these trackers: tensorboard, mlflow, wandb (comma list; needs the "
                      "track extra). MLFLOW_TRACKING_URI and WANDB_MODE/WANDB_PROJECT are honoured")
+    run.add_argument("--checkpoint-every", type=_interval, metavar="N|Mm|Hh",
+                     help="also checkpoint every N iterations or M minutes / H hours of training, between the "
+                     "checkpoints at each evaluation, so a preempted job loses at most that (e.g. 2000, 30m)")
     run.set_defaults(func=cmd_run)
 
     analyze = sub.add_parser("analyze", help="measure flatness and sharpness of finished jobs' reported weights")
@@ -326,6 +349,14 @@ def parser() -> argparse.ArgumentParser:
     dash.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only; "
                       "0.0.0.0 exposes it to the network)")
     dash.set_defaults(func=cmd_dashboard)
+
+    gpu = sub.add_parser("gpu-check", help="every paper preset for a few iterations on stand-in data: speed, "
+                         "memory, the averaging hook's share, whether the switch fires (CUDA; what it can on a CPU)")
+    gpu.add_argument("--presets", type=_csv, default=[], help="task/preset or task, comma-separated (default: all)")
+    gpu.add_argument("--iters", type=int, help="training iterations per case (default: 30 on CUDA, 3 on a CPU)")
+    gpu.add_argument("--batch-size", type=int,
+                     help="batch per GPU (default: each preset's on CUDA, 2 on a CPU)")
+    gpu.set_defaults(func=cmd_gpu_check)
 
     bench = sub.add_parser("bench", help="time the averaging update, its share of a training step, shared runs")
     bench.add_argument("what", choices=["ema", "step", "matrix"],

@@ -9,6 +9,7 @@ from mmengine.config import Config
 from sema_suite.errors import BadOverride
 from sema_suite.jobs import ResolvedJob
 from sema_suite.methods import averaging_hook
+from sema_suite.resumable import make_resumable
 from sema_suite.runs import Run
 from sema_suite.task import BuildContext
 
@@ -27,14 +28,17 @@ def loop_by_epoch(train_cfg: dict, default: bool) -> bool:
 
 
 def build_config(run: Run | ResolvedJob, ctx: BuildContext, results_dir: Path, analysis: dict | None = None,
-                 log_to: list[str] | None = None, single_process: bool = False) -> Config:
+                 log_to: list[str] | None = None, single_process: bool = False,
+                 checkpoint_every: dict[str, float] | None = None) -> Config:
     """The adapter's config with the shared pieces injected: averaging hook, results hook, cost hook,
     checkpoints, seed. ``run``: a job, or a run of several (:mod:`sema_suite.runs`), whose evaluation loops then
     evaluate each member in turn (:class:`sema_suite.hooks.MembersLoop`). A job on several processes gets DDP
     (:func:`_distributed`) unless ``single_process`` (``suite analyze`` measures its weights in one process).
 
     Checkpoints are written every epoch (or every evaluation interval of an iteration-based task) so an
-    interrupted job loses at most that much work. ``analysis``: the job's requested analysis settings, which
+    interrupted job loses at most that much work, and with ``checkpoint_every`` (``suite run --checkpoint-every``)
+    also every N iterations or minutes in between; the loops resume from either exactly
+    (:mod:`sema_suite.resumable`). ``analysis``: the job's requested analysis settings, which
     add :class:`sema_suite.hooks.AnalysisHook` when they measure during training (``every_eval``); ``log_to``: the
     trackers the job also logs to (:mod:`sema_suite.tracking`). The newest two are kept: mmengine deletes the oldest
     before it writes the next one, so with one kept a kill in between would leave nothing to resume from.
@@ -99,6 +103,7 @@ def build_config(run: Run | ResolvedJob, ctx: BuildContext, results_dir: Path, a
         _mixed_precision(cfg, job.params["amp"], ctx.dry_run)
     if job.config_edits:
         cfg.merge_from_dict(job.config_edits)
+    make_resumable(cfg, loop_by_epoch(cfg.train_cfg, default=task.by_epoch), checkpoint_every)
     return cfg
 
 

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import time
 from typing import Any
 
-import numpy as np
 import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
@@ -30,6 +28,7 @@ from sema_suite.averaging import DecayWarmup, WeightAverager, unwrap_model
 from sema_suite.costs import ledger_of
 from sema_suite.errors import NonFiniteLoss
 from sema_suite.results import JobDir
+from sema_suite.resumable import random_state, set_random_state
 
 
 @HOOKS.register_module()
@@ -300,51 +299,6 @@ def evaluated_member(runner) -> str | None:
     return hook.evaluated() if hook is not None else None
 
 
-def _random_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def _set_random_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-@HOOKS.register_module()
-class RandomStateHook(Hook):
-    """Makes a resumed run draw the same random numbers as an uninterrupted one.
-
-    mmengine only re-seeds on resume, so the generators' state goes into every checkpoint. And evaluation
-    is made neutral to the training's random stream (a DataLoader draws a seed from it, sampling draws
-    noise): a resumed run that skips an evaluation already recorded, or a run that evaluates more often,
-    trains on exactly the same random numbers.
-    """
-
-    def __init__(self) -> None:
-        self._paused: dict[str, Any] | None = None
-
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint["random_state"] = _random_state()
-
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        if "random_state" in checkpoint:
-            _set_random_state(checkpoint["random_state"])
-
-    def _pause(self, runner) -> None:
-        self._paused = _random_state()
-
-    def _resume(self, runner, metrics=None) -> None:
-        if self._paused is not None:
-            _set_random_state(self._paused)
-            self._paused = None
-
-    before_val_epoch = before_test_epoch = _pause
-    after_val_epoch = after_test_epoch = _resume
-
-
 @HOOKS.register_module()
 class ResultsHook(Hook):
     """Appends every evaluation's metrics to the job's ``metrics.csv`` and keeps ``status.json`` current.
@@ -427,9 +381,12 @@ class ResultsHook(Hook):
 
     def _val_due(self, runner) -> bool:
         """Whether the loop evaluates at the checkpoint's position: on the interval, and always at the end
-        (a run killed between its last checkpoint and that final evaluation must still record it)."""
+        (a run killed between its last checkpoint and that final evaluation must still record it). Never in
+        the middle of an epoch (``suite run --checkpoint-every``)."""
         loop = runner.train_loop
         done, end = (runner.epoch, loop.max_epochs) if self.by_epoch else (runner.iter, loop.max_iters)
+        if self.by_epoch and runner.iter != runner.epoch * len(runner.train_dataloader):
+            return False
         return runner.val_loop is not None and done >= loop.val_begin and (done % loop.val_interval == 0
                                                                             or done == end)
 
@@ -534,8 +491,8 @@ class AnalysisHook(Hook):
         evaluations = len({r["iter"] for r in job.metrics()})
         if evaluations % self.settings.every_eval:
             return
-        state = _random_state()
+        state = random_state()
         try:
             record_measures(runner, get_task(self.task), job, self.settings, final=False)
         finally:
-            _set_random_state(state)
+            set_random_state(state)

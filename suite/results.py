@@ -224,10 +224,9 @@ class JobDir:
         marker = self.work_dir / "last_checkpoint"
         if not marker.exists() or self.last_checkpoint() is not None:
             return
-        steps = {int(m[1]): path for path in self.work_dir.glob("*.pth")
-                 if (m := re.fullmatch(r"(?:epoch|iter)_(\d+)\.pth", path.name))}
-        if steps:
-            write_atomic(marker, str(steps[max(steps)].resolve()))
+        saved = [path for path in self.work_dir.glob("*.pth") if re.fullmatch(r"(?:epoch|iter)_\d+\.pth", path.name)]
+        if saved:  # the newest written: epoch_N and the periodic iter_N of one run do not count alike
+            write_atomic(marker, str(max(saved, key=lambda path: path.stat().st_mtime_ns).resolve()))
         else:
             marker.unlink()
 

@@ -57,17 +57,20 @@ def pending(jobs: list[ResolvedJob], results_dir: Path) -> tuple[list[ResolvedJo
 
 
 def prepare(runs: list[Run], results_dir: Path, data_root: Path, download: bool,
-            analysis: dict | None = None, log_to: list[str] | None = None) -> list[JobDir]:
+            analysis: dict | None = None, log_to: list[str] | None = None,
+            checkpoint_every: dict[str, float] | None = None) -> list[JobDir]:
     """Write each run's jobs' job.json (and a shared run's run.json); returns the folders of the runs to start
     (a job's own, or a shared run's).
 
     The data root is stored absolute: a worker on a cluster node runs in another directory. ``analysis``:
     the flatness settings to measure each job with when it finishes (``suite run --analyze``); ``log_to``: the
-    trackers each job also logs to (``suite run --log-to``).
+    trackers each job also logs to (``suite run --log-to``); ``checkpoint_every``: ``{"iters": N}`` or
+    ``{"minutes": M}`` between the evaluation-interval checkpoints (``suite run --checkpoint-every``).
     """
     doc = {"data_root": str(Path(data_root).expanduser().resolve()), "download": download,
            "environment": environment(), **({"analysis": analysis} if analysis else {}),
-           **({"log_to": log_to} if log_to else {})}
+           **({"log_to": log_to} if log_to else {}),
+           **({"checkpoint_every": checkpoint_every} if checkpoint_every else {})}
     units = []
     for run in runs:
         doc["world_size"] = run.lead.spec.world_size  # processes the worker starts (torchrun when > 1)

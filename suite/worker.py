@@ -38,10 +38,11 @@ def load_job(doc: dict[str, Any]) -> ResolvedJob:
 
 
 def build_runner(run: Run | ResolvedJob, job: JobDir, data_root: Path, download: bool,
-                 analysis: dict[str, Any] | None = None, log_to: list[str] | None = None, single_process: bool = False):
+                 analysis: dict[str, Any] | None = None, log_to: list[str] | None = None, single_process: bool = False,
+                 checkpoint_every: dict[str, float] | None = None):
     """The mmengine Runner for a run (or one job) whose folder is ``job``, with the suite's hooks and
-    checkpoint loader registered (and the analysis hook when ``analysis`` measures during training, and the
-    trackers of ``log_to``)."""
+    checkpoint loader registered (and the analysis hook when ``analysis`` measures during training, the
+    trackers of ``log_to``, and the periodic checkpoints of ``checkpoint_every``)."""
     from mmengine.runner import Runner
 
     import sema_suite.hooks  # noqa: F401  (registers SemaHook, ResultsHook, CostHook, MembersLoop)
@@ -52,7 +53,8 @@ def build_runner(run: Run | ResolvedJob, job: JobDir, data_root: Path, download:
     ctx = run.lead.context(data_root, job.work_dir, download=download)
     run.lead.task.check_data(run.lead.preset, ctx)
     trust_checkpoints_under(job.work_dir)
-    return Runner.from_cfg(build_config(run, ctx, job.path.parent, analysis, log_to, single_process))
+    return Runner.from_cfg(build_config(run, ctx, job.path.parent, analysis, log_to, single_process,
+                                     checkpoint_every))
 
 
 @contextlib.contextmanager
@@ -128,7 +130,7 @@ RANK = int(os.environ.get("RANK", "0"))  # this process's place in a multi-proce
 
 
 @contextlib.contextmanager
-def _process_group() -> Iterator[None]:
+def process_group() -> Iterator[None]:
     """Join the run's process group when it has several (torchrun's env), and leave it after training.
 
     The worker joins itself -- NCCL with one GPU per process, gloo on CPUs -- because mmengine's launcher would
@@ -167,8 +169,9 @@ def _other_rank(unit: JobDir, jobs: list[JobDir]) -> int:
     """Ranks 1.. of a multi-process run train and evaluate with rank 0, which keeps every record."""
     _threads()
     run, docs = _load_run(jobs)
-    with _process_group():
-        _train(build_runner(run, unit, Path(docs[0]["data_root"]), docs[0].get("download", False)))
+    with process_group():
+        _train(build_runner(run, unit, Path(docs[0]["data_root"]), docs[0].get("download", False),
+                            checkpoint_every=docs[0].get("checkpoint_every")))
     return 0
 
 
@@ -222,9 +225,9 @@ def run_job(results_dir: Path, run_id: str) -> int:
 
         import sema_suite.hooks  # noqa: F401
         built = time.time()
-        with _process_group():
+        with process_group():
             runner = build_runner(run, unit, Path(doc["data_root"]), doc.get("download", False),
-                                  doc.get("analysis"), doc.get("log_to"))
+                                  doc.get("analysis"), doc.get("log_to"), checkpoint_every=doc.get("checkpoint_every"))
             _train(runner)
     except BaseException as err:  # noqa: BLE001  (record every failure, including Ctrl-C, then re-raise)
         traceback.print_exc()

@@ -151,7 +151,7 @@ def test_dry_run_builds_each_paper_preset(preset, tmp_path, capsys):
     # the recipe's total batch of 16 on the job's GPU; a smaller one scales the learning rate with it
     assert cfg.train_dataloader.batch_size == 16
     assert cfg.auto_scale_lr == {"enable": True, "base_batch_size": 16}
-    iteration_based = cfg.train_cfg.type == "IterBasedTrainLoop"
+    iteration_based = cfg.train_cfg.type == "ResumableIterLoop"  # mmengine's loop, resumable mid-pass
     assert iteration_based == preset.endswith("90k")
     assert hooks["ResultsHook"]["by_epoch"] is not iteration_based
     assert cfg.default_hooks.checkpoint.by_epoch is not iteration_based

@@ -42,7 +42,8 @@ def test_kill_and_rerun_resumes_exactly(tmp_path: Path) -> None:
     reference = curve(clean)
     assert [e for e, _ in reference] == [1, 2, 3, 4]
 
-    proc = subprocess.Popen([sys.executable, "-m", "sema_suite.cli", *run_args(killed, epochs=4)],
+    periodic = ["--checkpoint-every", "4"]  # also mid-epoch (9 steps each): the kill may fall after one of those
+    proc = subprocess.Popen([sys.executable, "-m", "sema_suite.cli", *run_args(killed, epochs=4), *periodic],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and (not list(killed.glob("*/metrics.csv")) or len(curve(killed)) < 2):
@@ -51,10 +52,11 @@ def test_kill_and_rerun_resumes_exactly(tmp_path: Path) -> None:
     proc.wait()
     assert 2 <= len(curve(killed)) < 4
 
-    again = suite(*run_args(killed, epochs=4))
+    again = suite(*run_args(killed, epochs=4), *periodic)
     assert again.returncode == 0, again.stderr
     assert curve(killed) == reference  # each evaluation exactly once, and the same numbers
     (job,) = [JobDir(killed, p.name) for p in killed.iterdir() if p.is_dir()]
+    assert "periodic checkpoint after iteration 4" in job.log_file.read_text()
     status = job.status()
     assert status["attempts"] == 2 and status["resumed_from"]
     assert status["averaging"]["switches"] == 4
@@ -90,6 +92,7 @@ def test_nan_loss_fails_that_job_and_the_others_go_on(tmp_path: Path) -> None:
     (["--preset", "cifar100", "--data-root", "/nonexistent"], "/nonexistent/cifar-100-python/"),
     (["--jobs-per-gpu", "2"], "without --gpus there is none to share"),
     (["--jobs-per-gpu", "2", "--backend", "slurm"], "a Slurm array task holds whole GPUs"),
+    (["--checkpoint-every", "30s"], "give iterations (500) or minutes/hours of training (30m, 2h)"),
 ])
 def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
     results = tmp_path / "results"

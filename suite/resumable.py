@@ -1,0 +1,236 @@
+"""A run stopped anywhere continues as if it had not stopped: random state in every checkpoint, checkpoints
+every N iterations or minutes (``suite run --checkpoint-every``), and training loops that resume from one in
+the middle of a pass over the data.
+
+mmengine resumes an epoch-based loop at the start of the checkpoint's epoch and an iteration-based one by
+loading every batch trained so far. :class:`ResumableEpochLoop` and :class:`ResumableIterLoop` instead start
+the interrupted pass at its next batch: :class:`SkippingSampler` drops the indices already trained (nothing is
+loaded for them) when the loader batches plainly, and otherwise the pass's batches are drawn and discarded.
+Either way the random state is then the checkpoint's, so a job whose loader runs in the training process
+(``num_workers`` 0, the offline presets) resumes bit for bit. With loader workers (the paper presets) the data
+order is the same, but the workers' augmentation draws start afresh, and GPU kernels are not deterministic
+anyway: a resumed paper-preset job is equivalent, not bit-identical.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.dataset import DefaultSampler
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook, Hook
+from mmengine.registry import DATA_SAMPLERS, HOOKS, LOOPS
+from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
+from torch.utils.data import BatchSampler, DataLoader
+
+KEEP = 2  # periodic checkpoints kept: a kill while the newest is written leaves the one before
+
+
+def random_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_random_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@HOOKS.register_module()
+class RandomStateHook(Hook):
+    """Makes a resumed run draw the same random numbers as an uninterrupted one.
+
+    mmengine only re-seeds on resume, so the generators' state goes into every checkpoint. And evaluation
+    is made neutral to the training's random stream (a DataLoader draws a seed from it, sampling draws
+    noise): a resumed run that skips an evaluation already recorded, or a run that evaluates more often,
+    trains on exactly the same random numbers.
+    """
+
+    def __init__(self) -> None:
+        self._paused: dict[str, Any] | None = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint["random_state"] = random_state()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if "random_state" in checkpoint:
+            set_random_state(checkpoint["random_state"])
+
+    def _pause(self, runner) -> None:
+        self._paused = random_state()
+
+    def _resume(self, runner, metrics=None) -> None:
+        if self._paused is not None:
+            set_random_state(self._paused)
+            self._paused = None
+
+    before_val_epoch = before_test_epoch = _pause
+    after_val_epoch = after_test_epoch = _resume
+
+
+@DATA_SAMPLERS.register_module()
+class SkippingSampler(DefaultSampler):
+    """mmengine's ``DefaultSampler`` (same indices for the same seed and epoch) that can leave out the first
+    ``skip`` indices of its next pass -- the samples a resumed run has already trained on."""
+
+    skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        skip, self.skip = self.skip, 0
+        return itertools.islice(super().__iter__(), skip, None)
+
+
+def resume_pass(dataloader: DataLoader, drawn: int) -> Iterator:
+    """An iterator over the current pass of ``dataloader`` (its sampler's epoch already set) from batch
+    ``drawn`` on, leaving the random state as it was (the checkpoint's): making the iterator draws a seed."""
+    state = random_state()
+    sampler = getattr(dataloader, "sampler", None)
+    if isinstance(sampler, SkippingSampler) and type(dataloader.batch_sampler) is BatchSampler:
+        sampler.skip = drawn * dataloader.batch_size
+        batches = iter(dataloader)
+    else:  # batches grouped some other way (e.g. by aspect ratio): draw them as the interrupted run did
+        batches = iter(dataloader)
+        for _ in range(drawn):
+            next(batches)
+    set_random_state(state)
+    return batches
+
+
+@LOOPS.register_module()
+class ResumableEpochLoop(EpochBasedTrainLoop):
+    """mmengine's epoch loop that resumes a checkpoint written mid-epoch at the epoch's next batch."""
+
+    def run_epoch(self) -> None:
+        self.runner.call_hook("before_train_epoch")
+        self.runner.model.train()
+        drawn = self._iter - self._epoch * len(self.dataloader)
+        batches: Iterable = resume_pass(self.dataloader, drawn) if drawn else self.dataloader
+        for idx, data_batch in enumerate(batches, start=drawn):
+            self.run_iter(idx, data_batch)
+        self.runner.call_hook("after_train_epoch")
+        self._epoch += 1
+
+
+@LOOPS.register_module()
+class ResumableIterLoop(IterBasedTrainLoop):
+    """mmengine's iteration loop (passes over the data one after another) that resumes at the checkpoint's
+    pass and batch, instead of loading every batch trained before it."""
+
+    def run(self) -> None:
+        self.runner.call_hook("before_train")
+        self.runner.call_hook("before_train_epoch")
+        if self._iter:
+            self._continue_stream()
+        while self._iter < self._max_iters and not self.stop_training:
+            self.runner.model.train()
+            self.run_iter(next(self.dataloader_iterator))
+            self._decide_current_val_interval()
+            if (self.runner.val_loop is not None and self._iter >= self.val_begin
+                    and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)):
+                self.runner.val_loop.run()
+        self.runner.call_hook("after_train_epoch")
+        self.runner.call_hook("after_train")
+        return self.runner.model
+
+    def _continue_stream(self) -> None:
+        """Point mmengine's endless iterator (every pass full: nothing breaks a pass off) at the resumed
+        position: pass ``iter // len``, batch ``iter % len``."""
+        stream = self.dataloader_iterator
+        stream._epoch, drawn = divmod(self._iter, len(self.dataloader))
+        for sampler in (getattr(self.dataloader, "sampler", None), getattr(self.dataloader, "batch_sampler", None)):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(stream._epoch)
+        stream._iterator = resume_pass(self.dataloader, drawn)
+
+
+@HOOKS.register_module()
+class PeriodicCheckpointHook(Hook):
+    """A checkpoint every ``iters`` training iterations or ``minutes`` of wall time since the last one, between
+    the ones mmengine writes at each evaluation interval, so a preempted job loses at most that much.
+
+    It writes ``iter_<N>.pth`` with the run's full state (the other hooks add theirs: averages, random state,
+    results), points ``last_checkpoint`` at it, keeps the newest :data:`KEEP` of its own, and removes them when
+    training ends (the final checkpoint is newer). It skips the iterations where mmengine's hook saves anyway
+    (and an epoch's last batch: the epoch's switch and checkpoint follow), so its files are told apart by name.
+    """
+
+    priority = "VERY_LOW"  # after the update, the switch and the other hooks' per-iteration work
+
+    def __init__(self, iters: int | None = None, minutes: float | None = None) -> None:
+        if (iters is None) == (minutes is None):
+            raise ValueError("PeriodicCheckpointHook needs exactly one of iters, minutes")
+        self.iters, self.minutes = iters, minutes
+        self._last = time.monotonic()
+
+    def before_train(self, runner) -> None:
+        self._last = time.monotonic()
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._last = time.monotonic()  # any checkpoint restarts the clock
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        done = runner.iter + 1
+        if not self._due(done) or _saved_anyway(runner, done):
+            return
+        runner.save_checkpoint(runner.work_dir, f"iter_{done}.pth", by_epoch=False)
+        runner.logger.info(f"periodic checkpoint after iteration {done}")
+        if is_main_process():
+            work = Path(runner.work_dir)
+            (work / "last_checkpoint").write_text(str(work / f"iter_{done}.pth"))
+            self._remove(runner, keep=KEEP)
+
+    def after_train(self, runner) -> None:
+        if is_main_process():
+            self._remove(runner, keep=0)
+
+    def _due(self, done: int) -> bool:
+        if self.iters is not None:
+            return done % self.iters == 0
+        return time.monotonic() - self._last >= self.minutes * 60
+
+    @staticmethod
+    def _remove(runner, keep: int) -> None:
+        """Delete this hook's checkpoints but the newest ``keep`` (never the one ``last_checkpoint`` names)."""
+        work = Path(runner.work_dir)
+        marker = work / "last_checkpoint"
+        newest = marker.read_text().strip() if marker.exists() else ""
+        ours = sorted((int(m[1]), path) for path in work.glob("iter_*.pth")
+                      if (m := re.fullmatch(r"iter_(\d+)\.pth", path.name)) and not _saved_anyway(runner, int(m[1])))
+        for _, path in ours[:max(0, len(ours) - keep)]:
+            if str(path) != newest:
+                path.unlink()
+
+
+def _saved_anyway(runner, done: int) -> bool:
+    """Whether mmengine's CheckpointHook saves after iteration ``done`` (or the epoch's end follows it)."""
+    loop = runner.train_loop
+    if isinstance(loop, EpochBasedTrainLoop):
+        return done % len(loop.dataloader) == 0
+    interval = next((h.interval for h in runner.hooks if isinstance(h, CheckpointHook)), None)
+    return done == loop.max_iters or (interval is not None and done % interval == 0)
+
+
+def make_resumable(cfg, by_epoch: bool, checkpoint_every: dict[str, float] | None) -> None:
+    """Give an mmengine config (in place) the loop and sampler above, and with ``checkpoint_every``
+    (``{"iters": N}`` or ``{"minutes": M}``) the periodic checkpoints. A loop of another type is left alone."""
+    loop = cfg.train_cfg.get("type")
+    if loop in (None, "EpochBasedTrainLoop", "mmengine.EpochBasedTrainLoop", "IterBasedTrainLoop",
+                "mmengine.IterBasedTrainLoop"):
+        rest = {k: v for k, v in cfg.train_cfg.items() if k not in ("type", "by_epoch")}
+        cfg.train_cfg = {"type": "ResumableEpochLoop" if by_epoch else "ResumableIterLoop", **rest}
+    sampler = cfg.train_dataloader.get("sampler") or {}
+    if sampler.get("type") in ("DefaultSampler", "mmengine.DefaultSampler"):
+        cfg.train_dataloader.sampler = {**sampler, "type": "SkippingSampler"}
+    if checkpoint_every:
+        cfg.custom_hooks = [*cfg.get("custom_hooks", []), {"type": "PeriodicCheckpointHook", **checkpoint_every}]

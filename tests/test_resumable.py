@@ -1,0 +1,93 @@
+"""Checkpoints in the middle of a pass over the data (``suite run --checkpoint-every``), and resuming from one
+exactly: an epoch loop (cls) and an iteration loop (lm), trained in this process and stopped at a chosen step."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+import sema_suite.hooks  # noqa: F401  (registers the suite's hooks)
+from sema_suite.checkpoints import trained_state
+from sema_suite.compat import trust_checkpoints_under
+from sema_suite.config import build_config
+from sema_suite.jobs import JobSpec
+from sema_suite.results import JobDir
+
+CLS = (("depths", [1]), ("width", 4), ("image_size", 8), ("batch_size", 128), ("epochs", 2), ("switch_start", 1))
+LM = (("iters", 30), ("val_interval", 15), ("warmup_iters", 5), ("layers", 1), ("dim", 32), ("ffn", 64),
+      ("context", 32))
+
+
+class Preempted(Exception):
+    pass
+
+
+class StopAfter(Hook):
+    """Stops training after an iteration, once everything else of that iteration ran (its checkpoint too)."""
+
+    priority = "VERY_LOW"
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if runner.iter + 1 == self.iteration:
+            raise Preempted
+
+
+def train(task: str, overrides: tuple, results: Path, every: dict[str, Any] | None = None,
+          stop_after: int | None = None) -> tuple[Runner, JobDir]:
+    job = JobSpec(task, "tiny", "sema", 0, overrides).resolve()
+    folder = JobDir(results, job.job_id)
+    cfg = build_config(job, job.context(results / "data", folder.work_dir), results, checkpoint_every=every)
+    cfg.experiment_name = f"{results.name}-{stop_after}-{len(list(results.glob('**/*.pth')))}"
+    trust_checkpoints_under(folder.work_dir)  # as the worker does: the suite wrote these checkpoints
+    runner = Runner.from_cfg(cfg)
+    if stop_after:
+        runner.register_hook(StopAfter(stop_after))
+    with contextlib.suppress(Preempted):
+        runner.train()
+    return runner, folder
+
+
+def rows(job: JobDir) -> list[tuple]:
+    return [(r["split"], r["epoch"], r["iter"], r["metric"], r["value"]) for r in job.metrics()]
+
+
+def final_weights(job: JobDir) -> dict[str, torch.Tensor]:
+    checkpoint = torch.load(job.last_checkpoint(), map_location="cpu", weights_only=False)
+    return trained_state(checkpoint)
+
+
+@pytest.mark.parametrize("task, overrides, every", [
+    ("cls", CLS, {"minutes": 1e-9}),  # every iteration: the newest two are kept
+    ("lm", LM, {"iters": 4}),
+])
+def test_a_job_stopped_mid_pass_resumes_from_its_periodic_checkpoint_exactly(
+        tmp_path: Path, task: str, overrides: tuple, every: dict[str, Any]) -> None:
+    reference, clean = train(task, overrides, tmp_path / "clean")
+    per_pass = len(reference.train_dataloader)
+    stop = per_pass + per_pass // 2 + 2 if task == "cls" else 22  # the middle of the second pass / between evals
+    assert stop % per_pass and stop < reference.train_loop.max_iters
+
+    _, stopped = train(task, overrides, tmp_path / "stopped", every, stop_after=stop)
+    newest = stop if "minutes" in every else stop - stop % every["iters"]
+    assert stopped.last_checkpoint().name == f"iter_{newest}.pth"
+    own = {"iter_15.pth", "iter_30.pth"} if task == "lm" else set()  # mmengine's, at the evaluations
+    periodic = sorted(p.name for p in stopped.work_dir.glob("iter_*.pth") if p.name not in own)
+    assert len(periodic) == 2 and f"iter_{newest}.pth" in periodic
+    assert len(rows(stopped)) < len(rows(clean))
+
+    train(task, overrides, tmp_path / "stopped", every)
+    assert rows(stopped) == rows(clean)  # the same evaluations, each once, with the same values
+    resumed, uninterrupted = final_weights(stopped), final_weights(clean)
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
+    left = {p.name for p in stopped.work_dir.glob("iter_*.pth")}
+    assert left == own  # the periodic ones are gone once the job is done
