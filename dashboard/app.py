@@ -14,9 +14,9 @@ import streamlit as st
 
 from sema_dashboard import charts, flatness, tables
 from sema_dashboard.store import ResultsStore, Snapshot
-from sema_suite import leaderboard, profiles
-from sema_suite.profiles import selection_of
 from sema_suite.registry import get_task
+from sema_suite.results import leaderboard, profiles
+from sema_suite.results.profiles import selection_of
 
 RESULTS_ENV = "SUITE_RESULTS_DIR"
 VIEWS = ["Task", "Across tasks", "Flatness", "Jobs", "Samples"]

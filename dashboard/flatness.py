@@ -1,4 +1,4 @@
-"""The frames of the dashboard's Flatness view, from what ``suite analyze`` wrote (see :mod:`sema_suite.analysis`).
+"""The frames of the dashboard's Flatness view, from what ``suite analyze`` wrote (see :mod:`sema_suite.analysis.measure`).
 
 Per task and preset: each method's flatness figures with intervals (the leaderboard's own rows, never
 recomputed), one point per job for the scatter of a flatness measure against a metric (with Spearman's rank

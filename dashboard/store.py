@@ -1,6 +1,6 @@
 """Read a results directory for the dashboard, fast and read-only.
 
-Every file is parsed through the suite's own readers (:mod:`sema_suite.results`) and cached under its
+Every file is parsed through the suite's own readers (:mod:`sema_suite.results.store`) and cached under its
 modification time and size, so a page refresh over a thousand jobs re-parses only what changed. A file that
 cannot be read (corrupt, or half-copied by hand) is skipped and reported as a problem, never raised.
 No Streamlit here: the app keeps one :class:`ResultsStore` per directory in ``st.cache_resource``.
@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from sema_suite.errors import CorruptResults
-from sema_suite.leaderboard import aggregate, newest_jobs, primary_metrics
-from sema_suite.results import INTERPOLATION_NUMBERS, LANDSCAPE_NUMBERS, JobDir, read_json, read_metrics, read_table
+from sema_suite.results.leaderboard import aggregate, newest_jobs, primary_metrics
+from sema_suite.results.store import (
+    INTERPOLATION_NUMBERS,
+    LANDSCAPE_NUMBERS,
+    JobDir,
+    read_json,
+    read_metrics,
+    read_table,
+)
 
 # what suite analyze writes, and how to read it
 MEASURED: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
@@ -96,7 +103,7 @@ class Snapshot:
 
     @cached_property
     def leaderboard(self) -> list[dict[str, Any]]:
-        """Exactly what ``suite leaderboard`` computes: :func:`sema_suite.leaderboard.aggregate` over done jobs, its
+        """Exactly what ``suite leaderboard`` computes: :func:`sema_suite.results.leaderboard.aggregate` over done jobs, its
         tuned selection ranked by each task's primary metric."""
         rows = [row for job in self.jobs if job.state == "done" for row in (*job.rows, *job.analysis)]
         return aggregate(rows, primary_metrics(rows))

@@ -1,6 +1,6 @@
 """The dashboard's tables, as pandas frames built from a :class:`~sema_dashboard.store.Snapshot`.
 
-Leaderboard numbers are never recomputed here: they come from :func:`sema_suite.leaderboard.aggregate` (via
+Leaderboard numbers are never recomputed here: they come from :func:`sema_suite.results.leaderboard.aggregate` (via
 ``Snapshot.leaderboard``), so the page shows what ``suite leaderboard`` writes. What is added on top is
 presentation: ranking, labels for variants, the across-task summary and the points of the sensitivity plot.
 Columns are read with ``.get``, so a leaderboard that lacks some (an older suite's) still shows what it has.
@@ -18,10 +18,10 @@ from typing import Any
 import pandas as pd
 
 from sema_dashboard.store import JobRecord
-from sema_suite import profiles
-from sema_suite.leaderboard import COLUMNS, METHOD_ORDER, SELECTION_ORDER
-from sema_suite.profiles import Score, selection_of
-from sema_suite.variants import format_value, format_variant, parse_variant
+from sema_suite.results import profiles
+from sema_suite.results.leaderboard import COLUMNS, METHOD_ORDER, SELECTION_ORDER
+from sema_suite.results.profiles import Score, selection_of
+from sema_suite.running.variants import format_value, format_variant, parse_variant
 
 X_AXES = {"epoch": "epoch", "iteration": "iter", "wall-clock": "wall_time_s"}
 SELECTIONS = tuple(sorted(SELECTION_ORDER, key=SELECTION_ORDER.get))  # shipped, tuned, sweep
@@ -274,7 +274,7 @@ def _last_metrics(job: JobRecord) -> str:
     return f"{values} at epoch {rows[0]['epoch']:g}"
 
 
-# where a finished job's wall time went (status.json "costs", see sema_suite.costs): a shared run's jobs show the
+# where a finished job's wall time went (status.json "costs", see sema_suite.running.costs): a shared run's jobs show the
 # run's start-up, building, training and checkpoints, and their own evaluation and averaging
 COST_PHASES = ("wall", "startup", "build", "train", "eval", "averaging", "checkpoint")
 

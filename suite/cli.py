@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sema_suite.backends import add_arguments as add_backend_arguments
 from sema_suite.errors import SuiteError
+from sema_suite.running.backends import add_arguments as add_backend_arguments
 
 DEFAULT_RESULTS = Path("results")
 DEFAULT_DATA = Path("data")
@@ -37,12 +37,13 @@ def _interval(text: str) -> dict[str, float]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sema_suite import leaderboard, tracking
-    from sema_suite.analysis import Settings
-    from sema_suite.backends import make_backend
-    from sema_suite.jobs import expand_matrix, parse_overrides
-    from sema_suite.runs import plan, retrained_notes
-    from sema_suite.scheduler import job_outcomes, pending, prepare
+    from sema_suite.analysis.measure import Settings
+    from sema_suite.results import leaderboard
+    from sema_suite.running import tracking
+    from sema_suite.running.backends import make_backend
+    from sema_suite.running.jobs import expand_matrix, parse_overrides
+    from sema_suite.running.runs import plan, retrained_notes
+    from sema_suite.running.scheduler import job_outcomes, pending, prepare
 
     matrix = expand_matrix(args.task, args.method, args.seeds, args.preset, parse_overrides(args.set),
                            args.gpus_per_job)
@@ -50,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     todo_jobs, skipped = pending(jobs, args.results_dir)
     runs = plan(todo_jobs, share=not args.no_share)
     if args.dry_run:
-        from sema_suite.dry_run import dry_run
+        from sema_suite.running.dry_run import dry_run
 
         for job in jobs:
             print(dry_run(job, args.results_dir, args.data_root))
@@ -105,8 +106,8 @@ def _describe_runs(runs: list) -> str:
 
 def _measure(jobs: list, settings, backend) -> list[tuple[str, str]]:
     """Run the analysis of ``jobs`` (finished, with weights) on ``backend``; the (job id, error) that failed."""
-    from sema_suite.analysis import failure, pending
-    from sema_suite.results import read_json, write_json
+    from sema_suite.analysis.measure import failure, pending
+    from sema_suite.results.store import read_json, write_json
 
     for job in jobs:
         write_json(job.job_json, {**read_json(job.job_json), "analysis": settings.as_dict()})
@@ -119,10 +120,10 @@ def _analysis_pass(jobs: list, results_dir: Path, settings, backend) -> list[tup
     """After a ``suite run --analyze`` matrix: measure what its finished jobs still lack -- the jobs that were
     done before this run, and the interpolation of each ``sema`` job (of the matrix, or already in the results)
     with its ``none``/``ema`` partners from the matrix, which may have finished after it."""
-    from sema_suite.analysis import pending
-    from sema_suite.interpolation import partner_ids
-    from sema_suite.leaderboard import finished_jobs
-    from sema_suite.results import JobDir, read_json
+    from sema_suite.analysis.interpolation import partner_ids
+    from sema_suite.analysis.measure import pending
+    from sema_suite.results.leaderboard import finished_jobs
+    from sema_suite.results.store import JobDir, read_json
 
     ids = {job.job_id for job in jobs}
     folders = [JobDir(results_dir, job_id) for job_id in sorted(ids)]
@@ -137,10 +138,10 @@ def _analysis_pass(jobs: list, results_dir: Path, settings, backend) -> list[tup
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from sema_suite.analysis import Settings, pending
-    from sema_suite.backends import make_backend
-    from sema_suite.leaderboard import finished_jobs
-    from sema_suite.results import read_json
+    from sema_suite.analysis.measure import Settings, pending
+    from sema_suite.results.leaderboard import finished_jobs
+    from sema_suite.results.store import read_json
+    from sema_suite.running.backends import make_backend
 
     settings = Settings.parse(args.set)
     if settings.every_eval:
@@ -171,7 +172,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from sema_suite.checkpoints import export
+    from sema_suite.method.checkpoints import export
 
     weights, tensors = export(args.results_dir, args.job, args.weights, args.out)
     print(f"wrote the {weights} weights of {args.job} ({tensors} tensors, a plain state dict) to {args.out}")
@@ -179,7 +180,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from sema_suite import leaderboard
+    from sema_suite.results import leaderboard
 
     rows = leaderboard.load(args.results_dir)
     if not rows:
@@ -195,7 +196,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from sema_suite.methods import AVERAGING_DEFAULTS, AVERAGING_HELP, METHODS
+    from sema_suite.method.methods import AVERAGING_DEFAULTS, AVERAGING_HELP, METHODS
     from sema_suite.registry import get_task, task_names
 
     print("methods:")
@@ -252,7 +253,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
-    from sema_suite.gpu_check import check, paper_presets, report
+    from sema_suite.bench.gpu_check import check, paper_presets, report
 
     results, skipped, device = check(paper_presets(args.presets), args.iters, args.batch_size)
     print(report(results, skipped, device))
@@ -261,11 +262,11 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "matrix":
-        from sema_suite.bench_matrix import bench_matrix
+        from sema_suite.bench.matrix import bench_matrix
 
         bench_matrix(args.task, _csv(args.decays), args.seeds, args.workers, args.set)
         return 0
-    from sema_suite.bench import bench_ema, bench_step
+    from sema_suite.bench.update import bench_ema, bench_step
 
     if args.threads:
         import torch

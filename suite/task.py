@@ -116,7 +116,7 @@ class Task(ABC):
         """
 
     def analysis_loss(self, model: Any, batches: list[Any], seed: int) -> Callable[[], Any]:
-        """The deterministic training loss that ``suite analyze`` differentiates (see :mod:`sema_suite.analysis`).
+        """The deterministic training loss that ``suite analyze`` differentiates (see :mod:`sema_suite.analysis.measure`).
 
         ``batches`` is a fixed list of collated training batches; ``model`` is in eval mode (BatchNorm uses
         its running statistics, dropout is off). The default is the model's own training loss (``mode="loss"``,

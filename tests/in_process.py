@@ -7,10 +7,10 @@ from typing import Any
 
 from mmengine.runner import Runner
 
-from sema_suite.config import build_config
-from sema_suite.hooks import SemaHook
-from sema_suite.jobs import JobSpec
-from sema_suite.results import JobDir
+from sema_suite.method.hooks import SemaHook
+from sema_suite.results.store import JobDir
+from sema_suite.running.config import build_config
+from sema_suite.running.jobs import JobSpec
 
 
 def train_sema(task: str, overrides: tuple[tuple[str, Any], ...], tmp_path: Path) -> tuple[JobDir, SemaHook]:

@@ -15,9 +15,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from sema_suite import leaderboard
-from sema_suite.results import JobDir
-from sema_suite.runs import members
+from sema_suite.results import leaderboard
+from sema_suite.results.store import JobDir
+from sema_suite.running.runs import members
 
 SETTINGS = ["epochs=3", "depths=[1]", "width=8", "image_size=8", "batch_size=64"]
 MATRIX = ["run", "--task", "cls", "--method", "none,ema,sema", "--seeds", "0",
@@ -55,7 +55,7 @@ def board(results: Path) -> str:
 
 
 def worker_processes(results: Path) -> dict[int, tuple[str, int]]:
-    """pid -> (job id, parent pid) of every live ``python -m sema_suite.worker RESULTS JOB_ID`` under ``results``."""
+    """pid -> (job id, parent pid) of every live ``python -m sema_suite.running.worker RESULTS JOB_ID`` under ``results``."""
     found = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -66,8 +66,8 @@ def worker_processes(results: Path) -> dict[int, tuple[str, int]]:
         except OSError:  # gone meanwhile
             continue
         state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if b"sema_suite.worker" in argv and str(results.resolve()).encode() in argv and state != "Z":
-            found[int(proc.name)] = (argv[argv.index(b"sema_suite.worker") + 2].decode(), int(ppid))
+        if b"sema_suite.running.worker" in argv and str(results.resolve()).encode() in argv and state != "Z":
+            found[int(proc.name)] = (argv[argv.index(b"sema_suite.running.worker") + 2].decode(), int(ppid))
     return found
 
 

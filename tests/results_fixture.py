@@ -12,7 +12,7 @@ import random
 import time
 from pathlib import Path
 
-from sema_suite.results import JobDir, write_json
+from sema_suite.results.store import JobDir, write_json
 
 # task -> (preset, [(metric, higher_is_better)]); the first metric is the one the curves are built around
 TASKS = {

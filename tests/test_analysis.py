@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from sema_suite import leaderboard
-from sema_suite.analysis import Settings
+from sema_suite.analysis.measure import Settings
 from sema_suite.errors import BadOverride
-from sema_suite.results import JobDir
+from sema_suite.results import leaderboard
+from sema_suite.results.store import JobDir
 
 CLS_FAST = ["depths=[1]", "width=4", "image_size=8", "batch_size=128", "epochs=2", "switch_start=1"]
 QUICK = ["batches=1", "trace_samples=2", "steps=1", "average_samples=2", "directions=1", "points=3"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sema_suite.averaging import DecayWarmup, WeightAverager
+from sema_suite.method.averaging import DecayWarmup, WeightAverager
 
 
 def small_net() -> nn.Module:

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from sema_suite.results import JobDir
+from sema_suite.results.store import JobDir
 
 from matrix import assert_complete, env, jobs, recorded, run_matrix, start_matrix, training, worker_processes
 

@@ -1,6 +1,6 @@
 """The benchmark runs every contender on a real parameter set (its timings are printed, never asserted)."""
 
-from sema_suite.bench import bench_ema
+from sema_suite.bench.update import bench_ema
 
 
 def test_bench_times_every_contender(capsys) -> None:
@@ -12,7 +12,7 @@ def test_bench_times_every_contender(capsys) -> None:
 
 
 def test_bench_step_prints_averagings_share_of_a_training_step(capsys) -> None:
-    from sema_suite.bench import bench_step
+    from sema_suite.bench.update import bench_step
 
     results = bench_step(["resnet18"], repeats=1, batch=2, image_size=32)
     times = results["resnet18"]

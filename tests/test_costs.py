@@ -1,4 +1,4 @@
-"""Where a run's time goes (sema_suite.costs), what was cut from a tiny job's fixed cost, and `suite bench matrix`."""
+"""Where a run's time goes (sema_suite.running.costs), what was cut from a tiny job's fixed cost, and `suite bench matrix`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from sema_suite.costs import CostLedger
 from sema_suite.data import _digits
+from sema_suite.running.costs import CostLedger
 
 
 def test_a_members_cost_leaves_out_the_other_members_own_work() -> None:

@@ -19,9 +19,10 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from sema_dashboard import tables  # noqa: E402
 from sema_dashboard.store import ResultsStore  # noqa: E402
-from sema_suite import cli, leaderboard  # noqa: E402
-from sema_suite.profiles import selection_of  # noqa: E402
-from sema_suite.results import JobDir  # noqa: E402
+from sema_suite import cli  # noqa: E402
+from sema_suite.results import leaderboard
+from sema_suite.results.profiles import selection_of  # noqa: E402
+from sema_suite.results.store import JobDir  # noqa: E402
 
 from results_fixture import make_results  # noqa: E402
 

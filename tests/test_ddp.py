@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
-from sema_suite.jobs import JobSpec
-from sema_suite.results import JobDir, read_json
-from sema_suite.runs import members
-from sema_suite.scheduler import worker_slots
+from sema_suite.results.store import JobDir, read_json
+from sema_suite.running.jobs import JobSpec
+from sema_suite.running.runs import members
+from sema_suite.running.scheduler import worker_slots
 
 SMALL = ["epochs=2", "num_train=64", "num_val=32", "num_test=32"]
 

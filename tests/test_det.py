@@ -16,8 +16,8 @@ import pytest
 from sema_suite.cli import main
 from sema_suite.data import cache_dir
 from sema_suite.errors import DatasetMissing
-from sema_suite.jobs import JobSpec
-from sema_suite.results import JobDir, read_json
+from sema_suite.results.store import JobDir, read_json
+from sema_suite.running.jobs import JobSpec
 from sema_tasks.det import COCO_FILES, SHIPPED_CONFIGS, TASK
 from sema_tasks.det.coco import holdout_files
 from sema_tasks.det.shapes import CLASSES, ShapesSpec, ann_file, ensure_shapes

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sema_suite.checkpoints import load, trained_state
-from sema_suite.interpolation import evaluate
-from sema_suite.results import JobDir, read_json
-from sema_suite.worker import build_runner, load_job
+from sema_suite.analysis.interpolation import evaluate
+from sema_suite.method.checkpoints import load, trained_state
+from sema_suite.results.store import JobDir, read_json
+from sema_suite.running.worker import build_runner, load_job
 
 FAST = ["epochs=2", "depths=[1]", "width=4", "image_size=8", "batch_size=128", "switch_start=1"]
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from sema_suite import flatness
+from sema_suite.analysis import flatness
 
 
 def least_squares(dtype: torch.dtype = torch.float32, at_minimum: bool = False):

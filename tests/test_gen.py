@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from sema_suite.dry_run import dry_run
 from sema_suite.errors import DatasetMissing
-from sema_suite.jobs import JobSpec
+from sema_suite.running.dry_run import dry_run
+from sema_suite.running.jobs import JobSpec
 from sema_tasks.gen import TASK
 from sema_tasks.gen.digits_features import load_digits_features
 from sema_tasks.gen.modules import DenoisingDiffusion, DigitsImages, FrechetDistance

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sema_suite.gpu_check import paper_presets, plan
-from sema_suite.stand_ins import WIKITEXT_VOCAB, torchvision_stand_ins, write_files
+from sema_suite.bench.gpu_check import paper_presets, plan
+from sema_suite.bench.stand_ins import WIKITEXT_VOCAB, torchvision_stand_ins, write_files
 
 
 def test_every_paper_preset_is_checked_with_each_method_and_the_gpu_cases_where_there_are_gpus() -> None:

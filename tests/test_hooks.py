@@ -9,9 +9,9 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from sema_suite.config import build_config
-from sema_suite.hooks import SemaHook
-from sema_suite.jobs import JobSpec
+from sema_suite.method.hooks import SemaHook
+from sema_suite.running.config import build_config
+from sema_suite.running.jobs import JobSpec
 
 FAST = (("depths", [1]), ("width", 4), ("image_size", 8), ("batch_size", 256))
 

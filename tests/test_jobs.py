@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from sema_suite.errors import BadOverride
-from sema_suite.jobs import JobSpec, expand_matrix, parse_overrides
+from sema_suite.running.jobs import JobSpec, expand_matrix, parse_overrides
 
 
 def job(method: str, *overrides: tuple[str, object], task: str = "cls"):

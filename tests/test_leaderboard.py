@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from sema_suite import leaderboard
-from sema_suite.results import JobDir
+from sema_suite.results import leaderboard
+from sema_suite.results.store import JobDir
 
 
 def write_job(results: Path, method: str, seed: int, values: list[float], higher: bool = True,

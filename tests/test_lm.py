@@ -16,8 +16,8 @@ import torch
 
 from sema_suite.cli import main
 from sema_suite.errors import DatasetMissing
-from sema_suite.jobs import JobSpec
-from sema_suite.results import JobDir
+from sema_suite.results.store import JobDir
+from sema_suite.running.jobs import JobSpec
 from sema_tasks.lm import TASK
 from sema_tasks.lm.modules import CausalTransformerLM, InverseSqrtLR, Perplexity, TextBlocks
 from sema_tasks.lm.text import CHUNK_BYTES, _wikitext_streams, load_split, pydoc_text

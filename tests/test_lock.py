@@ -13,7 +13,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from sema_suite import cli, environment
+from sema_suite import cli
+from sema_suite.running import environment
 
 from results_fixture import make_results
 

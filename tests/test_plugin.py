@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sema_suite.results import JobDir
+from sema_suite.results.store import JobDir
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sema-bench-plugin"
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sema_suite.jobs import JobSpec
-from sema_suite.methods import AVERAGING_DEFAULTS
+from sema_suite.method.methods import AVERAGING_DEFAULTS
 from sema_suite.registry import get_task, task_names
+from sema_suite.running.jobs import JobSpec
 
 # examples per epoch before the val hold-out (lm: blocks of `context` tokens of the training text)
 EPOCH = {
@@ -53,7 +53,7 @@ def test_the_averaging_lag_stays_well_under_the_switch_period(task: str, preset:
 
 def test_amp_is_a_knob_of_every_paper_preset(tmp_path: Path) -> None:
     """Mixed precision through mmengine's AmpOptimWrapper, the same for every method; on a CPU, an error."""
-    from sema_suite.config import build_config
+    from sema_suite.running.config import build_config
     from sema_suite.task import AMP_DTYPES
 
     job = JobSpec("cls", "cifar100", "sema", 0, (("amp", "bf16"),)).resolve()

@@ -1,4 +1,4 @@
-"""Performance profiles (sema_suite.profiles): which rows are scored, the gap in both metric directions, the steps."""
+"""Performance profiles (sema_suite.results.profiles): which rows are scored, the gap in both metric directions, the steps."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sema_suite import profiles
+from sema_suite.results import profiles
 
 
 def row(task: str, metric: str, higher: bool, method: str, value: float | None, selection: str | None = "shipped",

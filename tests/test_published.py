@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sema_suite import leaderboard
+from sema_suite.results import leaderboard
 
 REPO = Path(__file__).resolve().parent.parent
 PUBLISHED = REPO / "published" / "tiny"

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from sema_suite import leaderboard
 from sema_suite.cli import main
 from sema_suite.data import affine, load_digits_split
 from sema_suite.errors import DatasetMissing
-from sema_suite.jobs import JobSpec
-from sema_suite.results import JobDir
+from sema_suite.results import leaderboard
+from sema_suite.results.store import JobDir
+from sema_suite.running.jobs import JobSpec
 from sema_tasks.reg import TASK
 from sema_tasks.reg.modules import AgeDB, RotatedDigits, agedb_age, rcf_angles, rcf_colour_ratios, red_blue
 

@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from sema_suite.results import JobDir
+from sema_suite.results.store import JobDir
 
 from matrix import assert_complete, jobs, recorded, run_matrix, start_matrix, training, worker_processes
 

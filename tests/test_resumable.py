@@ -12,12 +12,12 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-import sema_suite.hooks  # noqa: F401  (registers the suite's hooks)
-from sema_suite.checkpoints import trained_state
-from sema_suite.compat import trust_checkpoints_under
-from sema_suite.config import build_config
-from sema_suite.jobs import JobSpec
-from sema_suite.results import JobDir
+import sema_suite.method.hooks  # noqa: F401  (registers the suite's hooks)
+from sema_suite.method.checkpoints import trained_state
+from sema_suite.results.store import JobDir
+from sema_suite.running.compat import trust_checkpoints_under
+from sema_suite.running.config import build_config
+from sema_suite.running.jobs import JobSpec
 
 CLS = (("depths", [1]), ("width", 4), ("image_size", 8), ("batch_size", 128), ("epochs", 2), ("switch_start", 1))
 LM = (("iters", 30), ("val_interval", 15), ("warmup_iters", 5), ("layers", 1), ("dim", 32), ("ffn", 64),

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from sema_suite.checkpoints import trained_state
-from sema_suite.jobs import JobSpec
-from sema_suite.results import JobDir
-from sema_suite.runs import plan
-from sema_suite.scheduler import prepare, run_jobs, worker_slots
+from sema_suite.method.checkpoints import trained_state
+from sema_suite.results.store import JobDir
+from sema_suite.running.jobs import JobSpec
+from sema_suite.running.runs import plan
+from sema_suite.running.scheduler import prepare, run_jobs, worker_slots
 
 FAST = ["depths=[1]", "width=4", "image_size=8", "batch_size=128"]
 

@@ -1,4 +1,4 @@
-"""Shared runs: one training serves the none job and every ema job of a trajectory (see sema_suite.runs).
+"""Shared runs: one training serves the none job and every ema job of a trajectory (see sema_suite.running.runs).
 
 The equivalence is the contract: on CPU, where runs are deterministic, a shared run's rows and weights equal
 those of one run per job (--no-share), bit for bit.
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sema_suite.hooks import SemaHook
-from sema_suite.jobs import expand_matrix
-from sema_suite.results import JobDir, read_json
-from sema_suite.runs import members, plan
+from sema_suite.method.hooks import SemaHook
+from sema_suite.results.store import JobDir, read_json
+from sema_suite.running.jobs import expand_matrix
+from sema_suite.running.runs import members, plan
 
 FAST = ["depths=[1]", "width=4", "image_size=8", "batch_size=128", "epochs=2"]
 

@@ -15,9 +15,9 @@ import torch
 from sema_suite.cli import main
 from sema_suite.data import SPLITS, digits_indices, evaluation_config, holdout, load_digits_split, split_indices
 from sema_suite.errors import BadOverride
-from sema_suite.jobs import JobSpec
 from sema_suite.registry import get_task
-from sema_suite.results import JobDir
+from sema_suite.results.store import JobDir
+from sema_suite.running.jobs import JobSpec
 from sema_tasks.det.coco import ensure_holdout
 from sema_tasks.det.shapes import ShapesSpec, ann_file, ensure_shapes
 

@@ -13,12 +13,12 @@ import torch.nn.functional as F
 
 from sema_suite.cli import main
 from sema_suite.errors import DatasetMissing
-from sema_suite.hooks import SemaHook
-from sema_suite.jobs import JobSpec
-from sema_suite.results import JobDir
-from sema_suite.runs import plan
-from sema_suite.scheduler import prepare
-from sema_suite.worker import build_runner
+from sema_suite.method.hooks import SemaHook
+from sema_suite.results.store import JobDir
+from sema_suite.running.jobs import JobSpec
+from sema_suite.running.runs import plan
+from sema_suite.running.scheduler import prepare
+from sema_suite.running.worker import build_runner
 from sema_tasks.ssl import TASK
 from sema_tasks.ssl.losses import byol_loss, knn_predict, moco_v3_loss, nt_xent
 from sema_tasks.ssl.modules import SelfSupervised

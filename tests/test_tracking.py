@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sema_suite import tracking
 from sema_suite.errors import SuiteError
-from sema_suite.results import JobDir
+from sema_suite.results.store import JobDir
+from sema_suite.running import tracking
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from sema_suite.dry_run import dry_run
 from sema_suite.errors import DatasetMissing
-from sema_suite.jobs import JobSpec
+from sema_suite.running.dry_run import dry_run
+from sema_suite.running.jobs import JobSpec
 from sema_tasks.video import TASK
 from sema_tasks.video.modules import FramePredictionMetrics, MovingDigits, VideoPredictor, moving_digits
 

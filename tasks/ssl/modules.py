@@ -18,8 +18,8 @@ from mmengine.registry import DATASETS, FUNCTIONS, HOOKS, METRICS, MODELS
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from sema_suite.averaging import unwrap_model
 from sema_suite.data import affine, load_digits_split, split_indices
+from sema_suite.method.averaging import unwrap_model
 from sema_suite.nets import build_backbone
 from sema_tasks.ssl.losses import byol_loss, knn_predict, moco_v3_loss, nt_xent
 

@@ -24,11 +24,11 @@ from mmengine.registry import HOOKS, LOOPS
 from mmengine.runner import EpochBasedTrainLoop
 from mmengine.runner.base_loop import BaseLoop
 
-from sema_suite.averaging import DecayWarmup, WeightAverager, unwrap_model
-from sema_suite.costs import ledger_of
 from sema_suite.errors import NonFiniteLoss
-from sema_suite.results import JobDir
-from sema_suite.resumable import random_state, set_random_state
+from sema_suite.method.averaging import DecayWarmup, WeightAverager, unwrap_model
+from sema_suite.results.store import JobDir
+from sema_suite.running.costs import ledger_of
+from sema_suite.running.resumable import random_state, set_random_state
 
 
 @HOOKS.register_module()
@@ -46,7 +46,7 @@ class SemaHook(Hook):
         switch_interval_iters: switch every this many iterations instead (``None``: by epochs), within
             epoch ``switch_start`` and later.
         name: the name of that one average (a job id; it keys the average in checkpoints).
-        members: instead of one average, a shared run's jobs (see :mod:`sema_suite.runs`): each
+        members: instead of one average, a shared run's jobs (see :mod:`sema_suite.running.runs`): each
             ``{"name": job id, "average": None}`` (the trained weights, a ``none`` job) or ``{"name": ...,
             "average": {"decay", "warmup", "update_interval", "average_buffers"}}`` (an ``ema`` job). Every
             average follows the same trajectory, each with its own warm-up position; every evaluation
@@ -98,7 +98,7 @@ class SemaHook(Hook):
         self._first_iter = 0  # no switch at or before this iteration
         self.averagers: dict[str, WeightAverager] = {}
         self.current: str | None = None  # the member being evaluated (set by MembersLoop; None: the only one)
-        self._ledger = None  # the run's CostLedger (sema_suite.costs), when the run keeps one
+        self._ledger = None  # the run's CostLedger (sema_suite.running.costs), when the run keeps one
         self._swap: contextlib.ExitStack | None = None
 
     @property
@@ -206,8 +206,8 @@ class SemaHook(Hook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Store every average's state and counters. With one member, as mmengine's EMAHook does: the weights
         it reports in ``state_dict`` (where test tools load from), the trained ones in ``ema_state_dict``; a
-        shared run's ``state_dict`` keeps the trained weights (see :mod:`sema_suite.checkpoints`)."""
-        from sema_suite.checkpoints import PREFIX
+        shared run's ``state_dict`` keeps the trained weights (see :mod:`sema_suite.method.checkpoints`)."""
+        from sema_suite.method.checkpoints import PREFIX
 
         averaged_in_state_dict = len(self.members) == 1
         if averaged_in_state_dict:
@@ -224,7 +224,7 @@ class SemaHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Before mmengine loads ``state_dict`` into the model: put the trained weights back there, so training
         resumes from them; the averages come from their own (float32) state, by member name."""
-        from sema_suite.checkpoints import averager_states, trained_state
+        from sema_suite.method.checkpoints import averager_states, trained_state
 
         if checkpoint.get("sema_hook") is None:  # e.g. fine-tuning from a checkpoint trained without averaging
             runner.logger.warning("checkpoint has no averaged weights; the average starts from the loaded weights")
@@ -311,7 +311,7 @@ class ResultsHook(Hook):
     run wrote past its last checkpoint and evaluates that checkpoint again (see :meth:`before_train`), so
     each evaluation appears exactly once and a resumed run equals an uninterrupted one.
 
-    A shared run (:mod:`sema_suite.runs`) writes each member's rows into that member's job folder; a row's
+    A shared run (:mod:`sema_suite.running.runs`) writes each member's rows into that member's job folder; a row's
     ``wall_time_s`` leaves out the time the run spent evaluating and averaging for the other members, so it
     reads as the clock of a run of the member's own. Rows an earlier run wrote into a member's folder (another
     ``run_id``: the matrix was planned differently then) are dropped when the run starts.
@@ -473,14 +473,14 @@ class AnalysisHook(Hook):
     priority = "VERY_LOW"  # after SemaHook has swapped the trained weights back and ResultsHook recorded the rows
 
     def __init__(self, results_dir: str, job_ids: list[str], task: str, settings: dict[str, Any]) -> None:
-        from sema_suite.analysis import Settings
+        from sema_suite.analysis.measure import Settings
 
         self.jobs = {job_id: JobDir(results_dir, job_id) for job_id in job_ids}
         self.task = task
         self.settings = Settings(**settings)
 
     def after_val_epoch(self, runner, metrics: dict[str, float] | None = None) -> None:
-        from sema_suite.analysis import record_measures
+        from sema_suite.analysis.measure import record_measures
         from sema_suite.registry import get_task
 
         loop = runner.train_loop

@@ -1,9 +1,9 @@
 """Spread runs over worker slots (one per GPU, or N CPU workers), one subprocess per run: the local backend.
 
-Jobs are grouped into training runs first (:mod:`sema_suite.runs`: one run serves ``none`` and every ``ema``
+Jobs are grouped into training runs first (:mod:`sema_suite.running.runs`: one run serves ``none`` and every ``ema``
 job of a trajectory). Finished jobs are skipped, interrupted or failed runs are started again and resume
 from their last checkpoint. The console shows a bar over jobs and each worker's current epoch; each job's full log goes to
-``results/<job_id>/job.log``. The other backends (:mod:`sema_suite.backends`) start the same worker process
+``results/<job_id>/job.log``. The other backends (:mod:`sema_suite.running.backends`) start the same worker process
 through :func:`run_worker` and report through the same :class:`Progress` and :func:`job_outcome`.
 """
 
@@ -17,11 +17,11 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from sema_suite.environment import environment
-from sema_suite.jobs import ResolvedJob
-from sema_suite.results import JobDir, read_json, write_json
-from sema_suite.runs import Run, members, run_json, write_run
-from sema_suite.worker import EXIT_LOCKED, LAUNCHED
+from sema_suite.results.store import JobDir, read_json, write_json
+from sema_suite.running.environment import environment
+from sema_suite.running.jobs import ResolvedJob
+from sema_suite.running.runs import Run, members, run_json, write_run
+from sema_suite.running.worker import EXIT_LOCKED, LAUNCHED
 
 
 @dataclass
@@ -162,14 +162,14 @@ def world_size(unit: JobDir) -> int:
 
 
 def start_worker(job: JobDir, env: dict[str, str]) -> subprocess.Popen:
-    """``python -m sema_suite.worker RESULTS_DIR RUN_ID``, its output appended to the run's log; a run on N
+    """``python -m sema_suite.running.worker RESULTS_DIR RUN_ID``, its output appended to the run's log; a run on N
     processes starts N workers through torchrun (``torch.distributed.run --standalone``: a free port on this
     node), which stops them all if one fails.
 
-    ``SUITE_PARENT_PID`` makes the worker stop when this process dies (see :mod:`sema_suite.worker`), so a killed
+    ``SUITE_PARENT_PID`` makes the worker stop when this process dies (see :mod:`sema_suite.running.worker`), so a killed
     scheduler, Ray task or Slurm step never leaves a worker running on, holding the job's lock.
     """
-    worker = ["-m", "sema_suite.worker", str(job.path.parent.resolve()), job.job_id]
+    worker = ["-m", "sema_suite.running.worker", str(job.path.parent.resolve()), job.job_id]
     processes = world_size(job)
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"] if processes > 1 else []
     with job.log_file.open("a") as log:

@@ -71,7 +71,7 @@ def ledger_of(runner) -> CostLedger | None:
 @HOOKS.register_module()
 class CostHook(Hook):
     """Keeps the run's :class:`CostLedger`: training time is what the loop spends outside evaluation, averaging
-    (which :class:`sema_suite.hooks.SemaHook` adds) and checkpoints. mmengine has no hook after a checkpoint
+    (which :class:`sema_suite.method.hooks.SemaHook` adds) and checkpoints. mmengine has no hook after a checkpoint
     is written, so the runner's ``save_checkpoint`` is timed by wrapping it."""
 
     priority = "VERY_HIGH"  # its before_* marks come first, so the others' work falls inside the spans
@@ -129,7 +129,7 @@ class CostHook(Hook):
         self._eval_started = time.perf_counter()
 
     def _eval_end(self, runner) -> None:
-        from sema_suite.hooks import evaluated_member
+        from sema_suite.method.hooks import evaluated_member
 
         self.ledger.add("eval", time.perf_counter() - self._eval_started, evaluated_member(runner))
         self._restart()

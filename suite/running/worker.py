@@ -1,6 +1,6 @@
-"""Run one training run in its own process: ``python -m sema_suite.worker RESULTS_DIR RUN_ID``.
+"""Run one training run in its own process: ``python -m sema_suite.running.worker RESULTS_DIR RUN_ID``.
 
-A run is one job, or a shared run of several (:mod:`sema_suite.runs`); its id is the job's id, or the shared
+A run is one job, or a shared run of several (:mod:`sema_suite.running.runs`); its id is the job's id, or the shared
 run's folder. One process per run keeps a crash, a NaN or a leak inside that run, frees its memory when it
 ends, and lets the scheduler pin it to one GPU through ``CUDA_VISIBLE_DEVICES`` before torch is imported.
 Every backend (local, Ray, Slurm) runs this same entry point on the same folders. A finished job given as
@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sema_suite.analysis import pending, requested, run_analysis
-from sema_suite.jobs import JobSpec, ResolvedJob
-from sema_suite.results import JobDir, read_json, write_json
-from sema_suite.runs import Run, members
+from sema_suite.analysis.measure import pending, requested, run_analysis
+from sema_suite.results.store import JobDir, read_json, write_json
+from sema_suite.running.jobs import JobSpec, ResolvedJob
+from sema_suite.running.runs import Run, members
 
 EXIT_LOCKED = 3  # another process is running this job
 LAUNCHED = "SUITE_LAUNCHED"  # when the scheduler started this process (time.time()): start-up is measured from it
@@ -45,9 +45,9 @@ def build_runner(run: Run | ResolvedJob, job: JobDir, data_root: Path, download:
     trackers of ``log_to``, and the periodic checkpoints of ``checkpoint_every``)."""
     from mmengine.runner import Runner
 
-    import sema_suite.hooks  # noqa: F401  (registers SemaHook, ResultsHook, CostHook, MembersLoop)
-    from sema_suite.compat import trust_checkpoints_under
-    from sema_suite.config import build_config
+    import sema_suite.method.hooks  # noqa: F401  (registers SemaHook, ResultsHook, CostHook, MembersLoop)
+    from sema_suite.running.compat import trust_checkpoints_under
+    from sema_suite.running.config import build_config
 
     run = run if isinstance(run, Run) else Run((run,))
     ctx = run.lead.context(data_root, job.work_dir, download=download)
@@ -75,15 +75,15 @@ def _one_tracker_run(runner) -> Iterator[None]:
 
 
 def _hook_counts(runner, job_id: str) -> dict[str, Any] | None:
-    from sema_suite.hooks import SemaHook
+    from sema_suite.method.hooks import SemaHook
 
     hook = next((h for h in getattr(runner, "hooks", ()) if isinstance(h, SemaHook)), None)
     return hook.counts(job_id) if hook and job_id in hook.names else None
 
 
 def _costs(runner, started: float, built: float, member: str | None = None) -> dict[str, float] | None:
-    """The run's cost breakdown (:mod:`sema_suite.costs`), or one member's share of it."""
-    from sema_suite.costs import CostHook
+    """The run's cost breakdown (:mod:`sema_suite.running.costs`), or one member's share of it."""
+    from sema_suite.running.costs import CostHook
 
     hook = next((h for h in getattr(runner, "hooks", ()) if isinstance(h, CostHook)), None)
     if hook is None:
@@ -201,7 +201,7 @@ def run_job(results_dir: Path, run_id: str) -> int:
         return 0
 
     _threads()
-    from sema_suite.environment import device_info
+    from sema_suite.running.environment import device_info
 
     started = time.time()
     folders = [unit, *(job for job in jobs if job.path != unit.path)]  # the run's status, then its members'
@@ -223,7 +223,7 @@ def run_job(results_dir: Path, run_id: str) -> int:
         doc = docs[0]
         import mmengine.runner  # noqa: F401  (imports count as start-up, the runner as building)
 
-        import sema_suite.hooks  # noqa: F401
+        import sema_suite.method.hooks  # noqa: F401
         built = time.time()
         with process_group():
             runner = build_runner(run, unit, Path(doc["data_root"]), doc.get("download", False),

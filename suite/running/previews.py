@@ -57,7 +57,7 @@ class PreviewHook(Hook):
         self.job_dir = Path(job_dir)  # the run's folder (a lone job's own)
 
     def after_val_epoch(self, runner, metrics=None) -> None:
-        from sema_suite.hooks import evaluated_member
+        from sema_suite.method.hooks import evaluated_member
 
         member = evaluated_member(runner)
         folder = self.job_dir.parent / member if member and (self.job_dir.parent / member).is_dir() else self.job_dir

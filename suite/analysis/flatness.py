@@ -2,7 +2,7 @@
 
 SEMA's claim is that averaging and switching finds flatter minima; these measures check it on any model::
 
-    from sema_suite import flatness
+    from sema_suite.analysis import flatness
 
     loss_fn = lambda: criterion(model(x), y)           # a scalar, computed with the model's own parameters
     params = [p for p in model.parameters() if p.requires_grad]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sema_suite.results import JobDir
-from sema_suite.scheduler import Outcome, run_jobs, worker_slots
+from sema_suite.results.store import JobDir
+from sema_suite.running.scheduler import Outcome, run_jobs, worker_slots
 
 
 @dataclass

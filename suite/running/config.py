@@ -7,10 +7,10 @@ from pathlib import Path
 from mmengine.config import Config
 
 from sema_suite.errors import BadOverride
-from sema_suite.jobs import ResolvedJob
-from sema_suite.methods import averaging_hook
-from sema_suite.resumable import make_resumable
-from sema_suite.runs import Run
+from sema_suite.method.methods import averaging_hook
+from sema_suite.running.jobs import ResolvedJob
+from sema_suite.running.resumable import make_resumable
+from sema_suite.running.runs import Run
 from sema_suite.task import BuildContext
 
 
@@ -31,16 +31,16 @@ def build_config(run: Run | ResolvedJob, ctx: BuildContext, results_dir: Path, a
                  log_to: list[str] | None = None, single_process: bool = False,
                  checkpoint_every: dict[str, float] | None = None) -> Config:
     """The adapter's config with the shared pieces injected: averaging hook, results hook, cost hook,
-    checkpoints, seed. ``run``: a job, or a run of several (:mod:`sema_suite.runs`), whose evaluation loops then
-    evaluate each member in turn (:class:`sema_suite.hooks.MembersLoop`). A job on several processes gets DDP
+    checkpoints, seed. ``run``: a job, or a run of several (:mod:`sema_suite.running.runs`), whose evaluation loops then
+    evaluate each member in turn (:class:`sema_suite.method.hooks.MembersLoop`). A job on several processes gets DDP
     (:func:`_distributed`) unless ``single_process`` (``suite analyze`` measures its weights in one process).
 
     Checkpoints are written every epoch (or every evaluation interval of an iteration-based task) so an
     interrupted job loses at most that much work, and with ``checkpoint_every`` (``suite run --checkpoint-every``)
     also every N iterations or minutes in between; the loops resume from either exactly
-    (:mod:`sema_suite.resumable`). ``analysis``: the job's requested analysis settings, which
-    add :class:`sema_suite.hooks.AnalysisHook` when they measure during training (``every_eval``); ``log_to``: the
-    trackers the job also logs to (:mod:`sema_suite.tracking`). The newest two are kept: mmengine deletes the oldest
+    (:mod:`sema_suite.running.resumable`). ``analysis``: the job's requested analysis settings, which
+    add :class:`sema_suite.method.hooks.AnalysisHook` when they measure during training (``every_eval``); ``log_to``: the
+    trackers the job also logs to (:mod:`sema_suite.running.tracking`). The newest two are kept: mmengine deletes the oldest
     before it writes the next one, so with one kept a kill in between would leave nothing to resume from.
     """
     run = run if isinstance(run, Run) else Run((run,))
@@ -147,7 +147,7 @@ def _distributed(cfg: Config, world_size: int) -> None:
 def _visualizer(cfg: Config, run: Run, results_dir: Path, log_to: list[str]) -> dict:
     """The task's visualizer (mmengine's local one by default), with the trackers of ``suite run --log-to``:
     one tracker run per training run (a shared run's metrics are prefixed with each member's job id)."""
-    from sema_suite.tracking import vis_backends
+    from sema_suite.running.tracking import vis_backends
 
     spec = run.lead.as_dict()
     if run.shared:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sema_suite.jobs import ResolvedJob
+from sema_suite.running.jobs import ResolvedJob
 
 
 def dry_run(job: ResolvedJob, results_dir: Path, data_root: Path) -> str:
     from mmengine.registry import MODELS, init_default_scope
 
-    import sema_suite.hooks  # noqa: F401  (registers the hooks the config names)
-    from sema_suite.config import build_config
+    import sema_suite.method.hooks  # noqa: F401  (registers the hooks the config names)
+    from sema_suite.running.config import build_config
 
     ctx = job.context(data_root, Path(results_dir) / job.job_id / "work", dry_run=True)
     cfg = build_config(job, ctx, results_dir)

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sema_suite.jobs import JobSpec, ResolvedJob
-from sema_suite.results import JobDir, read_json
+from sema_suite.results.store import JobDir, read_json
+from sema_suite.running.jobs import JobSpec, ResolvedJob
 
 SHARED_METHODS = ("none", "ema")  # the methods that do not change the trajectory they average
 
@@ -102,7 +102,7 @@ def retrained_notes(runs: list[Run], matrix: list[ResolvedJob], results_dir: Pat
 
 def write_run(results_dir: Path, run: Run, doc: dict[str, Any]) -> JobDir:
     """A shared run's folder with its ``run.json`` (``doc``: what every member's job.json says besides its spec)."""
-    from sema_suite.results import write_json
+    from sema_suite.results.store import write_json
 
     folder = JobDir(results_dir, run.run_id)
     write_json(folder.path / "run.json", {**doc, "run_id": run.run_id,

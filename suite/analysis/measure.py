@@ -4,7 +4,7 @@ The weights are the ones the job reports (averaged for ``ema``/``sema``, trained
 its last checkpoint. The loss is the task's own training loss made deterministic (:meth:`Task.analysis_loss`)
 on a fixed subset of the training data: ``batches`` batches of the training loader's size, drawn with a
 fixed seed (the same examples for every method and seed), materialised once so augmentations and views do
-not change between calls. The measures come from :mod:`sema_suite.flatness`:
+not change between calls. The measures come from :mod:`sema_suite.analysis.flatness`:
 
 - ``train_loss``: the loss itself; ``hessian_eig1``..``k``: top Hessian eigenvalues (Lanczos);
   ``hessian_trace`` and its standard error ``hessian_trace_stderr`` (Hutchinson);
@@ -14,7 +14,7 @@ not change between calls. The measures come from :mod:`sema_suite.flatness`:
 
 each one row of ``analysis.csv`` (the format of ``metrics.csv``, split ``train``, lower is flatter), and
 ``landscape.csv``: the loss along ``directions`` filter-normalised random directions (Li et al. 2018).
-A ``sema`` job is also interpolated with its ``none`` and ``ema`` partners (:mod:`sema_suite.interpolation`).
+A ``sema`` job is also interpolated with its ``none`` and ``ema`` partners (:mod:`sema_suite.analysis.interpolation`).
 With ``every_eval=N`` (``suite run --analyze every_eval=N``), :class:`AnalysisHook` measures the same
 scalars during training, at every N-th evaluation, so the rows show whether a method gets flatter over
 training and not only at the end.
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sema_suite.errors import BadOverride
-from sema_suite.results import JobDir, read_json
+from sema_suite.results.store import JobDir, read_json
 
 SPLIT = "train"
 _MAY_BE_ZERO = ("seed", "rho", "rho_adaptive", "eig_tol", "interpolation_points", "every_eval")
@@ -95,7 +95,7 @@ def requested(doc: dict[str, Any]) -> Settings | None:
 def pending(job: JobDir, doc: dict[str, Any], settings: Settings, pairs: bool = True) -> bool:
     """Whether the job still needs measuring with ``settings``: its own weights, or (``pairs``) the
     interpolation with its partners."""
-    from sema_suite.interpolation import due_partners
+    from sema_suite.analysis.interpolation import due_partners
 
     return measured_with(job) != settings.job_settings() or (pairs and bool(due_partners(job, doc, settings)))
 
@@ -134,8 +134,8 @@ def measure(runner, task, settings: Settings, job_id: str,
     """The measures of the weights job ``job_id`` reports (its average when it has one; in a shared run, its
     member's) as ``{metric: value}``, and the landscape rows (none unless ``landscape``). The trained weights
     and the model's mode are restored afterwards."""
-    from sema_suite import flatness
-    from sema_suite.hooks import SemaHook
+    from sema_suite.analysis import flatness
+    from sema_suite.method.hooks import SemaHook
 
     model = runner.model
     batches = _fixed_batches(runner, settings)
@@ -193,9 +193,9 @@ def failure(job: JobDir) -> str | None:
 def analyze_job(results_dir: Path, job_id: str, settings: Settings, pairs: bool = True) -> None:
     """Measure one finished job: ``analysis.csv`` and ``landscape.csv`` unless measured with these settings,
     and (``pairs``) a ``sema`` job's interpolation with its partners."""
-    from sema_suite.checkpoints import last_path
-    from sema_suite.interpolation import due_partners, interpolate_job
-    from sema_suite.worker import build_runner, load_job
+    from sema_suite.analysis.interpolation import due_partners, interpolate_job
+    from sema_suite.method.checkpoints import last_path
+    from sema_suite.running.worker import build_runner, load_job
 
     job = JobDir(results_dir, job_id)
     doc = read_json(job.job_json)
@@ -244,7 +244,7 @@ def record_measures(runner, task, job: JobDir, settings: Settings, final: bool) 
 
 def hook_before_run(runner) -> None:
     """Build what the suite's hooks build before training (the averager), without running anything."""
-    from sema_suite.hooks import SemaHook
+    from sema_suite.method.hooks import SemaHook
 
     for hook in runner.hooks:
         if isinstance(hook, SemaHook):

@@ -1,7 +1,7 @@
 """Where jobs run: ``local`` worker processes, tasks on a Ray cluster, or Slurm job arrays through submitit.
 
-Every backend takes the job folders that :func:`sema_suite.scheduler.prepare` wrote and runs the same entry
-point on each, ``python -m sema_suite.worker RESULTS_DIR JOB_ID``, so job ids, folders, locks and resume rules
+Every backend takes the job folders that :func:`sema_suite.running.scheduler.prepare` wrote and runs the same entry
+point on each, ``python -m sema_suite.running.worker RESULTS_DIR JOB_ID``, so job ids, folders, locks and resume rules
 are the same everywhere: a matrix started on one backend can be finished on another. Ray and submitit are
 imported only when their backend runs (``suite --help`` stays instant).
 """
@@ -13,8 +13,8 @@ import importlib.util
 from typing import Protocol
 
 from sema_suite.errors import SuiteError
-from sema_suite.results import JobDir
-from sema_suite.scheduler import Outcome
+from sema_suite.results.store import JobDir
+from sema_suite.running.scheduler import Outcome
 
 BACKENDS = ("local", "ray", "slurm")
 
@@ -94,19 +94,19 @@ def make_backend(args: argparse.Namespace) -> Backend:
     per_gpu = check_jobs_per_gpu(args)
     if args.backend == "ray":
         _require("ray", "ray")
-        from sema_suite.backends.ray_backend import RayBackend
+        from sema_suite.running.backends.ray_backend import RayBackend
 
         return RayBackend(args.ray_address, max_retries=args.max_retries, cpus_per_job=args.cpus_per_job,
                           jobs_per_gpu=per_gpu, gpus_per_job=getattr(args, "gpus_per_job", 1))
     if args.backend == "slurm":
         _require("submitit", "slurm")
-        from sema_suite.backends.slurm import SlurmBackend
+        from sema_suite.running.backends.slurm import SlurmBackend
 
         return SlurmBackend(cluster=args.submitit_cluster, partition=args.partition, timeout_min=args.timeout_min,
                             gpus_per_node=max(args.gpus_per_node, getattr(args, "gpus_per_job", 1)),
                             cpus_per_job=args.cpus_per_job,
                             array_parallelism=args.array_parallelism, max_requeues=args.max_retries)
-    from sema_suite.backends.local import LocalBackend
+    from sema_suite.running.backends.local import LocalBackend
 
     per_job = getattr(args, "gpus_per_job", 1)
     if args.gpus:

@@ -9,7 +9,7 @@
     results/<job_id>/barriers.csv  the barrier of each of those curves, in the format of ``metrics.csv``
     results/<job_id>/work/         mmengine work dir (checkpoints, logs)
 
-A job trained in a shared run (``sema_suite.runs``) keeps its checkpoints in the run's folder, which its
+A job trained in a shared run (``sema_suite.running.runs``) keeps its checkpoints in the run's folder, which its
 ``job.json`` names (``run_id``).
 
 Plain standard library: the CLI, the leaderboard and the dashboard read these without importing torch.
@@ -219,7 +219,7 @@ class JobDir:
 
         mmengine rewrites the marker in place after each checkpoint is complete; a kill in between leaves it
         empty, and mmengine would then try to resume from ''. (A kill while a checkpoint is written leaves the
-        marker on the previous, complete one, which is kept: see ``sema_suite.config``.)
+        marker on the previous, complete one, which is kept: see ``sema_suite.running.config``.)
         """
         marker = self.work_dir / "last_checkpoint"
         if not marker.exists() or self.last_checkpoint() is not None:

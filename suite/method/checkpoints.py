@@ -1,10 +1,10 @@
 """The weights in a job's checkpoint: the ones the job reports, the trained ones, and ``suite export``.
 
-An ``ema``/``sema`` checkpoint follows mmengine's EMAHook convention (:class:`sema_suite.hooks.SemaHook` writes it):
+An ``ema``/``sema`` checkpoint follows mmengine's EMAHook convention (:class:`sema_suite.method.hooks.SemaHook` writes it):
 ``state_dict`` holds the weights the method reports (the average), where MMDetection's and mmengine's test tools
 load from, and ``ema_state_dict`` the trained weights (keys prefixed ``module.``); ``sema_hook`` holds each
 average's exact float32 state and counters under its job id (``averagers``), and says which weights
-``state_dict`` holds. A shared run's checkpoint (one trajectory, several jobs: :mod:`sema_suite.runs`) keeps
+``state_dict`` holds. A shared run's checkpoint (one trajectory, several jobs: :mod:`sema_suite.running.runs`) keeps
 the trained weights in ``state_dict`` and every member's average under ``averagers``; each of its jobs finds
 its own weights there. Checkpoints written before these conventions hold the trained weights in
 ``state_dict`` and one average under ``averager``. A ``none`` checkpoint holds its trained weights, which are
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sema_suite.errors import SuiteError
-from sema_suite.results import JobDir, read_json
+from sema_suite.results.store import JobDir, read_json
 
 PREFIX = "module."  # mmengine's EMAHook keys the other weights as its wrapper's, under "module."
 WEIGHTS = ("averaged", "trained")

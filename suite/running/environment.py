@@ -35,7 +35,7 @@ def git_commit(path: Path = Path(__file__).resolve().parent) -> str | None:
 
 def lock_file() -> Path | None:
     """The requirements.lock this installation came from: ``$SEMA_BENCH_LOCK``, else the checkout's."""
-    path = Path(os.environ.get(LOCK_ENV) or Path(__file__).resolve().parent.parent / "requirements.lock")
+    path = Path(os.environ.get(LOCK_ENV) or Path(__file__).resolve().parents[2] / "requirements.lock")
     return path if path.is_file() else None
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sema_suite.results import JobDir
-from sema_suite.scheduler import Outcome, Progress
+from sema_suite.results.store import JobDir
+from sema_suite.running.scheduler import Outcome, Progress
 
 
 def node_env(gpu: bool, cpus: int) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """``suite gpu-check`` (``make gpu-check``): every paper preset trained for a few dozen iterations with none, ema
 and sema (and sema in bf16, and det on two processes with DDP, where the GPUs allow), on stand-in data of the
-real shapes (:mod:`sema_suite.stand_ins`: no dataset needed), through the same config, hooks and loop as
+real shapes (:mod:`sema_suite.bench.stand_ins`: no dataset needed), through the same config, hooks and loop as
 ``suite run``. It prints, per preset and case: training steps per second (data loading excluded: the step is
 timed from the batch's arrival to the end of its hooks, after a CUDA sync), peak memory, the averaging hook's
 share of the training time (host time), each case's step time against ``none``, and whether the switch fired.
@@ -126,12 +126,12 @@ def run_case(case: Case, iters: int, batch_size: int | None, data_root: Path, wo
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
-    import sema_suite.hooks  # noqa: F401  (registers the suite's hooks)
-    from sema_suite.config import build_config
-    from sema_suite.costs import ledger_of
-    from sema_suite.hooks import SemaHook
-    from sema_suite.jobs import JobSpec
-    from sema_suite.stand_ins import torchvision_stand_ins
+    import sema_suite.method.hooks  # noqa: F401  (registers the suite's hooks)
+    from sema_suite.bench.stand_ins import torchvision_stand_ins
+    from sema_suite.method.hooks import SemaHook
+    from sema_suite.running.config import build_config
+    from sema_suite.running.costs import ledger_of
+    from sema_suite.running.jobs import JobSpec
 
     cuda = torch.cuda.is_available()
 
@@ -178,7 +178,7 @@ def run_case(case: Case, iters: int, batch_size: int | None, data_root: Path, wo
 
 def _preset_process(cases: list[Case], iters: int, batch_size: int | None, data_root: Path, work: Path) -> None:
     """Run ``cases`` (one preset's) here, printing each result; a DDP case runs under torchrun."""
-    from sema_suite.worker import RANK, process_group
+    from sema_suite.running.worker import RANK, process_group
 
     for case in cases:
         try:
@@ -195,9 +195,9 @@ def check(presets: list[tuple[str, str]], iters: int | None, batch_size: int | N
     """Run the check; returns each case's result, what was skipped, and the device it ran on."""
     import torch
 
-    from sema_suite.environment import device_info
+    from sema_suite.bench.stand_ins import write_files
     from sema_suite.registry import get_task
-    from sema_suite.stand_ins import write_files
+    from sema_suite.running.environment import device_info
 
     gpus = torch.cuda.device_count()
     iters = iters or (30 if gpus else 3)
@@ -216,7 +216,7 @@ def check(presets: list[tuple[str, str]], iters: int | None, batch_size: int | N
                              f"--nproc-per-node={world_size}"] if world_size > 1 else [sys.executable])
                 spec = json.dumps({"cases": [asdict(c) for c in part], "iters": iters, "batch_size": batch_size,
                                    "data_root": str(root), "work": str(Path(scratch) / "work")})
-                done = subprocess.run([*launcher, "-m", "sema_suite.gpu_check", spec], env=env,
+                done = subprocess.run([*launcher, "-m", "sema_suite.bench.gpu_check", spec], env=env,
                                       capture_output=True, text=True)
                 found = [json.loads(line[len(RESULT):]) for line in done.stdout.splitlines() if line.startswith(RESULT)]
                 for case in part[len(found):]:  # the process died before reporting these

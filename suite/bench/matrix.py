@@ -3,7 +3,7 @@
 Both ways run through the real ``suite run`` (one after the other, each in a fresh results folder), so the
 ratio includes everything a user pays: process start-up, building, training, evaluation, checkpoints. The
 result is the ratio of trainings and of wall time (shared / one run per job), and where each way's time
-went (the sum of the runs' ``costs`` in status.json, see :mod:`sema_suite.costs`).
+went (the sum of the runs' ``costs`` in status.json, see :mod:`sema_suite.running.costs`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sema_suite.costs import PHASES
-from sema_suite.results import read_json
+from sema_suite.results.store import read_json
+from sema_suite.running.costs import PHASES
 
 COLUMNS = ("startup", "build", *PHASES)
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from sema_suite.errors import BadOverride, UnknownChoice
-from sema_suite.methods import AVERAGING_DEFAULTS, METHODS, effective_averaging
+from sema_suite.method.methods import AVERAGING_DEFAULTS, METHODS, effective_averaging
 from sema_suite.registry import get_task
+from sema_suite.running.variants import format_variant, split_top_level
 from sema_suite.task import AMP_DTYPES, BuildContext, Preset, Task
-from sema_suite.variants import format_variant, split_top_level
 
 CONFIG_PREFIX = "cfg."  # --set cfg.a.b=value edits the final mmengine config directly
 

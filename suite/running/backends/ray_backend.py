@@ -19,10 +19,10 @@ from pathlib import Path
 import ray
 from ray.exceptions import RayError
 
-from sema_suite.backends.remote import Watch, node_env
 from sema_suite.errors import SuiteError
-from sema_suite.results import JobDir
-from sema_suite.scheduler import Outcome, job_outcome, run_worker
+from sema_suite.results.store import JobDir
+from sema_suite.running.backends.remote import Watch, node_env
+from sema_suite.running.scheduler import Outcome, job_outcome, run_worker
 
 
 class WorkerDied(Exception):

@@ -68,7 +68,7 @@ def effective_averaging(method: str, averaging: dict[str, Any]) -> dict[str, Any
 
 
 def average_knobs(averaging: dict[str, Any]) -> dict[str, Any]:
-    """One average's knobs as :class:`sema_suite.hooks.SemaHook` takes them (``averaging`` as
+    """One average's knobs as :class:`sema_suite.method.hooks.SemaHook` takes them (``averaging`` as
     :func:`effective_averaging` leaves it)."""
     full = {**AVERAGING_DEFAULTS, **averaging}
     warmup = None

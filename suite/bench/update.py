@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from sema_suite.averaging import WeightAverager
+from sema_suite.method.averaging import WeightAverager
 
 DECAY = 0.999
 

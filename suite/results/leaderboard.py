@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sema_suite.methods import AVERAGING_DEFAULTS
-from sema_suite.results import JobDir, read_json, write_atomic
-from sema_suite.variants import format_variant, parse_variant
+from sema_suite.method.methods import AVERAGING_DEFAULTS
+from sema_suite.results.store import JobDir, read_json, write_atomic
+from sema_suite.running.variants import format_variant, parse_variant
 
 TARGETS = (90, 99)  # percent of none's improvement over its first evaluation
 _INTERVAL = ("", "_ci_low", "_ci_high")
@@ -62,7 +62,7 @@ def finished_jobs(results_dir: Path, job_ids: Iterable[str] | None = None) -> It
 
 def lock_warnings(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[str]:
     """What to say when the finished jobs were produced under different dependency locks (job.json records
-    each one's lock hash, see :func:`sema_suite.environment.lock_hash`)."""
+    each one's lock hash, see :func:`sema_suite.running.environment.lock_hash`)."""
     docs = (read_json(job.job_json) if job.job_json.exists() else {} for job in finished_jobs(results_dir, job_ids))
     counts = Counter((doc.get("environment") or {}).get("lock") or "not recorded" for doc in docs)
     if len(counts) < 2:

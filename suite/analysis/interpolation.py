@@ -10,7 +10,7 @@ end.
 
 ``interpolation.csv`` holds the curves (``partner_job_id``, ``partner_method``, ``t``, ``split``, ``metric``,
 ``value``); ``barriers.csv`` holds, in the format of ``metrics.csv``, the barrier of each curve
-(:func:`sema_suite.flatness.barrier`: the largest excess over the chord, in the worse direction, lower is better):
+(:func:`sema_suite.analysis.flatness.barrier`: the largest excess over the chord, in the worse direction, lower is better):
 ``barrier_train_loss_vs_none`` (split ``train``), ``barrier_<metric>_vs_none`` (split ``val``) and the same
 ``_vs_ema``.
 """
@@ -20,17 +20,17 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from sema_suite.results import JobDir, read_json
+from sema_suite.results.store import JobDir, read_json
 
 if TYPE_CHECKING:
-    from sema_suite.analysis import Settings
+    from sema_suite.analysis.measure import Settings
 
 PARTNERS = ("none", "ema")
 
 
 def partner_ids(doc: dict[str, Any]) -> list[str]:
     """The job ids of a ``sema`` job's ``none`` and ``ema`` partners (which may not exist)."""
-    from sema_suite.jobs import JobSpec
+    from sema_suite.running.jobs import JobSpec
 
     spec = doc["spec"]
     overrides = tuple(sorted(spec["overrides"].items()))
@@ -79,13 +79,13 @@ def evaluate(runner) -> dict[str, float]:
 def interpolate_job(runner, task, job: JobDir, partners: list[str], settings: Settings, loss_fn) -> None:
     """Measure the lines from each partner to ``job`` and write ``interpolation.csv`` and ``barriers.csv``.
 
-    ``runner`` holds ``job``'s model; ``loss_fn`` is the analysis loss on it (see :mod:`sema_suite.analysis`).
+    ``runner`` holds ``job``'s model; ``loss_fn`` is the analysis loss on it (see :mod:`sema_suite.analysis.measure`).
     """
     import torch
     from mmengine.runner.utils import set_random_seed
 
-    from sema_suite import flatness
-    from sema_suite.checkpoints import load, reported_state
+    from sema_suite.analysis import flatness
+    from sema_suite.method.checkpoints import load, reported_state
 
     started = time.time()
     model = runner.model

@@ -1,0 +1,1 @@
+"""Analysis of finished jobs: flatness and sharpness measures, and interpolation between weights."""
