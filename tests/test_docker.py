@@ -144,7 +144,7 @@ def test_compose_runs_suite_on_a_gpu_and_the_dashboard_on_the_same_results() -> 
     mounts = {name: [_host_path(v) for v in service["volumes"]] for name, service in compose["services"].items()}
     gitignored = (ROOT / ".gitignore").read_text().split()
     for host, _, _ in mounts["suite"]:  # default host folders: in the checkout, ignored by git
-        assert host.parent == ROOT and f"{host.name}/" in gitignored
+        assert host.parent == ROOT and f"/{host.name}/" in gitignored
     results = {container: host for host, container, _ in mounts["suite"]}
     assert results["/workspace/results"] == ROOT / "results" and results["/workspace/data"] == ROOT / "data"
     assert suite["working_dir"] == "/workspace"  # `suite run`'s default results/ and data/ are the mounts

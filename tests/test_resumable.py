@@ -12,7 +12,6 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-import sema_suite.method.hooks  # noqa: F401  (registers the suite's hooks)
 from sema_suite.method.checkpoints import trained_state
 from sema_suite.results.store import JobDir
 from sema_suite.running.compat import trust_checkpoints_under

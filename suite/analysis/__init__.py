@@ -1,1 +1,2 @@
-"""Analysis of finished jobs: flatness and sharpness measures, and interpolation between weights."""
+"""Analysis: flatness and sharpness measures of finished jobs (or during training, by a hook), and interpolation
+between weights."""

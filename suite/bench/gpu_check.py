@@ -126,7 +126,6 @@ def run_case(case: Case, iters: int, batch_size: int | None, data_root: Path, wo
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
-    import sema_suite.method.hooks  # noqa: F401  (registers the suite's hooks)
     from sema_suite.bench.stand_ins import torchvision_stand_ins
     from sema_suite.method.hooks import SemaHook
     from sema_suite.running.config import build_config

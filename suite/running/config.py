@@ -6,6 +6,9 @@ from pathlib import Path
 
 from mmengine.config import Config
 
+import sema_suite.analysis.hook  # noqa: F401  (registers the hooks and loops this config names)
+import sema_suite.method.hooks  # noqa: F401
+import sema_suite.results.hook  # noqa: F401
 from sema_suite.errors import BadOverride
 from sema_suite.method.methods import averaging_hook
 from sema_suite.running.jobs import ResolvedJob
@@ -39,7 +42,7 @@ def build_config(run: Run | ResolvedJob, ctx: BuildContext, results_dir: Path, a
     interrupted job loses at most that much work, and with ``checkpoint_every`` (``suite run --checkpoint-every``)
     also every N iterations or minutes in between; the loops resume from either exactly
     (:mod:`sema_suite.running.resumable`). ``analysis``: the job's requested analysis settings, which
-    add :class:`sema_suite.method.hooks.AnalysisHook` when they measure during training (``every_eval``); ``log_to``: the
+    add :class:`sema_suite.analysis.hook.AnalysisHook` when they measure during training (``every_eval``); ``log_to``: the
     trackers the job also logs to (:mod:`sema_suite.running.tracking`). The newest two are kept: mmengine deletes the oldest
     before it writes the next one, so with one kept a kill in between would leave nothing to resume from.
     """

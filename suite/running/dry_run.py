@@ -10,7 +10,6 @@ from sema_suite.running.jobs import ResolvedJob
 def dry_run(job: ResolvedJob, results_dir: Path, data_root: Path) -> str:
     from mmengine.registry import MODELS, init_default_scope
 
-    import sema_suite.method.hooks  # noqa: F401  (registers the hooks the config names)
     from sema_suite.running.config import build_config
 
     ctx = job.context(data_root, Path(results_dir) / job.job_id / "work", dry_run=True)

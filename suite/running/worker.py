@@ -45,7 +45,6 @@ def build_runner(run: Run | ResolvedJob, job: JobDir, data_root: Path, download:
     trackers of ``log_to``, and the periodic checkpoints of ``checkpoint_every``)."""
     from mmengine.runner import Runner
 
-    import sema_suite.method.hooks  # noqa: F401  (registers SemaHook, ResultsHook, CostHook, MembersLoop)
     from sema_suite.running.compat import trust_checkpoints_under
     from sema_suite.running.config import build_config
 
@@ -223,7 +222,7 @@ def run_job(results_dir: Path, run_id: str) -> int:
         doc = docs[0]
         import mmengine.runner  # noqa: F401  (imports count as start-up, the runner as building)
 
-        import sema_suite.method.hooks  # noqa: F401
+        import sema_suite.running.config  # noqa: F401  (and the hooks it registers)
         built = time.time()
         with process_group():
             runner = build_runner(run, unit, Path(doc["data_root"]), doc.get("download", False),

@@ -16,7 +16,7 @@ from mmengine.registry import DATASETS, METRICS, MODELS
 from torch.utils.data import Dataset
 
 from sema_suite.data import load_digits_split, split_indices
-from sema_suite.running.previews import image_grid  # the import registers PreviewHook, which the config names
+from sema_suite.results.previews import image_grid  # the import registers PreviewHook, which the config names
 
 
 class _Images(Dataset):
@@ -176,7 +176,7 @@ class FrechetDistance(BaseMetric):
             raise ValueError(f"features must be 'inception' or 'digits', got {features!r}")
         self.name, self.features, self.image_size = name, features, image_size
         self.preview_count = preview_count
-        self.preview: torch.Tensor | None = None  # written by sema_suite.running.previews.PreviewHook
+        self.preview: torch.Tensor | None = None  # written by sema_suite.results.previews.PreviewHook
         self._fid = None
         self._reals_known = False  # the real statistics are complete (after the first evaluation)
         self._samples: list[torch.Tensor] = []

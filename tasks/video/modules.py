@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sema_suite.data import load_digits_split, split_indices
-from sema_suite.running.previews import image_grid  # the import registers PreviewHook, which the config names
+from sema_suite.results.previews import image_grid  # the import registers PreviewHook, which the config names
 
 # -- data ---------------------------------------------------------------------------------------------------
 
@@ -252,7 +252,7 @@ class FramePredictionMetrics(BaseMetric):
     def __init__(self, preview_count: int = 2, **kwargs) -> None:
         super().__init__(**kwargs)
         self.preview_count = preview_count
-        self.preview: torch.Tensor | None = None  # written by sema_suite.running.previews.PreviewHook
+        self.preview: torch.Tensor | None = None  # written by sema_suite.results.previews.PreviewHook
         self._strips: list[torch.Tensor] = []
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
