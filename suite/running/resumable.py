@@ -151,7 +151,8 @@ class ResumableIterLoop(IterBasedTrainLoop):
         for sampler in (getattr(self.dataloader, "sampler", None), getattr(self.dataloader, "batch_sampler", None)):
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(stream._epoch)
-        stream._iterator = resume_pass(self.dataloader, drawn)
+        # at a pass boundary the uninterrupted run made the next pass's iterator right here (drawing its seed)
+        stream._iterator = resume_pass(self.dataloader, drawn) if drawn else iter(self.dataloader)
 
 
 @HOOKS.register_module()
