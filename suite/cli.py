@@ -24,6 +24,12 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {text!r}") from None
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
+    return int(text)
+
+
 def _interval(text: str) -> dict[str, float]:
     """``--checkpoint-every``: ``500`` (iterations), ``30m`` or ``2h`` (wall time)."""
     unit = {"m": 1.0, "h": 60.0}.get(text.strip()[-1:].lower())
@@ -354,8 +360,8 @@ def parser() -> argparse.ArgumentParser:
     gpu = sub.add_parser("gpu-check", help="every paper preset for a few iterations on stand-in data: speed, "
                          "memory, the averaging hook's share, whether the switch fires (CUDA; what it can on a CPU)")
     gpu.add_argument("--presets", type=_csv, default=[], help="task/preset or task, comma-separated (default: all)")
-    gpu.add_argument("--iters", type=int, help="training iterations per case (default: 30 on CUDA, 3 on a CPU)")
-    gpu.add_argument("--batch-size", type=int,
+    gpu.add_argument("--iters", type=_positive, help="training iterations per case (default: 30 on CUDA, 3 on a CPU)")
+    gpu.add_argument("--batch-size", type=_positive,
                      help="batch per GPU (default: each preset's on CUDA, 2 on a CPU)")
     gpu.set_defaults(func=cmd_gpu_check)
 

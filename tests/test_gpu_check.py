@@ -28,10 +28,13 @@ def test_every_paper_preset_is_checked_with_each_method_and_the_gpu_cases_where_
     assert [c.label for c in groups[1]] == ["none", "ema", "sema", "sema (bf16)"]
 
 
-def test_a_preset_that_is_not_there_is_a_clear_error() -> None:
-    result = subprocess.run([sys.executable, "-m", "sema_suite.cli", "gpu-check", "--presets", "cls/imagenet"],
-                            capture_output=True, text=True)
-    assert result.returncode == 2 and "cls/imagenet: not a paper preset; choose from cls/cifar100" in result.stderr
+@pytest.mark.parametrize("args, message", [
+    (["--presets", "cls/imagenet"], "cls/imagenet: not a paper preset; choose from cls/cifar100"),
+    (["--iters", "0"], "'0': give a whole number of at least 1"),
+])
+def test_bad_input_is_a_clear_error(args: list[str], message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "sema_suite.cli", "gpu-check", *args], capture_output=True, text=True)
+    assert result.returncode == 2 and message in result.stderr
 
 
 def test_on_a_cpu_it_trains_a_preset_with_each_method_and_sees_the_switch(tmp_path: Path) -> None:

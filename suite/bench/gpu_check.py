@@ -189,8 +189,7 @@ def _preset_process(cases: list[Case], iters: int, batch_size: int | None, data_
             print(RESULT + json.dumps(result), flush=True)
 
 
-def check(presets: list[tuple[str, str]], iters: int | None, batch_size: int | None, data_root: Path | None = None,
-          log=sys.stderr) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+def check(presets: list[tuple[str, str]], iters: int | None, batch_size: int | None, log=sys.stderr) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
     """Run the check; returns each case's result, what was skipped, and the device it ran on."""
     import torch
 
@@ -205,7 +204,7 @@ def check(presets: list[tuple[str, str]], iters: int | None, batch_size: int | N
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="sema-gpu-check-") as scratch:
         datasets = {get_task(task).presets[preset].dataset for task, preset in presets}
-        root = write_files(Path(data_root or Path(scratch) / "data"), datasets)
+        root = write_files(Path(scratch) / "data", datasets)
         env = {**os.environ, "SEMA_CACHE_DIR": str(Path(scratch) / "cache")}  # stand-in caches stay out of the user's
         for cases in groups:
             for world_size in sorted({c.world_size for c in cases}):
