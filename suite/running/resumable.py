@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from mmengine.dataset import DefaultSampler
+from mmengine.dataset import DefaultSampler, InfiniteSampler
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import DATA_SAMPLERS, HOOKS, LOOPS
@@ -122,16 +122,65 @@ class ResumableEpochLoop(EpochBasedTrainLoop):
         self._epoch += 1
 
 
+class Passes:
+    """Batches of one pass over a dataloader after another, each pass with its sampler's epoch set: mmengine's
+    endless iterator without the 2 s pause it takes at every pass boundary (a guard against a loader deadlock
+    that its maintainers could not reproduce; the suite's loaders keep their workers between passes), which
+    over DDPM's 800k CIFAR-10 iterations would add some 2,000 pauses. It can start at any batch of a pass."""
+
+    def __init__(self, dataloader: DataLoader, first: Iterator) -> None:
+        self.dataloader, self.index, self._batches = dataloader, 0, first
+
+    def __iter__(self) -> Passes:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._batches)
+        except StopIteration:
+            self.start(self.index + 1)
+            return next(self._batches)
+
+    def start(self, index: int, drawn: int = 0) -> None:
+        """Begin pass ``index`` at its batch ``drawn`` (see :func:`resume_pass`); at 0, the pass's iterator is
+        made, drawing its seed, just where an uninterrupted run makes it."""
+        self.index = index
+        if hasattr(sampler := index_sampler(self.dataloader), "set_epoch"):
+            sampler.set_epoch(index)
+        self._batches = resume_pass(self.dataloader, drawn) if drawn else iter(self.dataloader)
+
+    def position(self, iteration: int) -> tuple[int, int]:
+        """The pass and batch after ``iteration`` batches: every pass is full (nothing breaks one off), and
+        an endless sampler's one pass never ends."""
+        if isinstance(index_sampler(self.dataloader), InfiniteSampler):
+            return 0, iteration
+        return divmod(iteration, len(self.dataloader))
+
+
+def index_sampler(dataloader: DataLoader) -> Any:
+    """The sampler that orders the indices: the loader's own, or its batch sampler's (e.g. MMDetection's
+    aspect-ratio batches wrap one)."""
+    sampler = getattr(dataloader, "sampler", None)
+    if hasattr(sampler, "set_epoch") or isinstance(sampler, InfiniteSampler):
+        return sampler
+    return getattr(getattr(dataloader, "batch_sampler", None), "sampler", sampler)
+
+
 @LOOPS.register_module()
 class ResumableIterLoop(IterBasedTrainLoop):
-    """mmengine's iteration loop (passes over the data one after another) that resumes at the checkpoint's
-    pass and batch, instead of loading every batch trained before it."""
+    """mmengine's iteration loop over :class:`Passes`, resuming at the checkpoint's pass and batch instead of
+    loading every batch trained before it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # keep the first pass's iterator mmengine made (its seed is drawn; making another would draw again)
+        self.dataloader_iterator = Passes(self.dataloader, self.dataloader_iterator._iterator)
 
     def run(self) -> None:
         self.runner.call_hook("before_train")
         self.runner.call_hook("before_train_epoch")
-        if self._iter:
-            self._continue_stream()
+        if self._iter:  # resumed
+            self.dataloader_iterator.start(*self.dataloader_iterator.position(self._iter))
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
             self.run_iter(next(self.dataloader_iterator))
@@ -142,17 +191,6 @@ class ResumableIterLoop(IterBasedTrainLoop):
         self.runner.call_hook("after_train_epoch")
         self.runner.call_hook("after_train")
         return self.runner.model
-
-    def _continue_stream(self) -> None:
-        """Point mmengine's endless iterator (every pass full: nothing breaks a pass off) at the resumed
-        position: pass ``iter // len``, batch ``iter % len``."""
-        stream = self.dataloader_iterator
-        stream._epoch, drawn = divmod(self._iter, len(self.dataloader))
-        for sampler in (getattr(self.dataloader, "sampler", None), getattr(self.dataloader, "batch_sampler", None)):
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(stream._epoch)
-        # at a pass boundary the uninterrupted run made the next pass's iterator right here (drawing its seed)
-        stream._iterator = resume_pass(self.dataloader, drawn) if drawn else iter(self.dataloader)
 
 
 @HOOKS.register_module()
