@@ -49,7 +49,10 @@ def _stand_in(name: str):
             self._mode = "L" if channels == 1 else "RGB"
 
         @property
-        def data(self) -> torch.Tensor:  # MNIST-style uint8 images, N x H x W (made on first use)
+        def data(self) -> torch.Tensor:
+            """MNIST's layout, uint8 N x H x W (made on first use): the tasks read no other set's ``data``."""
+            if self.image_size[0] != 1:
+                raise AttributeError(f"the {name} stand-in has no data array (only MNIST-style sets have one here)")
             if not hasattr(self, "_data"):
                 generator = torch.Generator().manual_seed(len(self))
                 self._data = torch.randint(0, 256, (len(self), *self.image_size[1:]), dtype=torch.uint8,
