@@ -4,6 +4,7 @@ exactly: an epoch loop (cls) and an iteration loop (lm), trained in this process
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def train(task: str, overrides: tuple, results: Path, every: dict[str, Any] | No
     job = JobSpec(task, "tiny", "sema", 0, overrides).resolve()
     folder = JobDir(results, job.job_id)
     cfg = build_config(job, job.context(results / "data", folder.work_dir), results, checkpoint_every=every)
-    cfg.experiment_name = f"{results.name}-{stop_after}-{len(list(results.glob('**/*.pth')))}"
+    cfg.experiment_name = f"{results.name}-{time.time_ns()}"  # one mmengine logger and visualizer per runner
     trust_checkpoints_under(folder.work_dir)  # as the worker does: the suite wrote these checkpoints
     runner = Runner.from_cfg(cfg)
     if stop_after:
