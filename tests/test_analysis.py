@@ -26,8 +26,8 @@ TRAIN = {
     "ssl": ["epochs=2"],
     "video": ["epochs=1"],
     "det": ["epochs=1", "num_train=64", "num_val=16", "num_test=16"],
-    "gen": ["iters=30", "val_interval=30", "warmup_iters=5"],
-    "lm": ["iters=30", "val_interval=30", "warmup_iters=5", "layers=1", "dim=32", "ffn=64", "context=32"],
+    "gen": ["iters=30", "val_interval=30", "lr_warmup_iters=5"],
+    "lm": ["iters=30", "val_interval=30", "lr_warmup_iters=5", "layers=1", "dim=32", "ffn=64", "context=32"],
 }
 
 

@@ -26,7 +26,7 @@ mmcv_ops = pytest.importorskip("mmcv.ops", reason="mmcv with compiled ops (scrip
 
 REPO = Path(__file__).resolve().parents[1]
 # Small enough for the test budget, big enough to learn: 6 epochs of 8 steps.
-QUICK = ["epochs=6", "num_train=128", "num_val=32", "num_test=32", "batch_size=16", "warmup_iters=8"]
+QUICK = ["epochs=6", "num_train=128", "num_val=32", "num_test=32", "batch_size=16", "lr_warmup_iters=8"]
 STEPS = 8  # per epoch
 
 

@@ -83,3 +83,14 @@ def test_cli_dry_run_prints_the_expanded_list() -> None:
     assert listing.count("sema seed") == 4 and listing.count("none seed") == 2
     assert "decay=0.9,depths=[1],width=4" in listing
     assert "note: decay ignored for method none" in listing
+
+
+def test_training_and_averaging_warm_ups_have_names_apart() -> None:
+    """ssl's learning-rate warm-up and the EMA's decay warm-up are two knobs; the old shared name is an error."""
+    lr = job("none", ("lr_warmup_epochs", 0), task="ssl")
+    assert lr.params["lr_warmup_epochs"] == 0 and lr.variant == "lr_warmup_epochs=0"
+    ema = job("ema", ("ema_warmup_epochs", 2), task="ssl")
+    assert ema.averaging["ema_warmup_epochs"] == 2 and ema.params["lr_warmup_epochs"] == 1
+    assert job("none", ("ema_warmup_epochs", 2), task="ssl").job_id == job("none", task="ssl").job_id
+    with pytest.raises(BadOverride, match="ambiguous.*lr_warmup_epochs.*ema_warmup_epochs"):
+        job("ema", ("warmup_epochs", 3), task="ssl")

@@ -161,3 +161,14 @@ def test_every_preset_names_a_primary_metric_of_its_task() -> None:
             assert task.primary_metric_for(preset) in task.metrics, (name, preset)
     assert leaderboard.primary_metric("gen", "tiny") == "fid_digits"
     assert leaderboard.primary_metric("gen", "cifar10") == "fid"
+
+
+def test_a_learning_rate_warm_up_sweep_is_compared_with_its_own_none(tmp_path: Path) -> None:
+    """``lr_warmup_epochs`` is a training knob: ``ema`` under it is paired with ``none`` under it, never with
+    the shipped ``none`` (which the old shared name ``warmup_epochs`` did, reporting -9 for a +1 gain)."""
+    for seed in range(3):
+        write_job(tmp_path, "none", seed, [80, 90 + seed])
+        write_job(tmp_path, "none", seed, [70, 80 + seed], variant="lr_warmup_epochs=3")
+        write_job(tmp_path, "ema", seed, [71, 81 + seed], variant="lr_warmup_epochs=3")
+    sweep = {r["method"]: r for r in leaderboard.build(tmp_path) if r["selection"] == "sweep"}
+    assert sweep["ema"]["delta_vs_none"] == pytest.approx(1.0) and sweep["ema"]["win_rate"] == 1

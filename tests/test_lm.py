@@ -22,7 +22,7 @@ from sema_tasks.lm import TASK
 from sema_tasks.lm.modules import CausalTransformerLM, InverseSqrtLR, Perplexity, TextBlocks
 from sema_tasks.lm.text import CHUNK_BYTES, _wikitext_streams, load_split, pydoc_text
 
-SMALL = {"iters": 150, "val_interval": 50, "warmup_iters": 10, "context": 64, "dim": 64, "heads": 2, "layers": 1,
+SMALL = {"iters": 150, "val_interval": 50, "lr_warmup_iters": 10, "context": 64, "dim": 64, "heads": 2, "layers": 1,
          "ffn": 128, "batch_size": 16, "switch_interval_iters": 75}
 
 
@@ -131,7 +131,7 @@ def test_dry_run_builds_every_preset(preset: str, tmp_path: Path, capsys) -> Non
 def test_a_warm_up_longer_than_the_run_is_refused(tmp_path: Path, capsys) -> None:
     results = tmp_path / "results"
     assert main(["run", "--task", "lm", "--set", "iters=20", "--results-dir", str(results)]) != 0
-    assert "warmup_iters=50" in capsys.readouterr().err and not results.exists()
+    assert "lr_warmup_iters=50" in capsys.readouterr().err and not results.exists()
 
 
 def val_rows(results: Path) -> list[tuple[int, str, float]]:

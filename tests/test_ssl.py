@@ -103,10 +103,10 @@ def test_momentum_target_is_neither_averaged_nor_switched(tmp_path):
 
 
 def test_end_of_run_probe_uses_the_average_after_a_resume(tmp_path):
-    runner, job = _runner(tmp_path, "tiny", "ema", epochs=2, warmup_epochs=0)
+    runner, job = _runner(tmp_path, "tiny", "ema", epochs=2, lr_warmup_epochs=0)
     runner.train()
     # a second process picking the finished job up (e.g. after a crash before `done`) resumes, then tests
-    again, _ = _runner(tmp_path, "tiny", "ema", epochs=2, warmup_epochs=0)
+    again, _ = _runner(tmp_path, "tiny", "ema", epochs=2, lr_warmup_epochs=0)
     again.train()
     hook = _sema_hook(again)
     before = {k: v.clone() for k, v in hook.averager.averaged_state().items()}

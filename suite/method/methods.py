@@ -21,9 +21,9 @@ AVERAGING_DEFAULTS: dict[str, Any] = {
     "decay": 0.999,
     "update_interval": 1,
     "average_buffers": True,
-    "warmup_epochs": 0,
-    "warmup_iters": 0,
-    "warmup_factor": 0.9,
+    "ema_warmup_epochs": 0,
+    "ema_warmup_iters": 0,
+    "ema_warmup_factor": 0.9,
     "switch_interval": 1,
     "switch_start": 1,
     "switch_interval_iters": None,
@@ -35,15 +35,15 @@ AVERAGING_HELP: dict[str, str] = {
     "decay": "avg <- decay * avg + (1 - decay) * w; close to 1 (ema, sema)",
     "update_interval": "optimizer steps between averaging updates (ema, sema)",
     "average_buffers": "average float buffers (BatchNorm statistics) too, else copy them (ema, sema)",
-    "warmup_epochs": "linear decay warm-up over this many epochs, 0: none (ema, sema)",
-    "warmup_iters": "... or over this many iterations; takes precedence over warmup_epochs (ema, sema)",
-    "warmup_factor": "the warm-up starts at warmup_factor * decay (ema, sema; only with a warm-up)",
+    "ema_warmup_epochs": "linear decay warm-up over this many epochs, 0: none (ema, sema)",
+    "ema_warmup_iters": "... or over this many iterations; takes precedence over ema_warmup_epochs (ema, sema)",
+    "ema_warmup_factor": "the warm-up starts at ema_warmup_factor * decay (ema, sema; only with a warm-up)",
     "switch_interval": "switch every this many epochs (sema)",
     "switch_start": "first epoch (1-based) at whose end, or within which, switches may happen (sema)",
     "switch_interval_iters": "switch every this many iterations instead of switch_interval; None: per epoch (sema)",
 }
 
-_AVERAGING = ("decay", "update_interval", "average_buffers", "warmup_epochs", "warmup_iters", "warmup_factor")
+_AVERAGING = ("decay", "update_interval", "average_buffers", "ema_warmup_epochs", "ema_warmup_iters", "ema_warmup_factor")
 _SWITCH = ("switch_interval", "switch_start", "switch_interval_iters")
 USED_KNOBS: dict[str, tuple[str, ...]] = {"none": (), "ema": _AVERAGING, "sema": _AVERAGING + _SWITCH}
 
@@ -52,16 +52,16 @@ def effective_averaging(method: str, averaging: dict[str, Any]) -> dict[str, Any
     """The averaging knobs that change what a job of ``method`` does, with the same meaning in every loop.
 
     Knobs that are inert in this combination are left out: a warm-up factor without a warm-up, and
-    ``warmup_epochs`` when ``warmup_iters`` is set.
+    ``ema_warmup_epochs`` when ``ema_warmup_iters`` is set.
     """
     if averaging.get("switch_interval_iters") is not None and averaging["switch_interval"] != 1 and method == "sema":
         raise BadOverride("switch_interval and switch_interval_iters are both set; a switch period is either in "
                           "epochs or in iterations: drop one of them")
     used = {key: averaging[key] for key in USED_KNOBS[method]}
-    if used.get("warmup_iters"):
-        used.pop("warmup_epochs", None)
-    if used and not (used.get("warmup_iters") or used.get("warmup_epochs")):
-        used.pop("warmup_factor", None)
+    if used.get("ema_warmup_iters"):
+        used.pop("ema_warmup_epochs", None)
+    if used and not (used.get("ema_warmup_iters") or used.get("ema_warmup_epochs")):
+        used.pop("ema_warmup_factor", None)
     if used.get("switch_interval_iters") is not None:
         used.pop("switch_interval", None)
     return used
@@ -72,10 +72,10 @@ def average_knobs(averaging: dict[str, Any]) -> dict[str, Any]:
     :func:`effective_averaging` leaves it)."""
     full = {**AVERAGING_DEFAULTS, **averaging}
     warmup = None
-    if full["warmup_iters"]:
-        warmup = {"iters": full["warmup_iters"], "start_factor": full["warmup_factor"]}
-    elif full["warmup_epochs"]:
-        warmup = {"epochs": full["warmup_epochs"], "start_factor": full["warmup_factor"]}
+    if full["ema_warmup_iters"]:
+        warmup = {"iters": full["ema_warmup_iters"], "start_factor": full["ema_warmup_factor"]}
+    elif full["ema_warmup_epochs"]:
+        warmup = {"epochs": full["ema_warmup_epochs"], "start_factor": full["ema_warmup_factor"]}
     return {"decay": full["decay"], "warmup": warmup, "update_interval": full["update_interval"],
             "average_buffers": full["average_buffers"]}
 

@@ -23,6 +23,12 @@ from sema_suite.running.variants import format_variant, split_top_level
 from sema_suite.task import AMP_DTYPES, BuildContext, Preset, Task
 
 CONFIG_PREFIX = "cfg."  # --set cfg.a.b=value edits the final mmengine config directly
+# Spellings that once named a training knob in some presets and an averaging knob in others: an error now.
+AMBIGUOUS_KNOBS = {
+    "warmup_epochs": "lr_warmup_epochs (the learning-rate warm-up) or ema_warmup_epochs (the decay's warm-up)",
+    "warmup_iters": "lr_warmup_iters (the learning-rate warm-up) or ema_warmup_iters (the decay's warm-up)",
+    "warmup_factor": "ema_warmup_factor (where the decay's warm-up starts)",
+}
 
 
 def parse_value(text: str) -> Any:
@@ -98,6 +104,9 @@ class JobSpec:
                 params[key] = _coerce(key, value, params[key])
             elif key in averaging:
                 averaging[key] = _coerce(key, value, averaging[key])
+            elif key in AMBIGUOUS_KNOBS:
+                raise BadOverride(f"{key} is ambiguous (a training knob or an averaging knob); write "
+                                  f"{AMBIGUOUS_KNOBS[key]}")
             else:
                 valid = [*params, *averaging, f"{CONFIG_PREFIX}<mmengine.config.key>"]
                 raise UnknownChoice(f"override key for {self.task}/{self.preset}", key, valid)

@@ -30,7 +30,7 @@ def _cifar_preset(name: str, classes: int) -> Preset:
         # authors' tuned CIFAR-100 setting (0.99 at ~500 steps per epoch); 0.999 would lag over two epochs, so a
         # per-epoch switch would pull the model back further than it trained. Switching from epoch 5, as the
         # authors' configs do, after a decay warm-up over those epochs.
-        averaging={"decay": 0.99, "warmup_epochs": 5, "warmup_factor": 0.9, "switch_start": 5},
+        averaging={"decay": 0.99, "ema_warmup_epochs": 5, "ema_warmup_factor": 0.9, "switch_start": 5},
     )
 
 
@@ -50,7 +50,7 @@ class Classification(HeldOutSplits, Task):
             model="resnet-tiny",
             params={"epochs": 10, "batch_size": 32, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
                     "num_workers": 0, "depths": [1, 1, 1], "width": 16, "image_size": 16},
-            averaging={"decay": 0.95, "warmup_epochs": 1, "warmup_factor": 0.9, "switch_start": 2},
+            averaging={"decay": 0.95, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
             offline=True,
         ),
         "cifar100": _cifar_preset("cifar100", 100),

@@ -25,7 +25,7 @@ SHIPPED_CONFIGS = {
 COCO_FILES = ("annotations/instances_train2017.json", "annotations/instances_val2017.json", "train2017/", "val2017/")
 
 _TINY = {"epochs": 12, "iters": 0, "val_interval": 1, "batch_size": 16, "lr": 0.002, "weight_decay": 0.05,
-         "warmup_iters": 25, "num_workers": 0, "width": 16, "channels": 48, "image_size": 64, "num_train": 400,
+         "lr_warmup_iters": 25, "num_workers": 0, "width": 16, "channels": 48, "image_size": 64, "num_train": 400,
          "num_val": 100, "num_test": 100}
 # The shapes data set gives 25 steps per epoch at batch 16, 300 in all. The averaging lag of an EMA is
 # ~d/(1-d) steps; a per-epoch switch pulls the model back by about that much, so it must stay well under an
@@ -33,13 +33,13 @@ _TINY = {"epochs": 12, "iters": 0, "val_interval": 1, "batch_size": 16, "lr": 0.
 # (a lag of 49 steps, two epochs) 0.27, at 0.9 0.45. So 0.9: a lag of ~9 steps (a third of an epoch, ~3% of
 # the run; the paper's CIFAR setting averages over ~1%), warmed up over the first epoch, switching every
 # epoch from the second one.
-_TINY_AVERAGING = {"decay": 0.9, "warmup_epochs": 1, "warmup_factor": 0.9, "switch_start": 2}
+_TINY_AVERAGING = {"decay": 0.9, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2}
 # COCO 1x at the recipe's total batch of 16 is 7,080 steps per epoch (113,287 images once val is held out).
 # The averaging lag, ~d/(1-d) steps, is kept at about a quarter of the switch period, as in the authors' tuned
 # CIFAR setting (0.99 at ~500 steps per epoch): 0.9995, a lag of ~2,000 steps. (MMDetection's own EMA for its
 # detectors, 0.9998, lags ~5,000 steps, 0.7 of an epoch: a per-epoch switch would pull the model most of an
 # epoch back.) Warmed up over the 500-step LR warm-up x 4.
-_COCO_AVERAGING = {"decay": 0.9995, "warmup_iters": 2000, "warmup_factor": 0.9, "switch_start": 1}
+_COCO_AVERAGING = {"decay": 0.9995, "ema_warmup_iters": 2000, "ema_warmup_factor": 0.9, "switch_start": 1}
 # val_size: 5,000 train2017 images held out for val -- as many as val2017 (the test split) has, so a val
 # evaluation costs what a test one does; 4 % of train2017. Final runs train on all of it: --set val_size=0.
 # batch_size: the recipe's total batch of 16 (8 GPUs x 2 images), here on the job's GPU(s) (the memory it

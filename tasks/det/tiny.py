@@ -165,7 +165,7 @@ def config(p: dict[str, Any], root: Path, mask: bool) -> dict[str, Any]:
         "optim_wrapper": {"type": "OptimWrapper", "clip_grad": {"max_norm": 10.0, "norm_type": 2},
                           "optimizer": {"type": "AdamW", "lr": p["lr"], "weight_decay": p["weight_decay"]}},
         "param_scheduler": [
-            {"type": "LinearLR", "start_factor": 0.1, "by_epoch": False, "begin": 0, "end": p["warmup_iters"]},
+            {"type": "LinearLR", "start_factor": 0.1, "by_epoch": False, "begin": 0, "end": p["lr_warmup_iters"]},
             {"type": "CosineAnnealingLR", "by_epoch": not p["iters"], "T_max": length, "begin": 0, "end": length,
              **({"convert_to_iter_based": True} if not p["iters"] else {})},
         ],

@@ -44,8 +44,8 @@ _DDIM_CELEBA_UNET = {
 # that pass's progress, and SEMA would stall by construction; so the switch comes every 50,000 iterations
 # (the evaluation interval: 16 switches in 800k), which keeps the lag at a fifth of the switch period, as in the
 # authors' tuned CIFAR setting (0.99 at ~500 steps per epoch). Decay warm-up over the 5,000-iteration LR warm-up.
-_PAPER_AVERAGING = {"decay": 0.9999, "warmup_iters": 5000, "warmup_factor": 0.9, "switch_interval_iters": 50_000}
-_PAPER_PARAMS = {"iters": 800_000, "val_interval": 50_000, "batch_size": 128, "lr": 2e-4, "warmup_iters": 5_000,
+_PAPER_AVERAGING = {"decay": 0.9999, "ema_warmup_iters": 5000, "ema_warmup_factor": 0.9, "switch_interval_iters": 50_000}
+_PAPER_PARAMS = {"iters": 800_000, "val_interval": 50_000, "batch_size": 128, "lr": 2e-4, "lr_warmup_iters": 5_000,
                  "grad_clip": 1.0, "num_workers": None, "num_train_timesteps": 1000, "sampler": "ddim",
                  "sample_steps": 100, "fid_samples": 10_000, "eval_batch_size": 500}
 
@@ -73,7 +73,7 @@ class Generation(HeldOutSplits, Task):
             description="sklearn digits 16x16, small UNet, 400 iterations, fid_digits (CPU, ~2.5 min)",
             dataset="digits",
             model="ddpm-unet-tiny",
-            params={"iters": 400, "val_interval": 100, "batch_size": 64, "lr": 2e-3, "warmup_iters": 20,
+            params={"iters": 400, "val_interval": 100, "batch_size": 64, "lr": 2e-3, "lr_warmup_iters": 20,
                     "grad_clip": 1.0, "num_workers": 0, "image_size": 16, "channels": [16, 32],
                     "num_train_timesteps": 1000, "sampler": "ddim", "sample_steps": 20, "fid_samples": 0,
                     "eval_batch_size": 359},
@@ -156,7 +156,7 @@ class Generation(HeldOutSplits, Task):
             "optim_wrapper": {"type": "OptimWrapper", "optimizer": {"type": "Adam", "lr": p["lr"]},
                               "clip_grad": {"max_norm": p["grad_clip"]}},
             "param_scheduler": [{"type": "LinearLR", "start_factor": 1e-3, "by_epoch": False,
-                                 "begin": 0, "end": p["warmup_iters"]}],
+                                 "begin": 0, "end": p["lr_warmup_iters"]}],
             "custom_hooks": [{"type": "PreviewHook", "job_dir": str(Path(ctx.work_dir).parent)}],
         }
 

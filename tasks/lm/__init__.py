@@ -22,7 +22,7 @@ from sema_suite.task import BuildContext, Metric, Preset, Task
 # steps (16,000). The averager then sees every optimizer step.
 _FAIRSEQ_LM = {"context": 512, "dim": 512, "heads": 8, "layers": 6, "ffn": 2048, "dropout": 0.1,
                "norm_first": False, "batch_size": 16, "eval_batch_size": 16, "lr": 5e-4, "betas": [0.9, 0.98],
-               "weight_decay": 0.01, "warmup_iters": 16_000, "warmup_init_lr": 1e-7, "schedule": "inverse_sqrt",
+               "weight_decay": 0.01, "lr_warmup_iters": 16_000, "warmup_init_lr": 1e-7, "schedule": "inverse_sqrt",
                "grad_clip": 0.0, "num_workers": None}
 # the vocabulary of the standard releases (every training word and <eos>): the model's size in a --dry-run,
 # which reads no data; a real run counts the words of the training file it is given.
@@ -51,7 +51,7 @@ class LanguageModelling(Task):
             model="transformer-lm-tiny",
             params={"iters": 600, "val_interval": 100, "context": 128, "dim": 128, "heads": 4, "layers": 2,
                     "ffn": 512, "dropout": 0.0, "norm_first": True, "batch_size": 32, "eval_batch_size": 64,
-                    "lr": 3e-3, "betas": [0.9, 0.98], "weight_decay": 0.01, "warmup_iters": 50,
+                    "lr": 3e-3, "betas": [0.9, 0.98], "weight_decay": 0.01, "lr_warmup_iters": 50,
                     "warmup_init_lr": 3e-6, "schedule": "cosine", "grad_clip": 1.0, "num_workers": 0},
             averaging={"decay": 0.98},
             offline=True,
@@ -64,7 +64,7 @@ class LanguageModelling(Task):
             dataset="wikitext-103",
             model="transformer-lm-fairseq",
             params={**_FAIRSEQ_LM, "iters": 200_000, "val_interval": 10_000},
-            averaging={"decay": 0.9998, "warmup_epochs": 1, "warmup_factor": 0.9, "switch_start": 2},
+            averaging={"decay": 0.9998, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
         ),
         # The same model and optimizer on WikiText-2 (2.1M training tokens, ~255 steps a pass) for a quick GPU
         # run: dropout 0.3 against over-fitting, 10,000 steps (~39 passes), warm-up 1,000. Decay 0.99 (a
@@ -75,8 +75,8 @@ class LanguageModelling(Task):
             description="WikiText-2 word-level, fairseq transformer_lm (6x512), 10k iterations (GPU, quick)",
             dataset="wikitext-2",
             model="transformer-lm-fairseq",
-            params={**_FAIRSEQ_LM, "dropout": 0.3, "warmup_iters": 1_000, "iters": 10_000, "val_interval": 500},
-            averaging={"decay": 0.99, "warmup_epochs": 1, "warmup_factor": 0.9, "switch_start": 2},
+            params={**_FAIRSEQ_LM, "dropout": 0.3, "lr_warmup_iters": 1_000, "iters": 10_000, "val_interval": 500},
+            averaging={"decay": 0.99, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
         ),
     }
 
@@ -84,9 +84,9 @@ class LanguageModelling(Task):
         from sema_tasks.lm.text import WIKITEXT_FILES, wikitext_folder
 
         p = ctx.params
-        if p["warmup_iters"] >= p["iters"]:
-            raise BadOverride(f"warmup_iters={p['warmup_iters']} leaves no training after the warm-up of a run of "
-                              f"iters={p['iters']}: set warmup_iters below iters")
+        if p["lr_warmup_iters"] >= p["iters"]:
+            raise BadOverride(f"lr_warmup_iters={p['lr_warmup_iters']} leaves no training after the warm-up of a run of "
+                              f"iters={p['iters']}: set lr_warmup_iters below iters")
         if preset.dataset in _RELEASE_VOCAB:
             folder = wikitext_folder(preset.dataset, ctx.data_root)
             missing = [name for name in WIKITEXT_FILES.values() if not (folder / name).is_file()]
@@ -113,12 +113,12 @@ class LanguageModelling(Task):
             return dataloader(dataset, p, train, batch_size=p["batch_size" if train else "eval_batch_size"])
 
         warmup = {"type": "LinearLR", "start_factor": p["warmup_init_lr"] / p["lr"], "by_epoch": False,
-                  "begin": 0, "end": p["warmup_iters"]}
+                  "begin": 0, "end": p["lr_warmup_iters"]}
         if p["schedule"] == "inverse_sqrt":
-            decay = {"type": "InverseSqrtLR", "warmup": p["warmup_iters"], "begin": p["warmup_iters"]}
+            decay = {"type": "InverseSqrtLR", "warmup": p["lr_warmup_iters"], "begin": p["lr_warmup_iters"]}
         else:
-            decay = {"type": "CosineAnnealingLR", "by_epoch": False, "begin": p["warmup_iters"], "end": p["iters"],
-                     "T_max": p["iters"] - p["warmup_iters"]}
+            decay = {"type": "CosineAnnealingLR", "by_epoch": False, "begin": p["lr_warmup_iters"], "end": p["iters"],
+                     "T_max": p["iters"] - p["lr_warmup_iters"]}
         optim = {"type": "OptimWrapper", "optimizer": {"type": "AdamW", "lr": p["lr"], "betas": p["betas"],
                                                        "weight_decay": p["weight_decay"]}}
         if p["grad_clip"]:

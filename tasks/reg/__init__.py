@@ -49,7 +49,7 @@ class AttributeRegression(HeldOutSplits, Task):
             params={"epochs": 8, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.05, "num_workers": 0,
                     "backbone": "cifar", "depths": [1, 1, 1], "width": 16, "image_size": 16, "max_angle": 60.0,
                     "target_center": 0.0, "target_scale": 60.0},
-            averaging={"decay": 0.98, "warmup_epochs": 1, "warmup_factor": 0.9, "switch_start": 2},
+            averaging={"decay": 0.98, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
             offline=True,
         ),
         # RCF-MNIST as C-Mixup (Yao et al., 2022) builds it: FashionMNIST rotated by a random angle in [0, 360)
@@ -71,7 +71,7 @@ class AttributeRegression(HeldOutSplits, Task):
                     "target_center": 180.0, "target_scale": 180.0, "val_size": 6000, "spurious_ratio": 0.8},
             # 211 steps per epoch: decay 0.98 lags ~50 steps, a quarter of an epoch (the authors' tuned CIFAR
             # setting: 0.99 at ~500 steps per epoch)
-            averaging={"decay": 0.98, "warmup_epochs": 5, "warmup_factor": 0.9, "switch_start": 5},
+            averaging={"decay": 0.98, "ema_warmup_epochs": 5, "ema_warmup_factor": 0.9, "switch_start": 5},
         ),
         # AgeDB (Moschoglou et al., 2017) age estimation as in the imbalanced-regression benchmarks: 224x224
         # faces, ResNet-50 (random init), AdamW, cosine, 90 epochs; AgeDB-DIR's own val and test splits.
@@ -84,7 +84,7 @@ class AttributeRegression(HeldOutSplits, Task):
                     "backbone": "resnet50", "image_size": 224, "target_center": 50.0, "target_scale": 50.0},
             # AgeDB-DIR's 12,208 training faces are 48 steps per epoch at batch 256: decay 0.9 lags ~9 steps, a
             # fifth of an epoch (0.999 would lag 20 epochs behind a per-epoch switch)
-            averaging={"decay": 0.9, "warmup_epochs": 5, "warmup_factor": 0.9, "switch_start": 5},
+            averaging={"decay": 0.9, "ema_warmup_epochs": 5, "ema_warmup_factor": 0.9, "switch_start": 5},
         ),
     }
 

@@ -60,11 +60,11 @@ def _paper_preset(dataset: str, method: str) -> Preset:
                     "k-NN every 10 epochs (GPU)",
         dataset=dataset,
         model=f"resnet18-{method}",
-        params={**_PAPER[method], "epochs": data["epochs"], "batch_size": 256, "momentum": 0.9, "warmup_epochs": 10,
+        params={**_PAPER[method], "epochs": data["epochs"], "batch_size": 256, "momentum": 0.9, "lr_warmup_epochs": 10,
                 "num_workers": None, "backbone": data["backbone"], "depths": [2, 2, 2, 2], "width": 64,
                 "image_size": data["image_size"], "knn_k": 200, "knn_temperature": 0.07, "probe_c": 1.0,
                 "val_interval": 10, "val_size": data["val_size"]},
-        averaging={"decay": data["decay"], "warmup_epochs": 5, "warmup_factor": 0.9, "switch_start": 5},
+        averaging={"decay": data["decay"], "ema_warmup_epochs": 5, "ema_warmup_factor": 0.9, "switch_start": 5},
     )
 
 
@@ -75,14 +75,14 @@ def _tiny(method: str, extra: dict[str, Any]) -> Preset:
                     "k-NN every epoch, k-NN and a linear probe on the test digits at the end (CPU, ~1 min)",
         dataset="digits",
         model=f"resnet-tiny-{method}",
-        params={"ssl_method": method, "epochs": 8, "batch_size": 96, "momentum": 0.9, "warmup_epochs": 1,
+        params={"ssl_method": method, "epochs": 8, "batch_size": 96, "momentum": 0.9, "lr_warmup_epochs": 1,
                 "num_workers": 0, "backbone": "cifar", "depths": [1, 1, 1], "width": 16, "image_size": 12,
                 "proj_hidden": 128, "proj_dim": 64, "knn_k": 20, "knn_temperature": 0.07, "probe_c": 1.0,
                 "val_interval": 1, **extra},
         # 1,079 training digits, 11 steps of 96 per epoch: decay 0.96 averages over ~2 epochs (as 0.999 does
         # over the paper's ~200 steps per epoch), warmed up over the first epoch, switching every epoch from
         # epoch 2.
-        averaging={"decay": 0.96, "warmup_epochs": 1, "warmup_factor": 0.9, "switch_start": 2},
+        averaging={"decay": 0.96, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
         offline=True,
     )
 
@@ -137,9 +137,9 @@ class SelfSupervisedLearning(HeldOutSplits, Task):
             model["pred_hidden"] = p["pred_hidden"]
             hooks.append({"type": "MomentumTargetHook", "base_momentum": p["target_momentum"]})
         knn = {"type": "KnnAccuracy", "k": p["knn_k"], "temperature": p["knn_temperature"]}
-        warmup = p["warmup_epochs"]
+        warmup = p["lr_warmup_epochs"]
         if not 0 <= warmup < p["epochs"]:
-            raise BadOverride(f"warmup_epochs must be in [0, epochs), got {warmup} with epochs={p['epochs']}")
+            raise BadOverride(f"lr_warmup_epochs must be in [0, epochs), got {warmup} with epochs={p['epochs']}")
         schedulers = [{"type": "CosineAnnealingLR", "by_epoch": True, "begin": warmup, "end": p["epochs"],
                        "T_max": p["epochs"] - warmup, "convert_to_iter_based": True}]
         if warmup:

@@ -45,7 +45,7 @@ class VideoPrediction(HeldOutSplits, Task):
             params={"epochs": 10, "batch_size": 32, "lr": 1e-3, "num_workers": 0, "train_sequences": 1024,
                     "val_sequences": 256, "test_sequences": 256, "frames_in": 5, "frames_out": 5, "frame_size": 32,
                     "digit_size": 12, "hid_s": 8, "hid_t": 64, "n_spatial": 4, "n_temporal": 4, "mlp_ratio": 4.0},
-            averaging={"decay": 0.95, "warmup_epochs": 1, "warmup_factor": 0.9, "switch_start": 2},
+            averaging={"decay": 0.95, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
             offline=True,
         ),
         # OpenSTL's Moving MNIST SimVP (gSTA): hid_S 64, hid_T 512, N_S 4, N_T 8, Adam 1e-3 with a one-cycle
@@ -64,7 +64,7 @@ class VideoPrediction(HeldOutSplits, Task):
             # 625 steps per epoch: decay 0.99 lags ~100 steps, a sixth of an epoch (the authors' tuned CIFAR
             # setting: 0.99 at ~500 steps per epoch; 0.999 would lag 1.6 epochs behind a per-epoch switch), warmed up
             # over the first 5 epochs and switching from the 5th, as the other 100-1000-epoch presets do
-            averaging={"decay": 0.99, "warmup_epochs": 5, "warmup_factor": 0.9, "switch_start": 5},
+            averaging={"decay": 0.99, "ema_warmup_epochs": 5, "ema_warmup_factor": 0.9, "switch_start": 5},
         ),
     }
 
