@@ -51,8 +51,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sema_suite.running.runs import plan, retrained_notes
     from sema_suite.running.scheduler import job_outcomes, pending, prepare
 
-    matrix = expand_matrix(args.task, args.method, args.seeds, args.preset, parse_overrides(args.set),
-                           args.gpus_per_job)
+    if args.plan is not None:
+        from sema_suite.running.plans import expand_plan
+
+        given = [flag for flag, value in (("--task", args.task), ("--method", args.method), ("--preset", args.preset),
+                                          ("--seeds", args.seeds), ("--set", args.set)) if value]
+        if given:
+            raise SuiteError(f"--plan names the jobs; drop {', '.join(given)} (or edit {args.plan})")
+        matrix = expand_plan(args.plan, args.gpus_per_job)
+    else:
+        matrix = expand_matrix(args.task or ["cls"], args.method or ["none", "ema", "sema"], args.seeds or [0],
+                               args.preset, parse_overrides(args.set), args.gpus_per_job)
     jobs = matrix.jobs
     todo_jobs, skipped = pending(jobs, args.results_dir)
     runs = plan(todo_jobs, share=not args.no_share)
@@ -97,6 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     table = leaderboard.aggregate(rows, leaderboard.primary_metrics(rows))
     if table:
         print("\n" + leaderboard.format_table(table))
+        for note in leaderboard.edge_notes(table):
+            print(f"note: {note}")
     return 1 if counts["failed"] or counts["busy"] else 0
 
 
@@ -192,9 +203,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not rows:
         raise SuiteError(f"no finished jobs under {args.results_dir}/; run `suite run` first "
                          f"(the existing {args.out} is left as it is)")
-    for message in [*leaderboard.conflicts(rows), *leaderboard.lock_warnings(args.results_dir)]:
+    for message in [*leaderboard.conflicts(rows), *leaderboard.lock_warnings(args.results_dir),
+                    *leaderboard.tuning_warnings(rows)]:
         print(f"suite: warning: {message}", file=sys.stderr)
     table = leaderboard.aggregate(rows, leaderboard.primary_metrics(rows))
+    for note in leaderboard.edge_notes(table):
+        print(f"suite: note: {note}", file=sys.stderr)
     leaderboard.write(table, args.out)
     print(leaderboard.format_markdown(table) if args.markdown else leaderboard.format_table(table))
     print(f"\nwrote {len(table)} rows to {args.out}", file=sys.stderr)
@@ -288,10 +302,12 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a matrix of jobs (tasks x methods x seeds)")
-    run.add_argument("--task", type=_csv, default=["cls"], help="task(s), comma-separated (default: cls)")
-    run.add_argument("--method", type=_csv, default=["none", "ema", "sema"], help="none,ema,sema (default: all)")
+    run.add_argument("--task", type=_csv, help="task(s), comma-separated (default: cls)")
+    run.add_argument("--method", type=_csv, help="none,ema,sema (default: all)")
     run.add_argument("--preset", default=None, help="preset of each task (default: the task's default, tiny)")
-    run.add_argument("--seeds", type=_seeds, default=[0], help="seeds, comma-separated (default: 0)")
+    run.add_argument("--seeds", type=_seeds, help="seeds, comma-separated (default: 0)")
+    run.add_argument("--plan", type=Path, help="a plan file naming the jobs instead of the five options above "
+                                                "(e.g. plans/long.toml: the published long tier)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a preset or averaging parameter (see `suite list`), or cfg.<mmengine key>; "
                      "a comma list sweeps it (decay=0.9,0.95)")

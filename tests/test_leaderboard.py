@@ -172,3 +172,62 @@ def test_a_learning_rate_warm_up_sweep_is_compared_with_its_own_none(tmp_path: P
         write_job(tmp_path, "ema", seed, [71, 81 + seed], variant="lr_warmup_epochs=3")
     sweep = {r["method"]: r for r in leaderboard.build(tmp_path) if r["selection"] == "sweep"}
     assert sweep["ema"]["delta_vs_none"] == pytest.approx(1.0) and sweep["ema"]["win_rate"] == 1
+
+
+def _tuned(results: Path) -> dict[str, dict]:
+    rows = leaderboard.load(results)
+    table = leaderboard.aggregate(rows, {("t", "tiny"): "top1"})
+    return {r["method"]: r for r in table if r["selection"] == "tuned" and r["split"] == "test"}
+
+
+def _val_and_test(results: Path, method: str, seed: int, value: float, variant: str = "") -> None:
+    for split in ("val", "test"):
+        write_job(results, method, seed, [value - 10, value], variant=variant, split=split,
+                  job_id=f"t-{method}-s{seed}-{variant}")
+
+
+def test_tuning_compares_candidates_on_the_seeds_they_share(tmp_path: Path) -> None:
+    """A variant missing the hard seed 4 must not win on an inflated mean: shipped ema is +2 on every seed,
+    the variant -1 on every seed it has; the tuned ema is the shipped one, and the uneven seeds are reported."""
+    for seed, base in enumerate([80, 80, 80, 80, 50]):
+        _val_and_test(tmp_path, "none", seed, base)
+        _val_and_test(tmp_path, "ema", seed, base + 2)
+        if seed < 4:
+            _val_and_test(tmp_path, "ema", seed, base - 1, variant="decay=0.9")
+    tuned = _tuned(tmp_path)
+    assert tuned["ema"]["variant"] == "" and tuned["ema"]["delta_vs_none"] == pytest.approx(2.0)
+    assert tuned["ema"]["tuned_over"] == 2
+    (warning,) = leaderboard.tuning_warnings(leaderboard.load(tmp_path), {("t", "tiny"): "top1"})
+    assert "different seeds" in warning and "the 4 seed(s) they share" in warning
+
+
+def test_a_variant_that_changes_training_is_never_a_tuning_candidate(tmp_path: Path) -> None:
+    """``epochs=20`` run for ema only is its own training setting (no none to pair with), not tuned ema."""
+    for seed in range(3):
+        _val_and_test(tmp_path, "none", seed, 80)
+        _val_and_test(tmp_path, "ema", seed, 81)
+        _val_and_test(tmp_path, "ema", seed, 85, variant="epochs=20")
+    tuned = {r["variant"]: r for r in leaderboard.aggregate(leaderboard.load(tmp_path), {("t", "tiny"): "top1"})
+             if r["selection"] == "tuned" and r["method"] == "ema" and r["split"] == "test"}
+    assert tuned[""]["delta_vs_none"] == pytest.approx(1.0) and tuned[""]["tuned_over"] == 1
+    assert tuned["epochs=20"]["delta_vs_none"] is None  # its own setting, with no none of its own to pair with
+
+
+def test_a_tuned_value_at_the_edge_of_its_grid_is_flagged(tmp_path: Path) -> None:
+    for seed in range(3):
+        _val_and_test(tmp_path, "none", seed, 80)
+        for decay, gain in ((0.5, 3), (0.7, 2), (0.9, 1)):  # the smallest decay is best: the grid does not bracket it
+            _val_and_test(tmp_path, "ema", seed, 80 + gain, variant=f"decay={decay}")
+        for decay, gain in ((0.5, 1), (0.7, 3), (0.9, 2)):  # sema's optimum is inside
+            _val_and_test(tmp_path, "sema", seed, 80 + gain, variant=f"decay={decay}")
+    tuned = _tuned(tmp_path)
+    assert tuned["ema"]["tuned_at_edge"] == "decay=0.5 (lowest of 0.5, 0.7, 0.9)" and tuned["ema"]["tuned_over"] == 3
+    assert tuned["sema"]["variant"] == "decay=0.7" and tuned["sema"]["tuned_at_edge"] == ""
+    (note,) = leaderboard.edge_notes([tuned["ema"] | {"task": "cls", "preset": "tiny", "metric": "top1"}])
+    assert "lowest value swept (0.5, 0.7, 0.9)" in note and "extend it past 0.5" in note
+    # the shipped variant counts with its preset's value (cls tiny ships decay 0.95), other knobs held
+    candidates = ["", "decay=0.9", "decay=0.9,switch_interval=2", "decay=0.99,switch_interval=2"]
+    shipped = leaderboard.shipped_method_knobs("cls", "tiny")
+    assert leaderboard.grid_edges("", candidates, shipped) == "decay=0.95 (highest of 0.9, 0.95)"
+    assert leaderboard.grid_edges("decay=0.9,switch_interval=2", candidates, shipped) == (
+        "decay=0.9 (lowest of 0.9, 0.99); switch_interval=2 (highest of 1, 2)")

@@ -70,3 +70,33 @@ def test_amp_is_a_knob_of_every_paper_preset(tmp_path: Path) -> None:
                               check=False, capture_output=True, text=True, timeout=300)
         assert done.returncode == 2 and "CUDA sees none here" in done.stderr
         assert not (tmp_path / "results").exists()
+
+
+# training examples an epoch (a pass) of each long preset goes over, after the val hold-out
+LONG_EXAMPLES = {"cls": 4000 - 500, "reg": 1079, "ssl": 1079, "video": 960, "gen": 1079, "lm": 40_960 // 64,
+                 "det": 64}
+
+
+def test_every_task_has_a_long_preset() -> None:
+    assert sorted(LONG_EXAMPLES) == sorted(task_names())
+    assert all(get_task(task).presets["long"].offline for task in LONG_EXAMPLES)
+
+
+@pytest.mark.parametrize("task", sorted(LONG_EXAMPLES))
+def test_long_presets_reach_the_papers_regime(task: str, tmp_path: Path) -> None:
+    """At least 100 epochs (passes, so 100 switches), at least 30 optimizer steps each, and a shipped decay
+    lagging at most a quarter of the steps between switches -- read from the resolved mmengine config."""
+    import math
+
+    from sema_suite.running.config import build_config
+
+    job = JobSpec(task, "long", "sema", 0).resolve()
+    cfg = build_config(job, job.context(tmp_path, tmp_path / "work", dry_run=True), tmp_path)
+    loader = cfg.train_dataloader
+    rounding = math.floor if loader.get("drop_last") else math.ceil
+    steps = rounding(LONG_EXAMPLES[task] / loader.batch_size)
+    loop = cfg.train_cfg
+    epochs = loop.max_epochs if "max_epochs" in loop else loop.max_iters / steps
+    assert epochs >= 100 and steps >= 30, f"{task}/long: {epochs} epochs of {steps} steps"
+    lag = job.averaging["decay"] / (1 - job.averaging["decay"])
+    assert lag <= 0.25 * job.averaging["switch_interval"] * steps, f"{task}/long: decay lags {lag:.1f} steps"

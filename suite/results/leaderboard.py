@@ -3,8 +3,10 @@
 One row per (selection, task, preset, variant, split, metric, method):
 
 - ``selection``: ``shipped`` (the preset's knobs, variant ''), ``sweep`` (every other variant: the
-  sensitivity data) and ``tuned`` (per task, preset and method, the variant with the best mean ``val``
-  primary metric, reported on ``test``; the row's ``variant`` names the chosen knobs).
+  sensitivity data) and ``tuned`` (per task, preset, training setting and method, the variant of the method's
+  own knobs with the best mean ``val`` primary metric over the seeds every candidate has, reported on
+  ``test``; the row's ``variant`` names the chosen knobs, ``tuned_over`` counts the candidates and
+  ``tuned_at_edge`` names a chosen value at the edge of its grid, see :func:`grid_edges`).
 - Aggregation is by job: one curve per finished job, never a mixture. When two finished jobs claim the same
   (task, preset, variant, method, seed) -- e.g. one left from an older version of a preset -- the newest
   (latest recorded row) is used and :func:`conflicts` says so.
@@ -32,7 +34,7 @@ from typing import Any, NamedTuple
 
 from sema_suite.method.methods import AVERAGING_DEFAULTS
 from sema_suite.results.store import JobDir, read_json, write_atomic
-from sema_suite.running.variants import format_variant, parse_variant
+from sema_suite.running.variants import format_value, format_variant, parse_variant
 
 TARGETS = (90, 99)  # percent of none's improvement over its first evaluation
 _INTERVAL = ("", "_ci_low", "_ci_high")
@@ -43,6 +45,7 @@ COLUMNS = (
     "epochs",
     *(f"reach{q}_{unit}{part}" for unit in ("epoch", "s") for q in TARGETS for part in _INTERVAL),
     *(f"auc_{unit}{part}" for unit in ("epoch", "s") for part in _INTERVAL),
+    "tuned_over", "tuned_at_edge",
 )
 METHOD_ORDER = {"none": 0, "ema": 1, "sema": 2}
 SELECTION_ORDER = {"shipped": 0, "tuned": 1, "sweep": 2}
@@ -243,18 +246,107 @@ def _row(selection: str, cell: Cell, seeds: dict[int, Curve], base: dict[int, Cu
     return row
 
 
-def _tuned_choices(cells: dict[Cell, dict[int, Curve]], primary: dict[tuple[str, str], str]) -> dict[tuple, str]:
-    """(task, preset, method) -> the variant whose mean final val primary metric is best."""
-    best: dict[tuple, tuple[float, str]] = {}
+class Tuning(NamedTuple):
+    """How a (task, preset, training setting, method)'s tuned variant was chosen."""
+
+    variant: str
+    candidates: int  # the variants tuned over
+    at_edge: str  # "decay=0.5 (lowest of 0.5, 0.7, 0.9)": a chosen value the grid does not bracket; '' if none
+    seeds: tuple[int, ...]  # the seeds every candidate has, which the choice was made on
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def shipped_method_knobs(task: str, preset: str) -> dict[str, str]:
+    """A preset's averaging knobs as shipped, written as variants write them; {} for a task not installed here."""
+    from sema_suite.errors import SuiteError
+    from sema_suite.registry import get_task
+
+    try:
+        shipped = get_task(task).presets[preset].averaging
+    except (SuiteError, KeyError):
+        return {}
+    return {key: format_value(value) for key, value in {**AVERAGING_DEFAULTS, **shipped}.items()}
+
+
+def grid_edges(chosen: str, candidates: list[str], shipped: dict[str, str]) -> str:
+    """The knobs whose chosen value lies at the edge of the values swept for them (with the chosen variant's
+    other knobs held), e.g. ``decay=0.5 (lowest of 0.5, 0.7, 0.9)``; '' when the grid brackets every choice."""
+    knobs = {key for variant in candidates for key in parse_variant(variant)}
+    full = {variant: {**{k: shipped.get(k) for k in knobs}, **parse_variant(variant)} for variant in candidates}
+    marks = []
+    for knob in sorted(knobs):
+        others = {k: v for k, v in full[chosen].items() if k != knob}
+        values = sorted({x for variant, knob_values in full.items()
+                         if {k: v for k, v in knob_values.items() if k != knob} == others
+                         and knob_values[knob] is not None and (x := _number(knob_values[knob])) is not None})
+        mine = _number(full[chosen][knob] or "")
+        if len(values) >= 2 and mine in (values[0], values[-1]):
+            side = "lowest" if mine == values[0] else "highest"
+            marks.append(f"{knob}={full[chosen][knob]} ({side} of {', '.join(f'{v:g}' for v in values)})")
+    return "; ".join(marks)
+
+
+def _tuned_choices(cells: dict[Cell, dict[int, Curve]], primary: dict[tuple[str, str], str]
+                   ) -> tuple[dict[tuple, Tuning], list[str]]:
+    """(task, preset, training setting, method) -> its tuned variant; and a warning wherever candidates were run
+    on different seeds.
+
+    Tuning is over the method's own knobs within one training setting (``baseline_variant``): a variant that
+    changes training (epochs, optimizer, ...) is a setting of its own with its own ``none``, never a candidate.
+    Candidates are ranked by their mean final val primary metric over the seeds they all have, so a variant that
+    lacks a hard seed is not favoured; ties go to the preset as shipped.
+    """
+    groups: dict[tuple, dict[str, tuple[dict[int, float], bool]]] = defaultdict(dict)
     for cell, seeds in cells.items():
-        if cell.split != "val" or primary.get((cell.task, cell.preset)) != cell.metric:
+        if cell.split == "val" and primary.get((cell.task, cell.preset)) == cell.metric:
+            key = (cell.task, cell.preset, baseline_variant(cell.variant), cell.method)
+            groups[key][cell.variant] = ({s: c.values[-1] for s, c in seeds.items()}, cell.higher_is_better)
+    choices, warnings = {}, []
+    for key, candidates in groups.items():
+        seed_sets = [set(finals) for finals, _ in candidates.values()]
+        common = set.intersection(*seed_sets)
+        if len({frozenset(s) for s in seed_sets}) > 1:
+            task, preset, setting, method = key
+            warnings.append(f"{task}/{preset} {method}{f' [{setting}]' if setting else ''}: its {len(candidates)} "
+                            f"tuning candidates were run on different seeds; the tuned choice compares them on the "
+                            f"{len(common)} seed(s) they share" + ("" if common else " (none: on each one's own)"))
+
+        def score(variant: str) -> tuple[float, bool]:
+            finals, higher = candidates[variant]
+            mean = statistics.fmean(finals[s] for s in (common or finals))
+            return (mean if higher else -mean), variant == ""
+
+        best = max(candidates, key=score)
+        edges = grid_edges(best, list(candidates), shipped_method_knobs(key[0], key[1]))
+        choices[key] = Tuning(best, len(candidates), edges, tuple(sorted(common)))
+    return choices, warnings
+
+
+def tuning_warnings(rows: list[dict[str, Any]], primary: dict[tuple[str, str], str] | None = None) -> list[str]:
+    """What to say about tuning candidates run on different seeds (see :func:`_tuned_choices`)."""
+    return _tuned_choices(_cells(rows), primary_metrics(rows) if primary is None else primary)[1]
+
+
+def edge_notes(table: list[dict[str, Any]]) -> list[str]:
+    """One line per tuned choice at the edge of its grid, with the values to add to the sweep."""
+    notes = []
+    for r in table:
+        if r["selection"] != "tuned" or not r["tuned_at_edge"] or r["split"] != "test" or r["metric"] != primary_metric(
+                r["task"], r["preset"]):
             continue
-        mean = statistics.fmean(c.values[-1] for c in seeds.values())
-        score = mean if cell.higher_is_better else -mean
-        key = (cell.task, cell.preset, cell.method)
-        if key not in best or (score, cell.variant == "") > (best[key][0], best[key][1] == ""):
-            best[key] = (score, cell.variant)  # ties go to the preset as shipped
-    return {key: variant for key, (_, variant) in best.items()}
+        for mark in r["tuned_at_edge"].split("; "):
+            knob, _, rest = mark.partition("=")
+            value, _, grid = rest.partition(" (")
+            notes.append(f"{r['task']}/{r['preset']} {r['method']}: the tuned {knob}={value} is the "
+                         f"{grid.split(' of ')[0]} value swept ({grid.split(' of ')[1].rstrip(')')}): the optimum may "
+                         f"lie outside the grid; extend it past {value} (--set {knob}=...)")
+    return notes
 
 
 def aggregate(rows: list[dict[str, Any]], primary: dict[tuple[str, str], str] | None = None) -> list[dict[str, Any]]:
@@ -268,13 +360,16 @@ def aggregate(rows: list[dict[str, Any]], primary: dict[tuple[str, str], str] | 
     for cell, seeds in cells.items():
         base = cells.get(cell._replace(method="none", variant=baseline_variant(cell.variant)))
         table.append(_row("shipped" if cell.variant == "" else "sweep", cell, seeds, base))
-    choices = _tuned_choices(cells, primary or {})
+    choices, _ = _tuned_choices(cells, primary or {})
     for cell, seeds in cells.items():
-        if cell.split != "test" or choices.get((cell.task, cell.preset, cell.method)) != cell.variant:
+        setting = baseline_variant(cell.variant)
+        tuning = choices.get((cell.task, cell.preset, setting, cell.method))
+        if cell.split != "test" or tuning is None or tuning.variant != cell.variant:
             continue
-        none_variant = choices.get((cell.task, cell.preset, "none"))
-        base = None if none_variant is None else cells.get(cell._replace(method="none", variant=none_variant))
-        table.append(_row("tuned", cell, seeds, base))
+        none = choices.get((cell.task, cell.preset, setting, "none"))
+        base = None if none is None else cells.get(cell._replace(method="none", variant=none.variant))
+        table.append(_row("tuned", cell, seeds, base) | {"tuned_over": tuning.candidates,
+                                                          "tuned_at_edge": tuning.at_edge})
     table.sort(key=lambda r: (SELECTION_ORDER[r["selection"]], r["task"], r["preset"], r["split"], r["metric"],
                               r["variant"] if r["selection"] == "sweep" else "",
                               METHOD_ORDER.get(r["method"], 9), r["method"]))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric
@@ -12,7 +14,7 @@ from mmengine.registry import DATASETS, METRICS, MODELS
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from sema_suite.data import load_digits_split, random_shift, split_indices
+from sema_suite.data import cache_dir, load_digits_split, random_shift, split_indices
 from sema_suite.nets import cifar_resnet
 
 # per-channel mean and standard deviation of each training set's pixels (in [0, 1]); each dataset its own
@@ -67,6 +69,52 @@ class CifarClassification(Dataset):
         return {"inputs": image, "labels": label}
 
 
+def mnist1d_arrays() -> dict[str, np.ndarray]:
+    """MNIST-1D as the ``mnist1d`` package generates it with its default arguments (4,000 train and 1,000 test
+    sequences of length 40), generated once and cached: ``make_dataset`` reseeds Python's and numpy's global
+    generators, so it runs with their states saved and restored, never disturbing a job's seeded draws."""
+    path = cache_dir() / "mnist1d" / "mnist1d-default.npz"
+    if not path.exists():
+        import random
+
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        states = random.getstate(), np.random.get_state()
+        try:
+            data = make_dataset(get_dataset_args())
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.npz")
+        np.savez(partial, **{k: data[k] for k in ("x", "y", "x_test", "y_test")})
+        os.replace(partial, path)
+    with np.load(path) as stored:
+        return {k: stored[k] for k in stored.files}
+
+
+@DATASETS.register_module()
+class Mnist1dClassification(Dataset):
+    """MNIST-1D: ``train`` is the generated training set less ``val_size`` sequences (class-balanced, fixed)
+    that form ``val``; ``test`` is the generated test set. No augmentation (the data are already random
+    transformations of the digit templates)."""
+
+    def __init__(self, split: str, val_size: int = 500) -> None:
+        data = mnist1d_arrays()
+        x, y = (data["x_test"], data["y_test"]) if split == "test" else (data["x"], data["y"])
+        if split != "test":
+            index = split_indices(split, len(y), val_size, y)
+            x, y = x[index], y[index]
+        self.inputs = torch.as_tensor(x, dtype=torch.float32).unsqueeze(1)  # N x 1 x 40
+        self.labels = torch.as_tensor(y, dtype=torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"inputs": self.inputs[index], "labels": self.labels[index]}
+
+
 class Classifier(BaseModel):
     """Cross-entropy training and per-sample scores for :class:`TopKAccuracy` around any logits network."""
 
@@ -87,6 +135,21 @@ class Classifier(BaseModel):
 class ImageClassifier(Classifier):
     def __init__(self, num_classes: int, depths: Sequence[int], width: int, in_channels: int = 3) -> None:
         super().__init__(cifar_resnet(depths, width, num_classes, in_channels))
+
+
+@MODELS.register_module()
+class Mnist1dClassifier(Classifier):
+    """The MNIST-1D paper's CNN (its ``ConvBase``): three strided 1-D convolutions with ReLU and a linear
+    classifier over the flattened features (length 40 -> 19 -> 10 -> 5)."""
+
+    def __init__(self, channels: int = 25, length: int = 40, num_classes: int = 10) -> None:
+        for kernel in (5, 3, 3):
+            length = (length + 2 - kernel) // 2 + 1
+        super().__init__(nn.Sequential(
+            nn.Conv1d(1, channels, 5, stride=2, padding=1), nn.ReLU(),
+            nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(channels * length, num_classes)))
 
 
 @METRICS.register_module()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sema_suite.data import dataloader, evaluation_config
+from sema_suite.optim import optimizer_config
 from sema_tasks.det.shapes import CLASSES, ShapesSpec, ann_file
 
 # strides 4, 8, 16 (ResNet stages 1-3); the 64 px images give 16x16, 8x8 and 4x4 feature maps
@@ -163,7 +164,7 @@ def config(p: dict[str, Any], root: Path, mask: bool) -> dict[str, Any]:
         **evaluation_config(p, loader, evaluator),
         "train_cfg": train_cfg,
         "optim_wrapper": {"type": "OptimWrapper", "clip_grad": {"max_norm": 10.0, "norm_type": 2},
-                          "optimizer": {"type": "AdamW", "lr": p["lr"], "weight_decay": p["weight_decay"]}},
+                          "optimizer": optimizer_config(p, "adamw")},
         "param_scheduler": [
             {"type": "LinearLR", "start_factor": 0.1, "by_epoch": False, "begin": 0, "end": p["lr_warmup_iters"]},
             {"type": "CosineAnnealingLR", "by_epoch": not p["iters"], "T_max": length, "begin": 0, "end": length,

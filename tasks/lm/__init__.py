@@ -12,6 +12,7 @@ from typing import Any
 
 from sema_suite.data import dataloader, evaluation_config
 from sema_suite.errors import BadOverride, DatasetMissing
+from sema_suite.optim import optimizer_config
 from sema_suite.task import BuildContext, Metric, Preset, Task
 
 # fairseq's examples/language_model recipe for WikiText-103 (``--arch transformer_lm``: 6 layers, 512 wide, 8
@@ -66,6 +67,23 @@ class LanguageModelling(Task):
             params={**_FAIRSEQ_LM, "iters": 200_000, "val_interval": 10_000},
             averaging={"decay": 0.9998, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
         ),
+        # The paper's regime on a CPU: the first 40,960 training bytes (640 blocks of 64, 40 steps of 16 a pass)
+        # for 100 passes (4,000 iterations, 100 switches), a 2-layer Transformer 64 wide with dropout 0.1, scored
+        # on the whole val split every 2 passes. Decay 0.8 lags ~4 steps, a tenth of a pass.
+        "long": Preset(
+            name="long",
+            description="CPython's help topics (first 40 kB), byte-level, 2-layer Transformer 64 wide, 100 passes of "
+                        "40 iterations (CPU, offline)",
+            dataset="pydoc-topics",
+            model="transformer-lm-tiny",
+            params={"iters": 4000, "val_interval": 80, "context": 64, "train_tokens": 40_960, "dim": 64, "heads": 2,
+                    "layers": 2, "ffn": 256, "dropout": 0.1, "norm_first": True, "batch_size": 16,
+                    "eval_batch_size": 64, "optimizer": "adamw", "lr": 3e-3, "betas": [0.9, 0.98],
+                    "weight_decay": 0.01, "momentum": 0.9, "lr_warmup_iters": 100, "warmup_init_lr": 3e-6,
+                    "schedule": "cosine", "grad_clip": 1.0, "num_workers": 0},
+            averaging={"decay": 0.8},
+            offline=True,
+        ),
         # The same model and optimizer on WikiText-2 (2.1M training tokens, ~255 steps a pass) for a quick GPU
         # run: dropout 0.3 against over-fitting, 10,000 steps (~39 passes), warm-up 1,000. Decay 0.99 (a
         # horizon of 100 steps, 0.4 of a pass), warmed up over the first pass, switching after every pass from
@@ -110,6 +128,8 @@ class LanguageModelling(Task):
             train = split == "train"
             dataset = {"type": "TextBlocks", "corpus": corpus, "split": split, "context": p["context"],
                        "root": str(ctx.data_root)}
+            if train and p.get("train_tokens"):
+                dataset["max_tokens"] = p["train_tokens"]
             return dataloader(dataset, p, train, batch_size=p["batch_size" if train else "eval_batch_size"])
 
         warmup = {"type": "LinearLR", "start_factor": p["warmup_init_lr"] / p["lr"], "by_epoch": False,
@@ -119,8 +139,7 @@ class LanguageModelling(Task):
         else:
             decay = {"type": "CosineAnnealingLR", "by_epoch": False, "begin": p["lr_warmup_iters"], "end": p["iters"],
                      "T_max": p["iters"] - p["lr_warmup_iters"]}
-        optim = {"type": "OptimWrapper", "optimizer": {"type": "AdamW", "lr": p["lr"], "betas": p["betas"],
-                                                       "weight_decay": p["weight_decay"]}}
+        optim = {"type": "OptimWrapper", "optimizer": optimizer_config(p, "adamw")}
         if p["grad_clip"]:
             optim["clip_grad"] = {"max_norm": p["grad_clip"]}
         return {

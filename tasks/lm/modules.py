@@ -28,8 +28,10 @@ class TextBlocks(Dataset):
     split's token frequencies (add-one smoothed) -- the baseline a model must beat.
     """
 
-    def __init__(self, corpus: str, split: str, context: int, root: str = "") -> None:
+    def __init__(self, corpus: str, split: str, context: int, root: str = "", max_tokens: int | None = None) -> None:
         stream, train_counts = load_split(corpus, split, root)
+        if max_tokens is not None:  # the start of the split (the long preset's small training text)
+            stream = stream[: max_tokens + 1]
         self.context = context
         self.count = (len(stream) - 1) // context
         if self.count < 1:

@@ -21,6 +21,7 @@ from typing import Any
 
 from sema_suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
 from sema_suite.errors import BadOverride
+from sema_suite.optim import optimizer_config
 from sema_suite.task import BuildContext, Metric, Preset, Task, require_torchvision_folder
 
 _FOLDERS = {"cifar100": "cifar-100-python", "stl10": "stl10_binary"}
@@ -100,6 +101,22 @@ class SelfSupervisedLearning(HeldOutSplits, Task):
         "tiny": _tiny("simclr", {"lr": 0.3, "weight_decay": 5e-4, "temperature": 0.2}),
         "tiny-mocov3": _tiny("mocov3", {"lr": 0.3, "weight_decay": 5e-4, "pred_hidden": 128, "temperature": 0.2,
                                         "target_momentum": 0.96}),
+        # The paper's regime on a CPU: SimCLR on the tiny digits with batch 32 (33 steps per epoch) for 100 epochs
+        # (100 switches), a narrower ResNet (width 8), the learning rate scaled linearly with the batch (0.3 at
+        # 96 -> 0.1 at 32). Decay 0.8 lags ~4 steps, an eighth of an epoch.
+        "long": Preset(
+            name="long",
+            description="sklearn digits 12x12, two distorted views, narrow ResNet, SimCLR, SGD, 100 epochs of 33 "
+                        "steps; k-NN every epoch, k-NN and a linear probe on the test digits at the end (CPU, offline)",
+            dataset="digits",
+            model="resnet-tiny-simclr",
+            params={"ssl_method": "simclr", "epochs": 100, "batch_size": 32, "optimizer": "sgd", "lr": 0.1,
+                    "momentum": 0.9, "weight_decay": 5e-4, "lr_warmup_epochs": 5, "num_workers": 0, "backbone": "cifar",
+                    "depths": [1, 1, 1], "width": 8, "image_size": 12, "proj_hidden": 64, "proj_dim": 32,
+                    "knn_k": 20, "knn_temperature": 0.07, "probe_c": 1.0, "val_interval": 1, "temperature": 0.2},
+            averaging={"decay": 0.8, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
+            offline=True,
+        ),
         **{f"{d}-{m}": _paper_preset(d, m) for d in _DATASETS for m in _PAPER},
     }
 
@@ -152,8 +169,7 @@ class SelfSupervisedLearning(HeldOutSplits, Task):
             **evaluation_config(p, lambda split: loader({**eval_set, "split": split}, train=False), knn,
                                 test_evaluator=[knn, {"type": "LinearProbe", "c": p["probe_c"]}]),
             "train_cfg": {"type": "EpochBasedTrainLoop", "max_epochs": p["epochs"], "val_interval": p["val_interval"]},
-            "optim_wrapper": {"type": "OptimWrapper", "optimizer": {
-                "type": "SGD", "lr": p["lr"], "momentum": p["momentum"], "weight_decay": p["weight_decay"]}},
+            "optim_wrapper": {"type": "OptimWrapper", "optimizer": optimizer_config(p, "sgd", nesterov=False)},
             "param_scheduler": schedulers,
         }
 
