@@ -199,12 +199,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from sema_suite.results import leaderboard
 
-    rows = leaderboard.load(args.results_dir)
+    folders = args.results_dir or [DEFAULT_RESULTS]
+    rows = [row for folder in folders for row in leaderboard.load(folder)]
     if not rows:
-        raise SuiteError(f"no finished jobs under {args.results_dir}/; run `suite run` first "
+        raise SuiteError(f"no finished jobs under {', '.join(f'{f}/' for f in folders)}; run `suite run` first "
                          f"(the existing {args.out} is left as it is)")
-    for message in [*leaderboard.conflicts(rows), *leaderboard.lock_warnings(args.results_dir),
-                    *leaderboard.tuning_warnings(rows)]:
+    warnings = [*leaderboard.conflicts(rows), *leaderboard.tuning_warnings(rows)]
+    warnings += [w for folder in folders for w in leaderboard.lock_warnings(folder)]
+    for message in warnings:
         print(f"suite: warning: {message}", file=sys.stderr)
     table = leaderboard.aggregate(rows, leaderboard.primary_metrics(rows))
     for note in leaderboard.edge_notes(table):
@@ -357,7 +359,9 @@ def parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export)
 
     board = sub.add_parser("leaderboard", help="aggregate finished jobs over seeds into a CSV")
-    board.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    board.add_argument("--results-dir", type=Path, action="append",
+                       help="a results folder, or a parent of tiers (published/); repeat it to join several "
+                            f"(default: {DEFAULT_RESULTS})")
     board.add_argument("--out", type=Path, default=Path("leaderboard.csv"))
     board.add_argument("--markdown", action="store_true",
                        help="print each task's primary metric on the test split as a Markdown table (the README's)")

@@ -1,28 +1,39 @@
-"""The published tiny matrix: leaderboard.csv is exactly what `suite leaderboard` computes from it."""
+"""The published matrices (published/<tier>/): leaderboard.csv is exactly what `suite leaderboard` computes
+from all of them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from sema_suite.results import leaderboard
 
 REPO = Path(__file__).resolve().parent.parent
-PUBLISHED = REPO / "published" / "tiny"
+PUBLISHED = REPO / "published"
+TIERS = sorted(p.name for p in PUBLISHED.iterdir() if p.is_dir())
 
 
 def test_leaderboard_csv_is_reproducible_from_the_committed_results() -> None:
+    assert leaderboard.result_folders(PUBLISHED) == [PUBLISHED / tier for tier in TIERS]
     assert (REPO / "leaderboard.csv").read_text() == leaderboard.to_csv(leaderboard.build(PUBLISHED))
 
 
-def test_only_small_files_are_committed() -> None:
-    kinds = {p.suffix for p in PUBLISHED.rglob("*") if p.is_file()}
+@pytest.mark.parametrize("tier", TIERS)
+def test_only_small_finished_files_are_committed(tier: str) -> None:
+    kinds = {p.suffix for p in (PUBLISHED / tier).rglob("*") if p.is_file()}
     assert kinds <= {".json", ".csv", ".png"}, kinds
-    assert all(leaderboard.JobDir(PUBLISHED, d.name).status()["state"] == "done" for d in PUBLISHED.iterdir())
+    assert all(leaderboard.JobDir(PUBLISHED / tier, d.name).status()["state"] == "done"
+               for d in (PUBLISHED / tier).iterdir())
 
 
-def test_every_published_preset_has_a_tuned_selection() -> None:
-    """The tuned rows rank by each preset's own primary metric (gen's tiny preset reports fid_digits, not fid)."""
-    table = leaderboard.build(PUBLISHED)
+@pytest.mark.parametrize("tier", TIERS)
+def test_every_published_preset_has_a_tuned_selection(tier: str) -> None:
+    """Every task is published, each with tuned rows ranked by its preset's own primary metric (gen's offline
+    presets report fid_digits, not fid)."""
+    table = leaderboard.build(PUBLISHED / tier)
     problems = {(r["task"], r["preset"]) for r in table}
     tuned = {(r["task"], r["preset"]) for r in table if r["selection"] == "tuned"}
-    assert len(problems) == 7 and tuned == problems
+    assert {preset for _, preset in problems} == {tier} and tuned == problems
+    if tier == "tiny":
+        assert len(problems) == 7

@@ -51,14 +51,24 @@ METHOD_ORDER = {"none": 0, "ema": 1, "sema": 2}
 SELECTION_ORDER = {"shipped": 0, "tuned": 1, "sweep": 2}
 
 
+def result_folders(path: Path) -> list[Path]:
+    """``path`` when it holds job folders; else its subfolders that do -- the tiers of a parent such as
+    ``published/`` (``published/tiny``, ``published/long``), whose leaderboards are one table (the preset column
+    tells them apart)."""
+    path = Path(path)
+    if any(path.glob("*/status.json")):
+        return [path]
+    return [folder for folder in sorted(path.iterdir()) if any(folder.glob("*/status.json"))] if path.is_dir() else []
+
+
 def finished_jobs(results_dir: Path, job_ids: Iterable[str] | None = None) -> Iterable[JobDir]:
     """Jobs whose status is done (all of them, or those of ``job_ids``). A corrupt file raises CorruptResults."""
-    names = job_ids
-    if names is None:  # every job folder (a shared run's own folder, with run.json, holds no results)
-        names = sorted(p.parent.name for p in Path(results_dir).glob("*/status.json")
-                       if not (p.parent / "run.json").exists())
-    for name in names:
-        job = JobDir(results_dir, name)
+    if job_ids is None:  # every job folder (a shared run's own folder, with run.json, holds no results)
+        jobs = [JobDir(folder, p.parent.name) for folder in result_folders(results_dir)
+                for p in sorted(folder.glob("*/status.json")) if not (p.parent / "run.json").exists()]
+    else:
+        jobs = [JobDir(results_dir, name) for name in job_ids]
+    for job in jobs:
         if job.status().get("state") == "done":
             yield job
 
@@ -333,6 +343,18 @@ def tuning_warnings(rows: list[dict[str, Any]], primary: dict[tuple[str, str], s
     return _tuned_choices(_cells(rows), primary_metrics(rows) if primary is None else primary)[1]
 
 
+def grid_extension(knob: str, value: float, side: str) -> list[float]:
+    """Two values past ``value`` on ``side`` ("lowest" or "highest") of a grid: a decay by halving (doubling) its
+    lag d/(1-d) twice, any other knob by halving (doubling) it twice (whole numbers stay whole, at least 1)."""
+    factors = (0.5, 0.25) if side == "lowest" else (2.0, 4.0)
+    if knob == "decay":
+        lag = value / (1 - value)
+        return [round(lag * f / (1 + lag * f), 4) for f in factors]
+    if float(value).is_integer():
+        return sorted({max(1, round(value * f)) for f in factors} - {value})
+    return [value * f for f in factors]
+
+
 def edge_notes(table: list[dict[str, Any]]) -> list[str]:
     """One line per tuned choice at the edge of its grid, with the values to add to the sweep."""
     notes = []
@@ -343,9 +365,11 @@ def edge_notes(table: list[dict[str, Any]]) -> list[str]:
         for mark in r["tuned_at_edge"].split("; "):
             knob, _, rest = mark.partition("=")
             value, _, grid = rest.partition(" (")
-            notes.append(f"{r['task']}/{r['preset']} {r['method']}: the tuned {knob}={value} is the "
-                         f"{grid.split(' of ')[0]} value swept ({grid.split(' of ')[1].rstrip(')')}): the optimum may "
-                         f"lie outside the grid; extend it past {value} (--set {knob}=...)")
+            side, _, swept = grid.rstrip(")").partition(" of ")
+            extra = ",".join(f"{v:g}" for v in grid_extension(knob, float(value), side))
+            advice = f"extend it (e.g. --set {knob}={extra})" if extra else "it cannot go further"
+            notes.append(f"{r['task']}/{r['preset']} {r['method']}: the tuned {knob}={value} is the {side} value swept "
+                         f"({swept}): the optimum may lie outside the grid; {advice}")
     return notes
 
 
