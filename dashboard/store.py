@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sema_suite.errors import CorruptResults
+from sema_suite.results.leaderboard import MEASURED as MEASURED_ROW
 from sema_suite.results.leaderboard import aggregate, newest_jobs, primary_metrics
 from sema_suite.results.store import (
     INTERPOLATION_NUMBERS,
@@ -200,7 +201,7 @@ class ResultsStore:
                 status=status,
                 rows=rows if isinstance(rows, list) else [],
                 samples=samples,
-                analysis=analysis + barriers,
+                analysis=[{**row, MEASURED_ROW: True} for row in analysis + barriers],  # the leaderboard's tag
                 landscape=landscape,
                 interpolation=interpolation,
             ))

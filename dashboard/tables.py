@@ -32,6 +32,7 @@ BOARD_COLUMNS = (
     "rank", "method", "variant", "split", "seeds", "final_mean", "final_std", "best_mean", "best_std",
     "delta_vs_none", "delta_vs_none_pct", "delta_ci", "p_value", "win_rate", "paired_seeds",
     "reach90_epoch", "reach99_epoch", "reach90_s", "reach99_s", "auc_epoch", "auc_s", "epochs",
+    "tuned_over", "tuned_at_edge",
 )
 
 
@@ -172,13 +173,15 @@ def across_tasks(table: list[dict[str, Any]], primary: Callable[[str, str], str 
 
 
 def tuned_knobs(table: list[dict[str, Any]], primary: Callable[[str, str], str | None]) -> pd.DataFrame:
-    """Per method (rows) and task/preset (columns): the variant the ``tuned`` selection chose."""
+    """Per method (rows) and task/preset (columns): the variant the ``tuned`` selection chose, marked where a
+    chosen value lies at the edge of its grid (the optimum may lie outside it)."""
     knobs: dict[str, dict[str, str]] = {}
     for r in table:
         if selection_of(r) == "tuned":
             task_rows = leaderboard_rows(table, r["task"], r["preset"])
             if r["metric"] == _problem_metric(task_rows, primary, r["task"], r["preset"]):
-                knobs.setdefault(r["method"], {})[f"{r['task']}/{r['preset']}"] = variant_label(r.get("variant"))
+                edge = f" ⚠ grid edge: {r['tuned_at_edge']}" if r.get("tuned_at_edge") else ""
+                knobs.setdefault(r["method"], {})[f"{r['task']}/{r['preset']}"] = variant_label(r.get("variant")) + edge
     methods = sorted(knobs, key=method_key)
     frame = pd.DataFrame([knobs[m] for m in methods], index=pd.Index(methods, name="method"))
     return frame.reindex(sorted(frame.columns), axis=1)

@@ -251,7 +251,9 @@ def test_the_leaderboards_own_tuned_selection_is_shown(tmp_path: Path, monkeypat
     assert tuned.loc[tuned["method"] != "none", "delta_ci"].str.startswith("[").all()  # paired with none's seeds
 
     at = run_app(results, monkeypatch, view="Across tasks")
-    assert frame_with(at, "cls/tiny").loc["sema", "cls/tiny"] == "decay=0.9"
+    knobs = frame_with(at, "cls/tiny")
+    assert knobs.loc["sema", "cls/tiny"] == "decay=0.9"  # inside the grid 0.8, 0.9 and the shipped 0.95
+    assert knobs.loc["ema", "cls/tiny"] == "shipped ⚠ grid edge: decay=0.95 (highest of 0.8, 0.9, 0.95)"
     behind = frame_with(at, "gap", "selection")
     assert set(behind["selection"]) == {"tuned"} and set(behind["split"]) == {"test"}
     jobs = run_app(results, monkeypatch, view="Jobs").dataframe[0].value

@@ -233,3 +233,29 @@ def test_a_tuned_value_at_the_edge_of_its_grid_is_flagged(tmp_path: Path) -> Non
     assert leaderboard.grid_edges("", candidates, shipped) == "decay=0.95 (highest of 0.9, 0.95)"
     assert leaderboard.grid_edges("decay=0.9,switch_interval=2", candidates, shipped) == (
         "decay=0.9 (lowest of 0.9, 0.99); switch_interval=2 (highest of 1, 2)")
+
+
+def test_a_constant_paired_difference_has_no_p_value_and_no_interval(tmp_path: Path) -> None:
+    """Every seed 0.279 points ahead (one cls test digit): the paired t-test is undefined, never p = 0 and a
+    zero-width interval that reads as significant."""
+    for seed in range(3):
+        write_job(tmp_path, "none", seed, [90, 95 + seed])
+        write_job(tmp_path, "ema", seed, [90, 95.279 + seed])
+    ema = rows_by_method(tmp_path)["ema"]
+    assert ema["delta_vs_none"] == pytest.approx(0.279) and ema["win_rate"] == 1
+    assert ema["p_value"] is None and ema["delta_ci_low"] is None and ema["delta_ci_high"] is None
+    assert "every seed equal: no interval" in leaderboard.format_table(leaderboard.build(tmp_path))
+
+
+def test_an_old_job_analysed_later_does_not_become_the_newest(tmp_path: Path) -> None:
+    """Two jobs claim ema seed 0: the one trained later wins, even when the other was analysed after it."""
+    write_job(tmp_path, "none", 0, [80, 90])
+    old = write_job(tmp_path, "ema", 0, [80, 70], job_id="t-ema-s0-old", stamp="2026-01-01T00:00:00")
+    write_job(tmp_path, "ema", 0, [80, 91], job_id="t-ema-s0-new", stamp="2026-02-01T00:00:00")
+    row = {**old.metrics()[-1], "split": "train", "metric": "hessian_trace", "value": 5.0,
+           "timestamp": "2026-03-01T00:00:00"}
+    old.write_analysis([row], None)
+    rows = leaderboard.load(tmp_path)
+    (message,) = leaderboard.conflicts(rows)
+    assert "using the newest, t-ema-s0-new" in message
+    assert rows_by_method(tmp_path)["ema"]["final_mean"] == 91

@@ -9,7 +9,7 @@ One row per (selection, task, preset, variant, split, metric, method):
   ``tuned_at_edge`` names a chosen value at the edge of its grid, see :func:`grid_edges`).
 - Aggregation is by job: one curve per finished job, never a mixture. When two finished jobs claim the same
   (task, preset, variant, method, seed) -- e.g. one left from an older version of a preset -- the newest
-  (latest recorded row) is used and :func:`conflicts` says so.
+  (latest training evaluation, :func:`trained_at`) is used and :func:`conflicts` says so.
 - Against ``none`` the seeds are pairs (same initial weights and data order, see the README): the mean of
   the per-seed differences with a 95% Student-t interval, the paired t-test's p-value and the win rate
   (ties count half). ``none``'s row for a variant is the one with the same training knobs: a decay sweep is
@@ -113,6 +113,15 @@ def _claim(row: dict[str, Any]) -> tuple:
     return row["task"], row["preset"], row.get("variant", ""), row["method"], row["seed"]
 
 
+MEASURED = "measured"  # marks a row of `suite analyze` (flatness, barriers) among a job's training rows
+
+
+def trained_at(rows: list[dict[str, Any]]) -> str:
+    """When a job last recorded a training evaluation: the rule that settles two jobs claiming one seed, in the
+    leaderboard and the dashboard alike (a later `suite analyze` of an old job does not make it newer)."""
+    return max((r["timestamp"] for r in rows if not r.get(MEASURED)), default="")
+
+
 def newest_jobs(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     """Rows grouped by job, one job per claim (the newest); and a message for every claim made twice."""
     by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -124,7 +133,7 @@ def newest_jobs(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, An
     messages = []
     for claim, job_ids in claims.items():
         if len(job_ids) > 1:
-            job_ids.sort(key=lambda j: (max(r["timestamp"] for r in by_job[j]), j))
+            job_ids.sort(key=lambda j: (trained_at(by_job[j]), j))
             task, preset, variant, method, seed = claim
             messages.append(f"{len(job_ids)} finished jobs are {task}/{preset} {method} seed {seed}"
                             f"{f' [{variant}]' if variant else ''}: using the newest, {job_ids[-1]}; ignoring "
@@ -187,8 +196,8 @@ def _paired(own: dict[int, Curve], base: dict[int, Curve], higher: bool) -> dict
         from scipy import stats
 
         p_value = float(stats.ttest_rel([own[s].values[-1] for s in seeds], [base[s].values[-1] for s in seeds]).pvalue)
-    elif len(seeds) > 1 and diffs[0] != 0:
-        p_value = 0.0  # every seed differs by the same nonzero amount
+    elif len(seeds) > 1:  # every seed differs by the same amount: the t-test and its interval are undefined
+        low = high = None
     wins = sum(1.0 if (d > 0) == higher and d != 0 else 0.5 if d == 0 else 0.0 for d in diffs)
     base_mean = statistics.fmean(base[s].values[-1] for s in seeds)
     return {"delta_vs_none": delta, "delta_ci_low": low, "delta_ci_high": high, "p_value": p_value,
@@ -425,7 +434,7 @@ def load(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[dict[s
     """Every metrics row of the finished jobs under ``results_dir`` (or of ``job_ids``), their flatness rows
     (``suite analyze``, split ``train``) and a ``sema`` job's interpolation barriers (splits ``train``, ``val``)."""
     return [row for job in finished_jobs(results_dir, job_ids)
-            for row in (*job.metrics(), *job.analysis(), *job.barriers())]
+            for row in (*job.metrics(), *({**r, MEASURED: True} for r in (*job.analysis(), *job.barriers())))]
 
 
 def build(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -460,7 +469,10 @@ def _pm(mean: float, std: float | None) -> str:
 def _delta(r: dict[str, Any]) -> str:
     if r["delta_vs_none"] is None or r["method"] == "none":
         return ""
-    interval = f" [{r['delta_ci_low']:+.3g}, {r['delta_ci_high']:+.3g}]" if r["delta_ci_low"] is not None else ""
+    if r["delta_ci_low"] is not None:
+        interval = f" [{r['delta_ci_low']:+.3g}, {r['delta_ci_high']:+.3g}]"
+    else:  # one seed, or every seed differing by the same amount (no spread: no t interval, no p)
+        interval = " (every seed equal: no interval)" if (r["paired_seeds"] or 0) > 1 else ""
     return f"{r['delta_vs_none']:+.3g}{interval}"
 
 
