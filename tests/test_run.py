@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sema_suite.method.checkpoints import trained_state
-from sema_suite.results.store import JobDir
+from sema_suite.results.store import JobDir, read_json, write_json
 from sema_suite.running.jobs import JobSpec
 from sema_suite.running.runs import plan
 from sema_suite.running.scheduler import prepare, run_jobs, worker_slots
@@ -82,10 +82,24 @@ def test_nan_loss_fails_that_job_and_the_others_go_on(tmp_path: Path) -> None:
     assert "loss became nan" in result.stdout
 
 
+def test_a_job_planned_by_other_code_is_refused_never_marked_done(tmp_path: Path) -> None:
+    """The preset changed between planning and the worker's start: the worker names both ids and the job fails
+    (a re-run plans and trains the new one), where it used to train elsewhere and mark the planned job done."""
+    job = JobSpec("cls", "tiny", "none", 0, (("depths", [1]), ("width", 4), ("epochs", 1))).resolve()
+    (todo,) = prepare(plan([job]), tmp_path, tmp_path / "data", download=False)
+    doc = read_json(todo.job_json)
+    doc["spec"]["overrides"]["width"] = 8  # what the job resolves to with the code found at its start
+    write_json(todo.job_json, doc)
+    (outcome,) = run_jobs([todo], worker_slots(None, 1), poll_s=0.1)
+    now = JobSpec("cls", "tiny", "none", 0, (("depths", [1]), ("epochs", 1), ("width", 8))).resolve().job_id
+    assert outcome.state == "failed" and job.job_id in outcome.error and now in outcome.error
+    assert not (tmp_path / now).exists() and not JobDir(tmp_path, job.job_id).metrics()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--task", "nope"], "unknown task 'nope'; valid tasks: cls"),
     (["--method", "swa"], "unknown method 'swa'; valid methods: ema, none, sema"),
-    (["--preset", "huge"], "valid preset of task 'cls's: cifar10, cifar100, tiny"),
+    (["--preset", "huge"], "valid preset of task 'cls's: cifar10, cifar100, long, tiny"),
     (["--set", "epoch=3"], "unknown override key for cls/tiny 'epoch'"),
     (["--set", "epochs"], "write it as key=value"),
     (["--set", "epochs=many"], "epochs takes a int"),

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sema_suite.analysis.measure import pending, requested, run_analysis
+from sema_suite.errors import SuiteError
 from sema_suite.results.store import JobDir, read_json, write_json
 from sema_suite.running.jobs import JobSpec, ResolvedJob
 from sema_suite.running.runs import Run, members
@@ -159,9 +160,20 @@ def _train(runner) -> None:
 
 
 def _load_run(jobs: list[JobDir]) -> tuple[Run, list[dict[str, Any]]]:
-    """The run of ``jobs`` (their job.json), and those documents."""
+    """The run of ``jobs`` (their job.json), and those documents.
+
+    Each job is resolved again with the code installed here; when that is not what was planned (a preset that
+    changed between planning and this start: a queued cluster job, a retry after a code update), the run
+    refuses, naming both ids, rather than train something else under the planned job's name.
+    """
     docs = [read_json(job.job_json) for job in jobs]
-    return Run(tuple(load_job(doc) for doc in docs)), docs
+    resolved = [load_job(doc) for doc in docs]
+    for job, now in zip(jobs, resolved):
+        if now.job_id != job.job_id:
+            raise SuiteError(f"job {job.job_id} was planned by other code: here its spec resolves to "
+                             f"{now.job_id} (its preset changed since). Plan it again with `suite run` (which "
+                             f"trains {now.job_id}), or run it with the code that planned it")
+    return Run(tuple(resolved)), docs
 
 
 def _other_rank(unit: JobDir, jobs: list[JobDir]) -> int:
