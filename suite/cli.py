@@ -108,6 +108,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("\n" + leaderboard.format_table(table))
         for note in leaderboard.edge_notes(table):
             print(f"note: {note}")
+        for warning in leaderboard.provenance_warnings(
+                leaderboard.used_jobs([args.results_dir], rows)):
+            print(f"warning: {warning}")
     return 1 if counts["failed"] or counts["busy"] else 0
 
 
@@ -204,8 +207,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not rows:
         raise SuiteError(f"no finished jobs under {', '.join(f'{f}/' for f in folders)}; run `suite run` first "
                          f"(the existing {args.out} is left as it is)")
-    warnings = [*leaderboard.conflicts(rows), *leaderboard.tuning_warnings(rows)]
-    warnings += [w for folder in folders for w in leaderboard.lock_warnings(folder)]
+    warnings = [*leaderboard.conflicts(rows), *leaderboard.tuning_warnings(rows),
+                *leaderboard.provenance_warnings(leaderboard.used_jobs(folders, rows))]
     for message in warnings:
         print(f"suite: warning: {message}", file=sys.stderr)
     table = leaderboard.aggregate(rows, leaderboard.primary_metrics(rows))

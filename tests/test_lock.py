@@ -76,12 +76,23 @@ def test_jobs_record_the_lock_and_the_leaderboard_warns_when_locks_differ(tmp_pa
     results = make_results(tmp_path / "results")
     out = tmp_path / "board.csv"
     assert cli.main(["leaderboard", "--results-dir", str(results), "--out", str(out)]) == 0
-    assert "dependency locks" not in capsys.readouterr().err  # one lock (or none recorded): nothing to say
+    assert "different" not in capsys.readouterr().err  # one environment: nothing to say
     jobs = sorted(p for p in results.iterdir() if (p / "job.json").exists())
     for i, folder in enumerate(jobs):
         doc = json.loads((folder / "job.json").read_text())
-        doc.setdefault("environment", {})["lock"] = "aaaa" if i % 3 else "bbbb"
+        env = doc.setdefault("environment", {})
+        env["lock"] = "aaaa" if i % 3 else ("bbbb" if i % 2 else None)  # a job without a lock is not a third one
+        env["code"] = "c0de" if i % 4 else "f00d"
+        env.setdefault("packages", {})["torch"] = "2.14.1" if i % 5 else "2.13.0"
         (folder / "job.json").write_text(json.dumps(doc))
     assert cli.main(["leaderboard", "--results-dir", str(results), "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "2 different dependency locks" in err and "aaaa:" in err and "bbbb:" in err
+    assert "2 code states (c0de:" in err and "f00d:" in err
+    assert "different package versions: torch 2.14.1" in err and "2.13.0" in err
+
+
+def test_every_job_records_its_code_state() -> None:
+    """A hash of the suite's and the adapters' source, so a job is traced to its code without a git checkout."""
+    state = environment.code_hash()
+    assert re.fullmatch(r"[0-9a-f]{12}", state) and environment.environment()["code"] == state

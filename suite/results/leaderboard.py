@@ -73,17 +73,36 @@ def finished_jobs(results_dir: Path, job_ids: Iterable[str] | None = None) -> It
             yield job
 
 
-def lock_warnings(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[str]:
-    """What to say when the finished jobs were produced under different dependency locks (job.json records
-    each one's lock hash, see :func:`sema_suite.running.environment.lock_hash`)."""
-    docs = (read_json(job.job_json) if job.job_json.exists() else {} for job in finished_jobs(results_dir, job_ids))
-    counts = Counter((doc.get("environment") or {}).get("lock") or "not recorded" for doc in docs)
-    if len(counts) < 2:
-        return []
-    listed = ", ".join(f"{lock}: {n} job(s)" for lock, n in counts.most_common())
-    message = (f"the jobs were produced under {len(counts)} different dependency locks ({listed}): their package "
-               "versions may differ (each job.json lists its own), so compare across them with care")
-    return [message]
+def provenance_warnings(jobs: Iterable[JobDir]) -> list[str]:
+    """What to say when the ``jobs`` a table is built from (the newest of each claim) ran different code or
+    different package versions: each job.json records its code hash (or git commit), package versions and lock."""
+    envs = [(read_json(job.job_json) if job.job_json.exists() else {}).get("environment") or {} for job in jobs]
+    warnings = []
+    code = Counter(env.get("code") or (env.get("git_commit") or "")[:12] or "not recorded" for env in envs)
+    if len(code) > 1:
+        listed = ", ".join(f"{state}: {n} job(s)" for state, n in code.most_common())
+        warnings.append(f"the jobs come from {len(code)} code states ({listed}): a method's numbers may not compare "
+                        "across them (each job.json records its code hash and git commit)")
+    versions: dict[str, Counter] = defaultdict(Counter)
+    for env in envs:
+        for name, installed in (env.get("packages") or {}).items():
+            versions[name][installed] += 1
+    moved = [f"{name} " + ", ".join(f"{v} ({n} jobs)" for v, n in counts.most_common())
+             for name, counts in sorted(versions.items()) if len(counts) > 1]
+    if moved:
+        warnings.append(f"the jobs ran with different package versions: {'; '.join(moved)}")
+    locks = Counter(env["lock"] for env in envs if env.get("lock"))
+    if len(locks) > 1:
+        listed = ", ".join(f"{lock}: {n} job(s)" for lock, n in locks.most_common())
+        warnings.append(f"the jobs were produced under {len(locks)} different dependency locks ({listed}): other "
+                        "pinned packages may differ too")
+    return warnings
+
+
+def used_jobs(folders: Iterable[Path], rows: list[dict[str, Any]]) -> list[JobDir]:
+    """The finished jobs under ``folders`` whose rows a table uses: the newest of each claim (:func:`newest_jobs`)."""
+    kept = newest_jobs(rows)[0]
+    return [job for folder in folders for job in finished_jobs(folder) if job.job_id in kept]
 
 
 class Cell(NamedTuple):

@@ -33,6 +33,21 @@ def git_commit(path: Path = Path(__file__).resolve().parent) -> str | None:
     return out.stdout.strip()
 
 
+def code_hash() -> str:
+    """A short hash of the suite's and the task adapters' source (every .py file, by path and content): the code
+    state a job ran, recorded even where there is no git checkout (an installed wheel, the Docker image)."""
+    import sema_suite
+    import sema_tasks
+
+    digest = hashlib.sha256()
+    for package in (sema_suite, sema_tasks):
+        root = Path(package.__file__).resolve().parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(f"{package.__name__}/{path.relative_to(root)}\n".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def lock_file() -> Path | None:
     """The requirements.lock this installation came from: ``$SEMA_BENCH_LOCK``, else the checkout's."""
     path = Path(os.environ.get(LOCK_ENV) or Path(__file__).resolve().parents[2] / "requirements.lock")
@@ -50,7 +65,7 @@ def lock_hash() -> str | None:
 
 def environment() -> dict[str, object]:
     return {"python": platform.python_version(), "platform": platform.platform(), "host": socket.gethostname(),
-            "packages": package_versions(), "git_commit": git_commit(), "lock": lock_hash()}
+            "packages": package_versions(), "git_commit": git_commit(), "code": code_hash(), "lock": lock_hash()}
 
 
 def device_info() -> dict[str, object]:
