@@ -48,7 +48,11 @@ def task_names() -> list[str]:
 @cache
 def _load(target: str) -> Task:
     module_name, _, attr = target.partition(":")
-    task = getattr(importlib.import_module(module_name), attr)
+    try:
+        task = getattr(importlib.import_module(module_name), attr)
+    except Exception as error:  # a broken plugin is named, never a traceback from deep inside its import
+        raise SuiteError(f"the task adapter {target} does not import ({type(error).__name__}: {error}); fix or "
+                         "uninstall the package that registers it") from error
     task = task() if isinstance(task, type) else task
     if not isinstance(task, Task):
         raise SuiteError(f"{target} is not a sema_suite.task.Task (got {type(task).__name__})")

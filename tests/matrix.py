@@ -91,4 +91,5 @@ def assert_complete(results: Path, reference: str) -> None:
         assert sorted(rows) == [(1.0, "val", "top1"), (2.0, "val", "top1"), (3.0, "test", "top1"),
                                 (3.0, "val", "top1")], rows
         assert set(rows.values()) == {1}, rows
+        assert all(r["timestamp"].endswith("Z") for r in job.metrics())  # UTC, with its zone
     assert board(results) == reference

@@ -94,3 +94,9 @@ def test_training_and_averaging_warm_ups_have_names_apart() -> None:
     assert job("none", ("ema_warmup_epochs", 2), task="ssl").job_id == job("none", task="ssl").job_id
     with pytest.raises(BadOverride, match="ambiguous.*lr_warmup_epochs.*ema_warmup_epochs"):
         job("ema", ("warmup_epochs", 3), task="ssl")
+
+
+def test_a_whole_number_written_as_a_float_is_the_same_job() -> None:
+    assert job("sema", ("switch_interval_iters", 100.0)).job_id == job("sema", ("switch_interval_iters", 100)).job_id
+    assert job("sema", ("decay", 1 - 0.05)).job_id == job("sema").job_id and job("ema", ("decay", 1)).averaging[
+        "decay"] == 1.0

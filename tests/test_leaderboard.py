@@ -259,3 +259,14 @@ def test_an_old_job_analysed_later_does_not_become_the_newest(tmp_path: Path) ->
     (message,) = leaderboard.conflicts(rows)
     assert "using the newest, t-ema-s0-new" in message
     assert rows_by_method(tmp_path)["ema"]["final_mean"] == 91
+
+
+def test_a_plugin_that_does_not_import_leaves_the_leaderboard_standing(tmp_path: Path, monkeypatch) -> None:
+    """Results of a task whose adapter is installed but broken: no tuned selection for it, no crash."""
+    from sema_suite import registry
+
+    monkeypatch.setattr(registry, "_sources", lambda: {"t": "no_such_plugin_module:TASK"})
+    assert leaderboard.primary_metric("t", "tiny") is None
+    for seed in range(2):
+        write_job(tmp_path, "none", seed, [80, 90])
+    assert {r["selection"] for r in leaderboard.build(tmp_path)} == {"shipped"}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from sema_suite.results.store import JobDir, read_json
+from sema_suite.results.store import JobDir, read_json, utc_stamp
 
 if TYPE_CHECKING:
     from sema_suite.analysis.measure import Settings
@@ -97,7 +97,7 @@ def interpolate_job(runner, task, job: JobDir, partners: list[str], settings: Se
     last = max(job.metrics(), key=lambda r: r["iter"])
     constant = {k: last[k] for k in ("job_id", "run_id", "task", "preset", "dataset", "model", "method", "seed",
                                      "variant", "epoch", "iter")}
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = utc_stamp()
     for partner_id in partners:
         partner = JobDir(job.path.parent, partner_id)
         method = read_json(partner.job_json)["spec"]["method"]

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sema_suite.errors import BadOverride
-from sema_suite.results.store import JobDir, read_json
+from sema_suite.results.store import JobDir, read_json, utc_stamp
 
 SPLIT = "train"
 _MAY_BE_ZERO = ("seed", "rho", "rho_adaptive", "eig_tol", "interpolation_points", "every_eval")
@@ -229,7 +229,7 @@ def record_measures(runner, task, job: JobDir, settings: Settings, final: bool) 
     started = time.time()
     values, landscape = measure(runner, task, settings, job.job_id, landscape=final)
     last = max(job.metrics(), key=lambda r: r["iter"])
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = utc_stamp()
     seconds = round(time.time() - started, 2)
     constant = {k: last[k] for k in ("job_id", "run_id", "task", "preset", "dataset", "model", "method", "seed",
                                      "variant", "epoch", "iter")}

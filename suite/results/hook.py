@@ -13,7 +13,7 @@ from mmengine.registry import HOOKS
 
 from sema_suite.errors import NonFiniteLoss
 from sema_suite.method.hooks import evaluated_member
-from sema_suite.results.store import JobDir
+from sema_suite.results.store import JobDir, utc_stamp
 from sema_suite.running.costs import ledger_of
 
 
@@ -152,7 +152,7 @@ class ResultsHook(Hook):
 
     def _record(self, runner, split: str, metrics: dict[str, float]) -> list[dict[str, Any]]:
         epoch, iteration = self._position(runner)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        stamp = utc_stamp()
         member = self._member(runner)
         wall = round(self.wall_time(runner, member), 3)
         rows = []

@@ -86,6 +86,12 @@ def _table(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def utc_stamp() -> str:
+    """Now, as every row's ``timestamp``: ISO 8601 in UTC with its zone (``Z``), so rows written on machines in
+    different zones order correctly as text."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Rows of a ``metrics.csv`` with typed values; a malformed file raises :class:`CorruptResults`."""
     if not path.exists():

@@ -64,6 +64,8 @@ def parse_overrides(items: list[str]) -> dict[str, list[Any]]:
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
+    if default is None and isinstance(value, float) and value.is_integer():
+        return int(value)  # a knob whose default is None (switch_interval_iters): 100.0 and 100 are one job
     if default is None or value is None or isinstance(value, type(default)):
         if isinstance(default, int) and isinstance(value, bool) and not isinstance(default, bool):
             raise BadOverride(f"{key} takes an integer, got {value!r}")
