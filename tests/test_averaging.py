@@ -225,3 +225,37 @@ def test_the_average_follows_tensors_the_model_replaces() -> None:
         model[0].weight.zero_()
     avg.copy_to(model)
     assert torch.equal(model[0].weight, torch.full((3, 3), 3.0, dtype=torch.float64))
+
+
+class _Tied(nn.Module):
+    """An LM's tied input and output embedding: one tensor under two names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(5, 3)
+        self.head = nn.Linear(3, 5, bias=False)
+        self.head.weight = self.embed.weight
+
+
+def test_every_alias_of_a_tied_tensor_carries_the_average() -> None:
+    """Reported and saved weights give head.weight the average too (not the trained tensor, which loading after
+    embed.weight would restore): the export, the interpolation ends and a shared run's reported state."""
+    from sema_suite.method.checkpoints import reported_state
+
+    model = _Tied()
+    averager = WeightAverager(model, decay=0.5)
+    averager.update(model)
+    with torch.no_grad():
+        model.embed.weight.add_(1.0)
+    averager.update(model)
+    state = averager.averaged_state()
+    assert averager.aliases == {"head.weight": "embed.weight"}
+    assert state["head.weight"] is state["embed.weight"]
+    assert not torch.equal(state["head.weight"], model.head.weight)
+    saved = averager.state_dict()
+    assert set(saved["averaged"]) == {"embed.weight"}  # stored once; older files without aliases still load
+    WeightAverager(_Tied(), decay=0.5).load_state_dict({k: v for k, v in saved.items() if k != "aliases"})
+    checkpoint = {"state_dict": model.state_dict(), "sema_hook": {"averagers": {"job": saved}, "state_dict": "trained"}}
+    reported = reported_state(checkpoint, "job", "ema")
+    assert torch.equal(reported["head.weight"], state["embed.weight"])
+    assert torch.equal(reported["embed.weight"], state["embed.weight"])

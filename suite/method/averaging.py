@@ -131,6 +131,7 @@ class WeightAverager:
                 copied[name] = tensor.detach().clone()
         self._groups = list(averaged.values())
         self._copied = copied
+        self.aliases = self._alias_names(module)
         self._slot_model: weakref.ref[nn.Module] | None = None
         self._slots: tuple[list[list[_Slot]], list[_Slot]] = ([], [])
 
@@ -140,6 +141,20 @@ class WeightAverager:
         for name, tensor in (*module.named_parameters(), *module.named_buffers()):
             if not name.startswith(self.exclude):
                 yield name, tensor
+
+    def _alias_names(self, module: nn.Module) -> dict[str, str]:
+        """Second names of a tensor (tied weights: an LM's ``head.weight`` is its ``embed.weight``) -> the name
+        it is averaged under, so everything reported or saved gives every alias the average."""
+        first: dict[int, str] = {}
+        aliases = {}
+        for name, tensor in (*module.named_parameters(remove_duplicate=False),
+                             *module.named_buffers(remove_duplicate=False)):
+            if name.startswith(self.exclude):
+                continue
+            if id(tensor) in first and first[id(tensor)] != name:
+                aliases[name] = first[id(tensor)]
+            first.setdefault(id(tensor), name)
+        return aliases
 
     def _sources(self, model: nn.Module) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]]:
         """The model's current tensors in the order of the averaged ones.
@@ -219,10 +234,12 @@ class WeightAverager:
             with torch.no_grad():
                 torch._foreach_copy_(live, saved)
 
-    def averaged_state(self) -> dict[str, torch.Tensor]:
-        """The averaged tensors by name (float32 where the model is fp16/bf16)."""
+    def averaged_state(self, aliases: bool = True) -> dict[str, torch.Tensor]:
+        """The averaged tensors by name (float32 where the model is fp16/bf16), each alias of a tied tensor
+        (:attr:`aliases`) naming the same average unless ``aliases=False``."""
         state = {n: t for g in self._groups for n, t in zip(g.names, g.averaged)}
-        return {**state, **self._copied}
+        state |= self._copied
+        return state | ({alias: state[name] for alias, name in self.aliases.items()} if aliases else {})
 
     # -- checkpointing ------------------------------------------------------------------------------------
 
@@ -231,12 +248,13 @@ class WeightAverager:
             "decay": self.decay,
             "num_calls": self.num_calls,
             "num_updates": self.num_updates,
-            "averaged": {name: t.clone() for name, t in self.averaged_state().items()},
+            "averaged": {name: t.clone() for name, t in self.averaged_state(aliases=False).items()},
+            "aliases": dict(self.aliases),
         }
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
-        mine = self.averaged_state()
+        mine = self.averaged_state(aliases=False)
         theirs = state["averaged"]
         if set(mine) != set(theirs):
             missing, extra = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))

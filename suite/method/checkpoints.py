@@ -56,7 +56,9 @@ def reported_state(checkpoint: dict[str, Any], job_id: str, method: str) -> dict
     if job_id not in states and len(states) != 1:
         raise SuiteError(f"the checkpoint of {job_id}'s run keeps no average of it (it has {sorted(states)})")
     averaged = states.get(job_id) or next(iter(states.values()))
-    state.update({name: value for name, value in averaged["averaged"].items() if name in state})
+    tensors = {**averaged["averaged"], **{alias: averaged["averaged"][name]
+                                          for alias, name in averaged.get("aliases", {}).items()}}
+    state.update({name: value for name, value in tensors.items() if name in state})  # tied aliases too
     return state
 
 
