@@ -346,7 +346,7 @@ def parser() -> argparse.ArgumentParser:
     analyze.add_argument("--jobs", type=_csv, default=[], help="only these job ids")
     analyze.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="analysis knobs: batches, seed, eigenvalues, eig_tol, trace_samples, rho, rho_adaptive, "
-                         "steps, average_samples, directions, points, span, interpolation_points (see the README)")
+                         "rho_average, steps, average_samples, directions, points, span, interpolation_points (see the README)")
     where = analyze.add_mutually_exclusive_group()
     where.add_argument("--gpus", type=_csv, help="GPU ids, one worker pinned to each (e.g. 0,1)")
     where.add_argument("--workers", type=int, default=1, help="number of CPU worker processes (default: 1)")

@@ -73,7 +73,8 @@ def test_measurements_are_deterministic_skipped_once_done_and_read_by_the_leader
     by_method = jobs(trained)
     rows = {m: {r["metric"]: r["value"] for r in job.analysis()} for m, job in by_method.items()}
     assert set(rows["sema"]) == {"train_loss", "hessian_eig1", "hessian_trace", "hessian_trace_stderr",
-                                 "sharpness_adaptive", "sharpness_l2", "sharpness_average"}
+                                 "sharpness_adaptive", "sharpness_l2", "sharpness_average",
+                                 "sharpness_average_stderr"}
     assert rows["sema"] != rows["none"] and rows["sema"]["sharpness_adaptive"] >= 0
     landscape = by_method["sema"].landscape_csv.read_text().splitlines()
     assert len(landscape) == 1 + 3  # one direction, three points

@@ -47,7 +47,7 @@ def test_a_det_job_on_two_processes_trains_once_and_records_once(tmp_path: Path)
     config = Config.fromfile(next((run / "work").glob("*.py")))
     assert config.train_dataloader.batch_size == 8 and config.launcher == "pytorch"
     analysed = suite("analyze", "--results-dir", str(results), "--set", "batches=1", "--set", "trace_samples=2",
-                     "--set", "steps=1", "--set", "average_samples=1", "--set", "directions=1", "--set", "points=3")
+                     "--set", "steps=1", "--set", "average_samples=2", "--set", "directions=1", "--set", "points=3")
     assert analysed.returncode == 0, analysed.stderr  # measured in one process, from the run's checkpoint
     again = suite("run", "--task", "det", "--method", "none,ema", "--gpus-per-job", "2", *sets,
                   "--results-dir", str(results))

@@ -83,7 +83,7 @@ def test_too_many_eigenvalues_is_an_error() -> None:
 
 
 @pytest.mark.parametrize("adaptive", [False, True])
-def test_sharpness_grows_with_rho_and_bounds_average_sharpness(adaptive: bool) -> None:
+def test_sharpness_grows_with_rho(adaptive: bool) -> None:
     loss_fn, params, _ = mlp()
     rhos = [0.0, 0.01, 0.03, 0.1, 0.3]
     worst = [flatness.sharpness(loss_fn, params, rho=r, adaptive=adaptive, steps=5) for r in rhos]
@@ -92,15 +92,14 @@ def test_sharpness_grows_with_rho_and_bounds_average_sharpness(adaptive: bool) -
     assert worst == sorted(worst)
     one_step = flatness.sharpness(loss_fn, params, rho=0.1, adaptive=adaptive, steps=0)
     assert 0 < one_step <= worst[3]
-    for rho, w in zip(rhos, worst):
-        mean = flatness.average_sharpness(loss_fn, params, rho=rho, samples=16, seed=0, adaptive=adaptive)
-        assert mean <= w
+    assert flatness.average_sharpness(loss_fn, params, rho=0.0, samples=4, adaptive=adaptive) == (0.0, 0.0)
 
 
 @pytest.mark.parametrize("adaptive", [False, True])
 def test_sharpness_at_a_quadratic_minimum_is_half_the_top_curvature(adaptive: bool) -> None:
     # At the minimum, L(w + eps) - L(w) = eps^T H eps / 2 with eps = D delta, ||delta|| <= rho (D = diag|w| or I):
-    # the worst case is rho^2 / 2 * lambda_max(D H D) and the sphere's average rho^2 / 2 * tr(D H D) / dim.
+    # the worst case is rho^2 / 2 * lambda_max(D H D). Average-case sharpness perturbs every coordinate by
+    # N(0, rho^2 D^2): rho^2 / 2 * tr(D H D) -- not 1/dim of it, as a perturbation of total norm rho gives.
     loss_fn, params, hessian = least_squares(torch.float64, at_minimum=True)
     scale = params[0].detach().abs() if adaptive else torch.ones(8, dtype=torch.float64)
     scaled = scale[:, None] * hessian * scale[None, :]
@@ -109,8 +108,9 @@ def test_sharpness_at_a_quadratic_minimum_is_half_the_top_curvature(adaptive: bo
     expected = rho**2 / 2 * float(torch.linalg.eigvalsh(scaled)[-1])
     assert worst == pytest.approx(expected, rel=1e-3)
     assert worst <= expected * (1 + 1e-9)  # never outside the ball
-    mean = flatness.average_sharpness(loss_fn, params, rho=rho, samples=400, seed=0, adaptive=adaptive)
-    assert mean == pytest.approx(rho**2 / 2 * float(scaled.trace()) / 8, rel=0.1)
+    mean, stderr = flatness.average_sharpness(loss_fn, params, rho=rho, samples=400, seed=0, adaptive=adaptive)
+    expected = rho**2 / 2 * float(scaled.trace())
+    assert mean == pytest.approx(expected, rel=0.1) and abs(mean - expected) < 4 * stderr and 0 < stderr < 0.1 * mean
 
 
 class Flaky:

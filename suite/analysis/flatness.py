@@ -9,7 +9,7 @@ SEMA's claim is that averaging and switching finds flatter minima; these measure
     eigs = flatness.top_eigenvalues(loss_fn, params, k=3)             # Hessian spectrum, largest first
     trace, stderr = flatness.hessian_trace(loss_fn, params, samples=64, seed=0)
     worst = flatness.sharpness(loss_fn, params, rho=0.05, adaptive=True, steps=10)
-    mean = flatness.average_sharpness(loss_fn, params, rho=0.05, samples=32, seed=0, adaptive=True)
+    mean, stderr = flatness.average_sharpness(loss_fn, params, rho=0.01, samples=16, seed=0, adaptive=True)
     alphas, curves = flatness.loss_along_directions(loss_fn, params, directions=3, points=25, span=1.0)
     ts, losses, barrier = flatness.interpolate(loss_fn, params, start=weights_a, end=weights_b)
 
@@ -214,25 +214,30 @@ def sharpness(loss_fn: LossFn, params: Sequence[torch.Tensor], rho: float = 0.05
     return best - base
 
 
-def average_sharpness(loss_fn: LossFn, params: Sequence[torch.Tensor], rho: float = 0.05, samples: int = 32,
-                      seed: int = 0, adaptive: bool = False) -> float:
-    """Mean loss increase under random perturbations of norm ``rho`` (uniform on the sphere).
+def average_sharpness(loss_fn: LossFn, params: Sequence[torch.Tensor], rho: float = 0.01, samples: int = 16,
+                      seed: int = 0, adaptive: bool = False) -> tuple[float, float]:
+    """Average-case sharpness E[L(w + delta)] - L(w) as Andriushchenko et al. (2023) define it: every coordinate
+    perturbed independently, ``delta_i ~ N(0, rho^2)`` or, with ``adaptive``, ``N(0, rho^2 w_i^2)``.
 
-    The same ball as :func:`sharpness` (``eps = |w| * delta`` with ``adaptive``), so it is at most the worst
-    case up to the ascent's success. It can be negative where random directions mostly go downhill.
+    Antithetic pairs (``+delta`` and ``-delta``, whose mean cancels the gradient's first-order term): the mean
+    over ``samples`` pairs and its standard error. At a minimum it is ``rho^2 / 2 * tr(D H D)`` (``D`` =
+    ``diag|w|`` or ``I``): per coordinate, not ~1/dim of it as a perturbation of total norm ``rho`` would give.
     """
     _check(rho >= 0, f"rho must be >= 0, got {rho}")
-    _check(samples >= 1, f"samples must be >= 1, got {samples}")
+    _check(samples >= 2, f"samples must be >= 2 (pairs, for a standard error), got {samples}")
     generator = _generator(seed)
     with _restoring(params) as origin:
         base = _loss(loss_fn)
-        total = 0.0
+        estimates = []
         for _ in range(samples):
-            delta = _with_norm(_gaussian(params, generator), rho)
-            offset = [w.abs() * d for w, d in zip(origin, delta)] if adaptive else delta
-            _place(params, origin, offset)
-            total += _loss(loss_fn) - base
-    return total / samples
+            delta = [rho * (w.abs() if adaptive else 1) * z for w, z in zip(origin, _gaussian(params, generator))]
+            pair = 0.0
+            for sign in (1, -1):
+                _place(params, origin, [sign * d for d in delta])
+                pair += _loss(loss_fn) / 2
+            estimates.append(pair - base)
+    values = torch.tensor(estimates, dtype=torch.float64)
+    return values.mean().item(), (values.std() / math.sqrt(samples)).item()
 
 
 # -- landscapes ------------------------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ not change between calls. The measures come from :mod:`sema_suite.analysis.flatn
 - ``train_loss``: the loss itself; ``hessian_eig1``..``k``: top Hessian eigenvalues (Lanczos);
   ``hessian_trace`` and its standard error ``hessian_trace_stderr`` (Hutchinson);
 - ``sharpness_adaptive`` (worst case within ``rho_adaptive``, weight-scaled as in ASAM), ``sharpness_l2``
-  (worst case within ``rho``, plain L2) and ``sharpness_average`` (mean increase under Gaussian
-  perturbations of size ``rho_adaptive``, weight-scaled);
+  (worst case within ``rho``, plain L2) and ``sharpness_average`` with ``sharpness_average_stderr``
+  (Andriushchenko et al.'s average case: the mean increase under per-coordinate Gaussian noise of standard
+  deviation ``rho_average * |w_i|``, antithetic pairs);
 
 each one row of ``analysis.csv`` (the format of ``metrics.csv``, split ``train``, lower is flatter), and
 ``landscape.csv``: the loss along ``directions`` filter-normalised random directions (Li et al. 2018).
@@ -33,7 +34,7 @@ from sema_suite.errors import BadOverride
 from sema_suite.results.store import JobDir, read_json, utc_stamp
 
 SPLIT = "train"
-_MAY_BE_ZERO = ("seed", "rho", "rho_adaptive", "eig_tol", "interpolation_points", "every_eval")
+_MAY_BE_ZERO = ("seed", "rho", "rho_adaptive", "rho_average", "eig_tol", "interpolation_points", "every_eval")
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class Settings:
     rho: float = 0.05  # plain L2 radius
     rho_adaptive: float = 0.5  # radius in units of |w| (ASAM)
     steps: int = 5  # projected gradient ascent steps of the worst-case sharpness
-    average_samples: int = 8
+    rho_average: float = 0.01  # per-coordinate noise std in units of |w| (average-case sharpness)
+    average_samples: int = 8  # antithetic pairs
     directions: int = 2
     points: int = 21
     span: float = 1.0
@@ -154,9 +156,10 @@ def measure(runner, task, settings: Settings, job_id: str,
         values["sharpness_adaptive"] = flatness.sharpness(loss_fn, params, rho=settings.rho_adaptive, adaptive=True,
                                                           steps=settings.steps)
         values["sharpness_l2"] = flatness.sharpness(loss_fn, params, rho=settings.rho, steps=settings.steps)
-        values["sharpness_average"] = flatness.average_sharpness(
-            loss_fn, params, rho=settings.rho_adaptive, samples=settings.average_samples, seed=settings.seed,
-            adaptive=True)
+        average, stderr = flatness.average_sharpness(loss_fn, params, rho=settings.rho_average,
+                                                     samples=settings.average_samples, seed=settings.seed,
+                                                     adaptive=True)
+        values |= {"sharpness_average": average, "sharpness_average_stderr": stderr}
         rows = []
         if landscape:
             alphas, curves = flatness.loss_along_directions(loss_fn, params, directions=settings.directions,
