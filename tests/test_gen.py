@@ -133,3 +133,14 @@ def test_tiny_job_learns_and_sema_switches_every_pass(cached: Path, tmp_path: Pa
     for it in (20, 40, 60):
         with Image.open(folder.path / "samples" / f"iter_{it:08d}.png") as png:
             assert png.size == (8 * 65 + 1, 8 * 65 + 1)
+
+
+def test_inception_fid_reads_every_pixel_level_rounded() -> None:
+    """Each of the 256 levels, through the [-1, 1] round trip the data takes, comes back as itself (truncation,
+    torchmetrics' normalize=True, drops 63 of them by one)."""
+    from sema_tasks.gen.modules import inception_pixels
+
+    levels = torch.arange(256, dtype=torch.float32)
+    images = ((levels / 255 * 2 - 1) + 1) / 2
+    assert torch.equal(inception_pixels(images).long(), levels.long())
+    assert (images * 255).byte().long().ne(levels.long()).sum() > 0  # what truncation did

@@ -16,7 +16,7 @@ MNIST1D_TRAIN = 4_000
 def _cifar_preset(name: str, classes: int) -> Preset:
     """The common CIFAR recipe: ResNet-18 with a 3x3 stem, SGD 0.1 (momentum 0.9, nesterov, weight decay
     5e-4), cosine to zero, batch 100, 200 epochs, random crop + flip. SEMA as in the authors' CIFAR configs:
-    decay 0.999 with a 5-epoch linear warm-up from 0.9 x decay, switching every epoch from epoch 5 on.
+    decay 0.99 (see below) with a 5-epoch linear warm-up from 0.9 x decay, switching every epoch from epoch 5 on.
 
     ``val_size``: 5,000 of the 50,000 training images (500 per class for CIFAR-10, 50 for CIFAR-100) are held
     out for ``val``; ``test`` is the CIFAR test set. The recipe trains on all 50,000: final runs use

@@ -156,6 +156,12 @@ class DenoisingDiffusion(BaseModel):
         return x.clamp(-1, 1)
 
 
+def inception_pixels(images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] as the uint8 pixels Inception FID reads, rounded: torchmetrics' ``normalize=True``
+    truncates (``(x * 255).byte()``), which after the [-1, 1] round trip drops 63 of the 256 levels by one."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 @METRICS.register_module()
 class FrechetDistance(BaseMetric):
     """torchmetrics' ``FrechetInceptionDistance`` between the evaluation's real images and generated samples.
@@ -191,16 +197,17 @@ class FrechetDistance(BaseMetric):
                 self._fid = FrechetInceptionDistance(feature=load_digits_features(self.image_size),
                                                      reset_real_features=False)
             else:
-                self._fid = FrechetInceptionDistance(feature=2048, normalize=True, reset_real_features=False)
+                self._fid = FrechetInceptionDistance(feature=2048, reset_real_features=False)  # takes uint8
         return self._fid.to(device)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         fakes = torch.stack([s["fake"] for s in data_samples])
         reals = torch.stack([s["real"] for s in data_samples])
         fid = self._metric(fakes.device)
+        pixels = inception_pixels if self.features == "inception" else (lambda images: images)
         if not self._reals_known:
-            fid.update(reals, real=True)
-        fid.update(fakes, real=False)
+            fid.update(pixels(reals), real=True)
+        fid.update(pixels(fakes), real=False)
         self.results.append(len(fakes))
         if sum(len(s) for s in self._samples) < self.preview_count:
             self._samples.append(fakes.cpu())
