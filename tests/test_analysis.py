@@ -200,3 +200,42 @@ def test_every_tiny_preset_can_be_analysed_at_the_end_of_its_run(task: str, tmp_
     status = job.status()["analysis"]
     assert status["state"] == "done", status.get("error")
     assert {r["metric"] for r in job.analysis()} >= {"hessian_eig1", "hessian_trace", "sharpness_adaptive"}
+
+
+def test_the_batch_size_comes_from_a_batch_sampler_too() -> None:
+    """MMDetection's COCO loaders batch through a batch sampler: ``loader.batch_size`` is None there."""
+    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+
+    from sema_suite.analysis.measure import batch_size
+
+    data = list(range(10))
+    assert batch_size(DataLoader(data, batch_size=4)) == 4
+    loader = DataLoader(data, batch_sampler=BatchSampler(SequentialSampler(data), 3, drop_last=False))
+    assert loader.batch_size is None and batch_size(loader) == 3
+
+
+def test_a_failed_measurement_during_training_is_recorded_not_fatal(tmp_path: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from sema_suite.analysis import hook as analysis_hook
+    from sema_suite.analysis import measure
+    from sema_suite.results.store import JobDir
+
+    job = JobDir(tmp_path, "j")
+    job.append_metrics([{"job_id": "j", "run_id": "j", "task": "cls", "preset": "tiny", "dataset": "d", "model": "m",
+                         "method": "none", "seed": 0, "variant": "", "epoch": 1, "iter": 5, "split": "val",
+                         "metric": "top1", "value": 1.0, "higher_is_better": True, "wall_time_s": 1.0,
+                         "timestamp": "2026-01-01T00:00:00Z"}])
+    job.update_status(state="running")
+
+    def broken(*args, **kwargs) -> None:
+        raise RuntimeError("batch_size is None")
+
+    monkeypatch.setattr(measure, "record_measures", broken)
+    hook = analysis_hook.AnalysisHook(str(tmp_path), ["j"], "cls", {"every_eval": 1})
+    warnings = []
+    runner = SimpleNamespace(iter=5, train_loop=SimpleNamespace(max_iters=10), hooks=[],
+                             logger=SimpleNamespace(warning=warnings.append))
+    hook.after_val_epoch(runner)  # no exception: training goes on
+    assert job.status()["analysis_failures"] == [{"iter": 5, "error": "RuntimeError: batch_size is None"}]
+    assert "batch_size is None" in warnings[0]

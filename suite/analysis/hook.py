@@ -48,5 +48,10 @@ class AnalysisHook(Hook):
         state = random_state()
         try:
             record_measures(runner, get_task(self.task), job, self.settings, final=False)
+        except Exception as err:  # noqa: BLE001  (a measurement never ends the training it watches)
+            runner.logger.warning(f"measuring {job.job_id} during training failed: {type(err).__name__}: {err}")
+            failures = job.status().get("analysis_failures", [])
+            job.update_status(analysis_failures=[*failures, {"iter": runner.iter,
+                                                             "error": f"{type(err).__name__}: {err}"}])
         finally:
             set_random_state(state)

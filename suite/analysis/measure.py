@@ -108,6 +108,15 @@ def measured_with(job: JobDir) -> dict[str, Any] | None:
     return analysis.get("settings") if analysis.get("state") == "done" and job.analysis_csv.exists() else None
 
 
+def batch_size(loader) -> int:
+    """A training loader's batch size, also where a batch sampler makes the batches (MMDetection's
+    ``AspectRatioBatchSampler`` on the COCO presets leaves ``loader.batch_size`` None)."""
+    size = loader.batch_size or getattr(loader.batch_sampler, "batch_size", None)
+    if not size:
+        raise ValueError(f"cannot tell the batch size of {type(loader.batch_sampler).__name__}: give it a batch_size")
+    return size
+
+
 def _fixed_batches(runner, settings: Settings) -> list[Any]:
     import torch
     from mmengine.runner.utils import set_random_seed
@@ -115,10 +124,11 @@ def _fixed_batches(runner, settings: Settings) -> list[Any]:
 
     loader = runner.train_dataloader
     dataset = loader.dataset
-    count = min(len(dataset), settings.batches * loader.batch_size)
+    size = batch_size(loader)
+    count = min(len(dataset), settings.batches * size)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(settings.seed))[:count].tolist()
     set_random_seed(settings.seed)  # augmentations drawn once, the same for every job
-    fixed = DataLoader(dataset, batch_size=loader.batch_size, sampler=order, collate_fn=loader.collate_fn)
+    fixed = DataLoader(dataset, batch_size=size, sampler=order, collate_fn=loader.collate_fn)
     return list(fixed)
 
 
