@@ -227,3 +227,35 @@ def test_interpolate_endpoints_and_barriers() -> None:
     v = nn.Parameter(torch.zeros(1, dtype=torch.float64))
     ts, losses, barrier = flatness.interpolate(lambda: (v**2 - 1).pow(2).sum(), [v], [-torch.ones(1)], [torch.ones(1)])
     assert (losses[0], losses[5], losses[-1]) == (0.0, 1.0, 0.0) and barrier == 1.0
+
+
+class _OnceSquare(torch.autograd.Function):
+    """x^2 with a backward that cannot be differentiated again, as mmcv's RoIAlign and focal loss are."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return 2 * x * grad
+
+
+def test_curvature_through_a_once_differentiable_op_is_measured_not_dropped() -> None:
+    """Double backward stops at such an op and would report a Hessian trace of 0; the products fall back to
+    finite differences of gradients (with a warning) and give the true trace, 2 * sum(a^2)."""
+    a = torch.linspace(0.5, 2.0, 6, dtype=torch.float64)
+    w = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 6, dtype=torch.float64))
+
+    def loss_fn() -> torch.Tensor:
+        return _OnceSquare.apply(w * a).sum()
+
+    with pytest.warns(UserWarning, match="once-differentiable"):
+        trace, _ = flatness.hessian_trace(loss_fn, [w], samples=8, seed=0)
+    assert trace == pytest.approx(2 * float((a * a).sum()), rel=1e-6)
+    with pytest.warns(UserWarning):
+        (top,) = flatness.top_eigenvalues(loss_fn, [w], k=1)
+    assert top == pytest.approx(2 * 4.0, rel=1e-4)
