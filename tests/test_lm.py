@@ -163,3 +163,23 @@ def test_a_short_run_beats_the_unigram_baseline_and_resumes_exactly(tmp_path: Pa
     again = subprocess.run([sys.executable, "-m", "sema_suite.cli", *small_args(killed)], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert val_rows(killed) == val_rows(clean)
+
+
+def test_the_wikitext_model_drops_out_as_fairseqs_transformer_lm(tmp_path: Path) -> None:
+    """Dropout 0.1 on the embeddings and residual branches, 0 on attention probabilities and inside the FFN,
+    xavier-uniform projections with zero biases; the tiny preset keeps torch's dropout everywhere."""
+    from mmengine.registry import MODELS
+
+    from sema_suite.running.config import build_config
+    from sema_tasks.lm import modules  # noqa: F401
+
+    def model(preset: str):
+        job = JobSpec("lm", preset, "none", 0, (("layers", 1), ("dim", 32), ("heads", 2), ("ffn", 64))).resolve()
+        cfg = build_config(job, job.context(tmp_path, tmp_path / "work", dry_run=True), tmp_path)
+        return MODELS.build(cfg.model)
+
+    block = model("wikitext2").blocks.layers[0]
+    assert (block.dropout1.p, block.dropout2.p, block.self_attn.dropout, block.dropout.p) == (0.3, 0.3, 0.0, 0.0)
+    assert block.linear1.bias.abs().max() == 0 and block.linear1.weight.abs().max() <= (6 / (32 + 64)) ** 0.5
+    tiny = model("tiny").blocks.layers[0]
+    assert tiny.self_attn.dropout == tiny.dropout.p == tiny.dropout1.p

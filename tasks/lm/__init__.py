@@ -16,15 +16,18 @@ from sema_suite.optim import optimizer_config
 from sema_suite.task import BuildContext, Metric, Preset, Task
 
 # fairseq's examples/language_model recipe for WikiText-103 (``--arch transformer_lm``: 6 layers, 512 wide, 8
-# heads, FFN 2048, post-norm, tied embeddings, dropout 0.1; Adam (0.9, 0.98), weight decay 0.01, lr 5e-4,
-# inverse-sqrt after 4,000 warm-up updates from 1e-7; 512-token blocks; 50,000 updates of 2048 tokens x
-# update-freq 16 = 32,768 tokens). One suite job is one GPU without gradient accumulation, so a step here
-# is 16 blocks (8,192 tokens): 4x the steps over the same 1.6B tokens (200,000), the warm-up 4x as long in
-# steps (16,000). The averager then sees every optimizer step.
+# heads, FFN 2048, post-norm, tied embeddings, dropout 0.1 with attention and activation dropout 0, xavier-uniform
+# projections; Adam (0.9, 0.98), weight decay 0.01, lr 5e-4, inverse-sqrt after 4,000 warm-up updates from 1e-7;
+# 512-token blocks). The recipe "assumes 2 GPUs": 2 x 2,048 tokens x update-freq 16 = 65,536 tokens per update,
+# 50,000 updates, ~3.3B tokens. One suite job is one GPU without gradient accumulation: a step here is 16 blocks
+# (8,192 tokens, an eighth of the recipe's update) at the recipe's peak learning rate, 200,000 steps (1.64B
+# tokens, half the recipe's), the warm-up 16,000 steps. The averager sees every optimizer step. The README's
+# recipe table states the difference.
 _FAIRSEQ_LM = {"context": 512, "dim": 512, "heads": 8, "layers": 6, "ffn": 2048, "dropout": 0.1,
                "norm_first": False, "batch_size": 16, "eval_batch_size": 16, "lr": 5e-4, "betas": [0.9, 0.98],
                "weight_decay": 0.01, "lr_warmup_iters": 16_000, "warmup_init_lr": 1e-7, "schedule": "inverse_sqrt",
-               "grad_clip": 0.0, "num_workers": None}
+               "grad_clip": 0.0, "num_workers": None, "attention_dropout": 0.0, "activation_dropout": 0.0,
+               "xavier_init": True}
 # the vocabulary of the standard releases (every training word and <eos>): the model's size in a --dry-run,
 # which reads no data; a real run counts the words of the training file it is given.
 _RELEASE_VOCAB = {"wikitext-103": 267_736, "wikitext-2": 33_278}
@@ -145,7 +148,8 @@ class LanguageModelling(Task):
         return {
             "model": {"type": "CausalTransformerLM", "vocab_size": vocab, "context": p["context"], "dim": p["dim"],
                       "heads": p["heads"], "layers": p["layers"], "ffn": p["ffn"], "dropout": p["dropout"],
-                      "norm_first": p["norm_first"]},
+                      "norm_first": p["norm_first"],
+                      **{key: p[key] for key in ("attention_dropout", "activation_dropout", "xavier_init") if key in p}},
             "train_dataloader": loader("train"),
             **evaluation_config(p, loader, {"type": "Perplexity"}),
             "train_cfg": {"type": "IterBasedTrainLoop", "max_iters": p["iters"], "val_interval": p["val_interval"]},

@@ -72,7 +72,12 @@ class CausalTransformerLM(BaseModel):
     """
 
     def __init__(self, vocab_size: int, context: int, dim: int, heads: int, layers: int, ffn: int,
-                 dropout: float = 0.0, norm_first: bool = False) -> None:
+                 dropout: float = 0.0, norm_first: bool = False, attention_dropout: float | None = None,
+                 activation_dropout: float | None = None, xavier_init: bool = False) -> None:
+        """``dropout`` acts on the embeddings and each residual branch; ``attention_dropout`` on the attention
+        probabilities and ``activation_dropout`` inside the FFN (None: ``dropout``, as torch's layer does;
+        fairseq's ``transformer_lm`` sets both to 0). ``xavier_init``: the attention and FFN projections start
+        xavier-uniform with zero biases, as fairseq's."""
         super().__init__()
         self.scale = math.sqrt(dim)
         self.embed = nn.Embedding(vocab_size, dim)
@@ -80,8 +85,17 @@ class CausalTransformerLM(BaseModel):
         self.register_buffer("positions", sinusoidal_positions(context, dim), persistent=False)
         self.dropout = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(dim, heads, ffn, dropout, batch_first=True, norm_first=norm_first)
+        layer.self_attn.dropout = dropout if attention_dropout is None else attention_dropout
+        layer.dropout = nn.Dropout(dropout if activation_dropout is None else activation_dropout)
         self.blocks = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(dim) if norm_first else None,
                                             enable_nested_tensor=False)
+        if xavier_init:
+            for block in self.blocks.layers:
+                for linear in (block.self_attn.out_proj, block.linear1, block.linear2):
+                    nn.init.xavier_uniform_(linear.weight)
+                    nn.init.zeros_(linear.bias)
+                nn.init.xavier_uniform_(block.self_attn.in_proj_weight)
+                nn.init.zeros_(block.self_attn.in_proj_bias)
         self.head = nn.Linear(dim, vocab_size, bias=False)
         self.head.weight = self.embed.weight
 
