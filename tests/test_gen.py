@@ -144,3 +144,21 @@ def test_inception_fid_reads_every_pixel_level_rounded() -> None:
     images = ((levels / 255 * 2 - 1) + 1) / 2
     assert torch.equal(inception_pixels(images).long(), levels.long())
     assert (images * 255).byte().long().ne(levels.long()).sum() > 0  # what truncation did
+
+
+def test_celeba_is_cropped_where_ddim_crops_it(tmp_path: Path) -> None:
+    """A 178 x 218 aligned CelebA image, each pixel coding its row and column: the 64 x 64 image comes from
+    rows 57-184 and columns 25-152 (DDIM's box), not a centred 140-pixel square."""
+    from PIL import Image
+
+    from sema_tasks.gen.modules import CelebAImages
+
+    rows, cols = torch.meshgrid(torch.arange(218), torch.arange(178), indexing="ij")
+    pixels = torch.stack([rows, cols, torch.zeros_like(rows)], -1).to(torch.uint8).numpy()
+    folder = tmp_path / "celeba"
+    (folder / "img_align_celeba").mkdir(parents=True)
+    Image.fromarray(pixels).save(folder / "img_align_celeba" / "000001.png")
+    (folder / "list_eval_partition.txt").write_text("000001.png 0\n")
+    image = CelebAImages(str(tmp_path), "train", image_size=128)._image(0) * 255  # no resizing at 128
+    assert image[0].min().round() == 57 and image[0].max().round() == 57 + 127
+    assert image[1].min().round() == 25 and image[1].max().round() == 25 + 127

@@ -53,10 +53,16 @@ class DigitsImages(_Images):
         return self.images[index]
 
 
-def _transform(crop: int | None, size: int, flip: bool):
-    from torchvision import transforms
+# DDIM's CelebA crop (its datasets/__init__.py: cx 89, cy 121, +-64): 128 x 128 from row 57, column 25
+DDIM_CELEBA_BOX = (57, 25, 128, 128)
 
-    steps = ([transforms.CenterCrop(crop)] if crop else []) + [transforms.Resize(size)]
+
+def _transform(box: tuple[int, int, int, int] | None, size: int, flip: bool):
+    """Crop ``box`` (top, left, height, width; None: the whole image), resize to ``size``, flip when training."""
+    from torchvision import transforms
+    from torchvision.transforms import functional
+
+    steps = ([transforms.Lambda(lambda image: functional.crop(image, *box))] if box else []) + [transforms.Resize(size)]
     return transforms.Compose(steps + ([transforms.RandomHorizontalFlip()] if flip else []) + [transforms.ToTensor()])
 
 
@@ -87,7 +93,7 @@ CELEBA_PARTITIONS = {"train": "0", "val": "1", "test": "2"}
 
 @DATASETS.register_module()
 class CelebAImages(_Images):
-    """Aligned CelebA, center-cropped to 140 px and resized (the DDIM paper's 64x64 CelebA), read from
+    """Aligned CelebA, cropped as DDIM does (:data:`DDIM_CELEBA_BOX`) and resized: the DDIM paper's 64x64 CelebA, read from
     ``root/celeba/img_align_celeba/*.jpg`` with the official ``root/celeba/list_eval_partition.txt``."""
 
     def __init__(self, root: str, split: str, image_size: int = 64, flip: bool = False,
@@ -98,7 +104,7 @@ class CelebAImages(_Images):
         lines = (folder / "list_eval_partition.txt").read_text().split("\n")
         self.files = [folder / "img_align_celeba" / name for name, part in
                       (line.split() for line in lines if line.strip()) if part == partition]
-        self.transform = _transform(140, image_size, flip)
+        self.transform = _transform(DDIM_CELEBA_BOX, image_size, flip)
 
     def _size(self) -> int:
         return len(self.files)
