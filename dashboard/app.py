@@ -426,13 +426,19 @@ def page(store: ResultsStore) -> None:
 def main() -> None:
     st.set_page_config(page_title="SEMA Bench", page_icon="📈", layout="wide")
     results_dir = Path(os.environ.get(RESULTS_ENV, "results")).expanduser().resolve()
+    store = store_for(str(results_dir))
+    # refreshing a finished results folder would recompute the same page forever: on only while something runs
+    active = any(job.state in ("pending", "running") for job in store.snapshot().jobs)
     head = st.columns([4, 1, 1], vertical_alignment="bottom")
     head[0].title("SEMA Bench")
-    live = head[1].toggle("live refresh", value=True, key="live", bind="query-params",
-                          help="Re-read the results every few seconds; only files that changed are parsed again.")
+    live = head[1].toggle("live refresh", value=active, key="live", bind="query-params",
+                          help="Re-read the results every few seconds; only files that changed are parsed again. "
+                               "On by default while a job is pending or running.")
     every = head[2].selectbox("every (s)", [2, 5, 10, 30, 60], index=1, key="every", bind="query-params",
                               disabled=not live)
-    st.fragment(page, run_every=every if live else None)(store_for(str(results_dir)))
+    if not live and not active:
+        head[0].caption("Every job has finished, so live refresh is off; turn it on to watch new runs.")
+    st.fragment(page, run_every=every if live else None)(store)
 
 
 main()

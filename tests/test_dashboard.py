@@ -431,3 +431,14 @@ def test_flatness_view_shows_what_suite_analyze_measured(tmp_path: Path, monkeyp
     curves = {r["series"]: r for r in data if r.get("series", "").endswith("→ sema · shipped") and r["x"] == 1.0}
     assert set(curves) == {"none → sema · shipped", "ema → sema · shipped"}
     assert all(r["n"] == 3 for r in curves.values())  # a band over the three seeds
+
+
+def test_live_refresh_rests_when_nothing_runs(tmp_path: Path, monkeypatch) -> None:
+    """On by default only while a job is pending or running; a finished folder is read once and left alone."""
+    finished = make_results(tmp_path / "done", extra_states=False)
+    at = run_app(finished, monkeypatch)
+    assert at.toggle(key="live").value is False
+    assert any("live refresh is off" in c.value for c in at.caption)
+    running = make_results(tmp_path / "running")  # holds pending and running jobs
+    at = run_app(running, monkeypatch)
+    assert at.toggle(key="live").value is True
