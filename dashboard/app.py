@@ -181,6 +181,11 @@ def sensitivity_view(snapshot: Snapshot, task: str, preset: str, metric: str, bo
         st.caption("Each point is a variant's final mean over seeds, with a bar of ± 1 standard deviation; a line "
                    "joins one method's values of the knob (other swept knobs, if any, held as its legend says), "
                    "its shipped setting included. Dashed grey: `none` as shipped.")
+        edges = {r["method"]: r["tuned_at_edge"] for r in snapshot.leaderboard
+                 if selection_of(r) == "tuned" and r["task"] == task and r["preset"] == preset and r.get("tuned_at_edge")}
+        if edges:
+            st.warning("Tuned at the edge of its grid (the optimum may lie outside the values swept; extend the "
+                       "sweep): " + "; ".join(f"{method}: {edge}" for method, edge in sorted(edges.items())), icon="⚠️")
 
 
 def across_view(snapshot: Snapshot) -> None:

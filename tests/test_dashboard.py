@@ -249,15 +249,24 @@ def test_the_leaderboards_own_tuned_selection_is_shown(tmp_path: Path, monkeypat
     assert set(tuned["split"]) == {"test"}
     assert dict(zip(tuned["method"], tuned["variant"])) == {"sema": "decay=0.9", "ema": "shipped", "none": "shipped"}
     assert tuned.loc[tuned["method"] != "none", "delta_ci"].str.startswith("[").all()  # paired with none's seeds
+    assert not any("edge of its grid" in w.value for w in at.warning)  # sema's 0.9 lies inside 0.8, 0.9, 0.95
 
     at = run_app(results, monkeypatch, view="Across tasks")
     knobs = frame_with(at, "cls/tiny")
     assert knobs.loc["sema", "cls/tiny"] == "decay=0.9"  # inside the grid 0.8, 0.9 and the shipped 0.95
-    assert knobs.loc["ema", "cls/tiny"] == "shipped ⚠ grid edge: decay=0.95 (highest of 0.8, 0.9, 0.95)"
     behind = frame_with(at, "gap", "selection")
     assert set(behind["selection"]) == {"tuned"} and set(behind["split"]) == {"test"}
     jobs = run_app(results, monkeypatch, view="Jobs").dataframe[0].value
     assert jobs["last metrics"].str.contains(r"top1=[\d.]+ \(val\), top1=[\d.]+ \(test\) at epoch 6").sum() == 15
+
+    for job in results.glob("cls-tiny-sema-*"):  # without decay=0.9 the grid 0.8, 0.95 brackets nothing
+        if json.loads((job / "job.json").read_text())["spec"]["variant"] == "decay=0.9":
+            shutil.rmtree(job)
+    at = run_app(results, monkeypatch)
+    (warning,) = [w.value for w in at.warning if "edge of its grid" in w.value]
+    assert "sema: decay=" in warning and "of 0.8, 0.95)" in warning
+    assert "⚠ grid edge: decay=" in frame_with(run_app(results, monkeypatch, view="Across tasks"), "cls/tiny").loc[
+        "sema", "cls/tiny"]
 
 
 def _final(job: Path) -> float:
