@@ -1,8 +1,10 @@
-"""The optimizer a preset names (``optimizer`` knob), as an mmengine ``optimizer`` config.
+"""The optimizer axis: the optimizer a preset names (``optimizer`` knob) and, for each alternative it offers, the
+learning rate and weight decay that optimizer needs (the preset's ``optimizers`` table, never one LR for all).
 
-A preset that offers the optimizer axis lists ``optimizer`` among its params with the hyper-parameters the
-named one takes (``lr``, ``weight_decay``, ``momentum`` for SGD, ``betas`` for Adam and AdamW); the job's
-variant then names the optimizer, so results never mix optimizers. Import-light: adapters build configs with it.
+``--set optimizer=sgd,adamw`` is a sweep like any other: each optimizer's hyper-parameters come from the table
+unless set too (``--set lr=...``), and the job's variant names the optimizer (``optimizer=sgd``), so results
+never mix optimizers. A hyper-parameter the chosen optimizer does not read (``momentum`` for Adam) is an error.
+Import-light: the CLI resolves jobs with it and adapters build configs with it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,30 @@ from typing import Any
 from sema_suite.errors import BadOverride
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+# what each optimizer reads from the params
+OPTIMIZER_KNOBS = {"sgd": ("lr", "weight_decay", "momentum"), "adam": ("lr", "weight_decay", "betas"),
+                   "adamw": ("lr", "weight_decay", "betas")}
+
+
+def with_optimizer(shipped: dict[str, Any], table: dict[str, dict[str, Any]], params: dict[str, Any],
+                   overridden: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(params, reference)`` for a job of a preset with the optimizer axis: ``params`` with the chosen
+    optimizer's table entries where the job did not set them, and ``reference`` the preset's knobs under that
+    optimizer, from which the job's variant is measured (so it reads ``optimizer=sgd``, not every LR it implies).
+    """
+    name, own = params["optimizer"], {}
+    if name != shipped["optimizer"]:
+        if name not in table:
+            offered = ", ".join([shipped["optimizer"], *table])
+            raise BadOverride(f"optimizer={name!r}: this preset offers {offered} (each with its own learning rate and "
+                              "weight decay); add a row to its optimizers table for another")
+        own = table[name]
+    reads = set(OPTIMIZER_KNOBS[name])
+    idle = sorted(key for key in overridden if key not in reads and any(key in k for k in OPTIMIZER_KNOBS.values()))
+    if idle:
+        raise BadOverride(f"{', '.join(idle)} does nothing with optimizer={name} (it reads {', '.join(sorted(reads))}): "
+                          "drop it")
+    return {**params, **{k: v for k, v in own.items() if k not in overridden}}, {**shipped, **own}
 
 
 def optimizer_config(params: dict[str, Any], default: str, nesterov: bool = True) -> dict[str, Any]:

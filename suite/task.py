@@ -42,6 +42,9 @@ class Preset:
     # the metric this preset is judged by, when it is not the task's primary one (gen's offline preset has no
     # Inception weights and reports fid_digits instead of fid)
     primary_metric: str | None = None
+    # the optimizer axis (a preset whose params name an ``optimizer``): each alternative optimizer's own
+    # hyper-parameters, e.g. {"sgd": {"lr": 0.1, "weight_decay": 5e-4}} (see sema_suite.optim)
+    optimizers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def knobs(self) -> dict[str, Any]:

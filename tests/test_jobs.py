@@ -100,3 +100,32 @@ def test_a_whole_number_written_as_a_float_is_the_same_job() -> None:
     assert job("sema", ("switch_interval_iters", 100.0)).job_id == job("sema", ("switch_interval_iters", 100)).job_id
     assert job("sema", ("decay", 1 - 0.05)).job_id == job("sema").job_id and job("ema", ("decay", 1)).averaging[
         "decay"] == 1.0
+
+
+def test_the_optimizer_axis_takes_each_optimizers_own_hyper_parameters(tmp_path) -> None:
+    """``--set optimizer=sgd,adamw`` on a long preset: each optimizer with its row of the preset's table, the
+    variant naming the optimizer only, an explicit lr kept, a knob the optimizer ignores and an optimizer the
+    preset does not offer both errors."""
+    from sema_suite.optim import OPTIMIZER_KNOBS
+    from sema_suite.registry import get_task, task_names
+    from sema_suite.running.config import build_config
+
+    def long(*overrides):
+        return JobSpec("cls", "long", "sema", 0, tuple(sorted(overrides))).resolve()
+
+    sgd = long(("optimizer", "sgd"))
+    assert sgd.variant == "optimizer=sgd" and (sgd.params["lr"], sgd.params["weight_decay"]) == (0.1, 5e-4)
+    assert long(("optimizer", "adam")).job_id == long().job_id  # the shipped optimizer restated
+    assert long(("optimizer", "sgd"), ("lr", 0.1)).job_id == sgd.job_id  # the table's own value restated
+    assert long(("optimizer", "sgd"), ("lr", 0.05)).variant == "lr=0.05,optimizer=sgd"
+    cfg = build_config(sgd, sgd.context(tmp_path, tmp_path / "work", dry_run=True), tmp_path)
+    assert (cfg.optim_wrapper.optimizer.type, cfg.optim_wrapper.optimizer.lr) == ("SGD", 0.1)
+    with pytest.raises(BadOverride, match="momentum does nothing with optimizer=adam"):
+        long(("momentum", 0.8))
+    with pytest.raises(BadOverride, match="offers adam, sgd, adamw"):
+        long(("optimizer", "lamb"))
+    matrix = expand_matrix(["cls"], ["none", "sema"], [0], "long", {"optimizer": ["adam", "sgd", "adamw"]})
+    assert sorted({job.variant for job in matrix.jobs}) == ["", "optimizer=adamw", "optimizer=sgd"]
+    for task in task_names():  # every table row names an optimizer and only what it reads
+        for name, row in get_task(task).presets["long"].optimizers.items():
+            assert set(row) <= set(OPTIMIZER_KNOBS[name]), (task, name)

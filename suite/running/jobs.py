@@ -18,6 +18,7 @@ from typing import Any
 
 from sema_suite.errors import BadOverride, UnknownChoice
 from sema_suite.method.methods import AVERAGING_DEFAULTS, METHODS, effective_averaging
+from sema_suite.optim import with_optimizer
 from sema_suite.registry import get_task
 from sema_suite.running.variants import format_variant, split_top_level
 from sema_suite.task import AMP_DTYPES, BuildContext, Preset, Task
@@ -112,11 +113,15 @@ class JobSpec:
             else:
                 valid = [*params, *averaging, f"{CONFIG_PREFIX}<mmengine.config.key>"]
                 raise UnknownChoice(f"override key for {self.task}/{self.preset}", key, valid)
+        reference = preset.knobs
+        if "optimizer" in params:
+            overridden = {key for key, _ in self.overrides}
+            params, reference = with_optimizer(preset.knobs, preset.optimizers, params, overridden)
         if params.get("amp", "none") not in ("none", *AMP_DTYPES):
             raise BadOverride(f"amp={params['amp']}: choose one of none, {', '.join(AMP_DTYPES)}")
         effective = effective_averaging(self.method, averaging)
         shipped = effective_averaging(self.method, {**AVERAGING_DEFAULTS, **preset.averaging})
-        changed = {k: v for k, v in params.items() if v != preset.knobs[k]}
+        changed = {k: v for k, v in params.items() if v != reference[k]}
         changed |= {k: v for k, v in effective.items() if k not in shipped or v != shipped[k]}
         changed |= {f"{CONFIG_PREFIX}{k}": v for k, v in config_edits.items()}
         if self.world_size > 1:  # data order and batch statistics differ: another setting, never mixed

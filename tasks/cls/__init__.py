@@ -67,6 +67,7 @@ class Classification(HeldOutSplits, Task):
             params={"epochs": 100, "batch_size": 100, "optimizer": "adam", "lr": 1e-2, "weight_decay": 0.0,
                     "momentum": 0.9, "num_workers": 0, "channels": 25, "val_size": 500},
             averaging={"decay": 0.8, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
+            optimizers={"sgd": {"lr": 0.1, "weight_decay": 5e-4, "momentum": 0.9}, "adamw": {"lr": 1e-2, "weight_decay": 0.01}},
             offline=True,
         ),
         "cifar100": _cifar_preset("cifar100", 100),

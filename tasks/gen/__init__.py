@@ -95,6 +95,7 @@ class Generation(HeldOutSplits, Task):
                     "image_size": 16, "channels": [8, 16], "num_train_timesteps": 1000, "sampler": "ddim",
                     "sample_steps": 20, "fid_samples": 0, "eval_batch_size": 359},
             averaging={"decay": 0.8},
+            optimizers={"adamw": {"lr": 2e-3, "weight_decay": 0.01}, "sgd": {"lr": 0.05, "weight_decay": 0.0, "momentum": 0.9}},
             offline=True,
             primary_metric="fid_digits",
         ),

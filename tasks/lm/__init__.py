@@ -85,6 +85,7 @@ class LanguageModelling(Task):
                     "weight_decay": 0.01, "momentum": 0.9, "lr_warmup_iters": 100, "warmup_init_lr": 3e-6,
                     "schedule": "cosine", "grad_clip": 1.0, "num_workers": 0},
             averaging={"decay": 0.8},
+            optimizers={"adam": {"lr": 3e-3, "weight_decay": 0.0}, "sgd": {"lr": 0.3, "weight_decay": 0.0, "momentum": 0.9}},
             offline=True,
         ),
         # The same model and optimizer on WikiText-2 (2.1M training tokens, ~255 steps a pass) for a quick GPU

@@ -66,6 +66,7 @@ class AttributeRegression(HeldOutSplits, Task):
                     "momentum": 0.9, "num_workers": 0, "backbone": "cifar", "depths": [1, 1, 1], "width": 8,
                     "image_size": 16, "max_angle": 60.0, "target_center": 0.0, "target_scale": 60.0},
             averaging={"decay": 0.8, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
+            optimizers={"sgd": {"lr": 0.05, "weight_decay": 5e-4, "momentum": 0.9}, "adam": {"lr": 3e-3, "weight_decay": 0.0}},
             offline=True,
         ),
         # RCF-MNIST as C-Mixup (Yao et al., 2022) builds it: FashionMNIST rotated by a random angle in [0, 360)

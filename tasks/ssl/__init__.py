@@ -115,6 +115,7 @@ class SelfSupervisedLearning(HeldOutSplits, Task):
                     "depths": [1, 1, 1], "width": 8, "image_size": 12, "proj_hidden": 64, "proj_dim": 32,
                     "knn_k": 20, "knn_temperature": 0.07, "probe_c": 1.0, "val_interval": 1, "temperature": 0.2},
             averaging={"decay": 0.8, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
+            optimizers={"adamw": {"lr": 1e-3, "weight_decay": 1e-4}},
             offline=True,
         ),
         **{f"{d}-{m}": _paper_preset(d, m) for d in _DATASETS for m in _PAPER},

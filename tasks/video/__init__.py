@@ -62,6 +62,7 @@ class VideoPrediction(HeldOutSplits, Task):
                     "test_sequences": 256, "frames_in": 4, "frames_out": 4, "frame_size": 16, "digit_size": 8,
                     "hid_s": 4, "hid_t": 32, "n_spatial": 2, "n_temporal": 2, "mlp_ratio": 4.0},
             averaging={"decay": 0.8, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
+            optimizers={"adamw": {"lr": 1e-3, "weight_decay": 0.01}, "sgd": {"lr": 0.05, "weight_decay": 0.0, "momentum": 0.9}},
             offline=True,
         ),
         # OpenSTL's Moving MNIST SimVP (gSTA): hid_S 64, hid_T 512, N_S 4, N_T 8, Adam 1e-3 with a one-cycle
