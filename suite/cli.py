@@ -243,6 +243,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             print("    params: " + ", ".join(f"{k}={v}" for k, v in preset.knobs.items()))
             if preset.averaging:
                 print("    averaging: " + ", ".join(f"{k}={v}" for k, v in preset.averaging.items()))
+            if preset.optimizers:
+                print("    other optimizers (--set optimizer=...): " + "; ".join(
+                    f"{name} " + ", ".join(f"{k}={v}" for k, v in row.items()) for name, row in preset.optimizers.items()))
             if preset.primary_metric:
                 print(f"    primary metric: {preset.primary_metric}")
     return 0
