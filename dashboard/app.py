@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -384,6 +385,25 @@ def samples_view(snapshot: Snapshot, task: str, preset: str) -> None:
                 st.caption(f"no sample at {step:g}")
 
 
+def answer_view(snapshot: Snapshot) -> None:
+    """The first screen: does each averaging method beat plain training, task by task (tuned, on test)?"""
+    grid = tables.verdict_grid(snapshot.leaderboard, primary_metric)
+    if grid.empty:
+        return
+    with st.container(key="answer"):
+        st.subheader("Does averaging beat plain training?")
+
+        def colour(cell: Any) -> str:
+            word = str(cell).split(" ")[0]
+            return {"win": "background-color: #dafbe1", "loss": "background-color: #ffebe9"}.get(word, "")
+
+        st.dataframe(grid.style.map(colour))
+        st.caption("Each cell: the *tuned* method against `none` on the task's primary metric (test), by the 95% "
+                   "interval of the per-seed paired difference -- *win* or *loss* where it excludes zero, *tie* "
+                   "where it does not -- then the mean difference and the interval (higher is better for accuracy "
+                   "and k-NN, lower for errors, FID and perplexity). Details below and in the leaderboards.")
+
+
 def page(store: ResultsStore) -> None:
     snapshot = store.snapshot()
     counts = snapshot.counts
@@ -395,6 +415,7 @@ def page(store: ResultsStore) -> None:
         st.info(f"No jobs under `{snapshot.results_dir}` yet. Start some with "
                 "`suite run --task cls --method none,ema,sema --seeds 0,1,2`; this page picks them up as they run.")
         return
+    answer_view(snapshot)
     specs = {(j.get("task"), j.get("preset")) for j in snapshot.jobs if j.get("task")}
     metrics_of = {}
     for r in snapshot.rows:

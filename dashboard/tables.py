@@ -19,7 +19,7 @@ import pandas as pd
 
 from sema_dashboard.store import JobRecord
 from sema_suite.results import profiles
-from sema_suite.results.leaderboard import COLUMNS, METHOD_ORDER, SELECTION_ORDER
+from sema_suite.results.leaderboard import COLUMNS, METHOD_ORDER, SELECTION_ORDER, baseline_variant
 from sema_suite.results.profiles import Score, selection_of
 from sema_suite.running.variants import format_value, format_variant, parse_variant
 
@@ -305,3 +305,35 @@ def jobs_frame(jobs: list[JobRecord]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=[
         "job_id", "state", "progress", "position", "last metrics", "updates", "switches", "error", "updated",
         "run", *(f"{phase} s" for phase in COST_PHASES), "task", "preset", "method", "variant", "seed"])
+
+
+def verdict(row: dict[str, Any]) -> str:
+    """``win``, ``tie`` or ``loss`` against ``none`` by the row's 95% interval of the paired difference (``no
+    interval`` with one seed or a constant difference), then the difference and the interval."""
+    low, high, delta = row.get("delta_ci_low"), row.get("delta_ci_high"), row.get("delta_vs_none")
+    if _missing(delta):
+        return "no pairs"
+    if _missing(low) or _missing(high):
+        return f"no interval {delta:+.3g}"
+    better = low > 0 if row["higher_is_better"] else high < 0
+    worse = high < 0 if row["higher_is_better"] else low > 0
+    word = "win" if better else "loss" if worse else "tie"
+    return f"{word} {delta:+.3g} {interval_text(low, high)}"
+
+
+def verdict_grid(table: list[dict[str, Any]], primary: Callable[[str, str], str | None]) -> pd.DataFrame:
+    """The first screen's answer: per method (rows) and task/preset (columns; a training setting other than
+    the shipped one in brackets), the tuned selection's verdict against ``none`` on each task's primary metric,
+    on test (val where a task has no test split)."""
+    cells: dict[str, dict[str, str]] = {}
+    tuned = [r for r in table if selection_of(r) == "tuned" and r["method"] != "none"]
+    for r in tuned:
+        splits = {x["split"] for x in tuned if (x["task"], x["preset"]) == (r["task"], r["preset"])}
+        if r["split"] != ("test" if "test" in splits else "val") or r["metric"] != primary(r["task"], r["preset"]):
+            continue
+        setting = baseline_variant(r.get("variant") or "")
+        column = f"{r['task']}/{r['preset']}" + (f" [{setting}]" if setting else "")
+        cells.setdefault(r["method"], {})[column] = verdict(r)
+    methods = sorted(cells, key=method_key)
+    frame = pd.DataFrame([cells[m] for m in methods], index=pd.Index(methods, name="method"))
+    return frame.reindex(sorted(frame.columns), axis=1)

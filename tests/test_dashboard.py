@@ -451,3 +451,29 @@ def test_live_refresh_rests_when_nothing_runs(tmp_path: Path, monkeypatch) -> No
     running = make_results(tmp_path / "running")  # holds pending and running jobs
     at = run_app(running, monkeypatch)
     assert at.toggle(key="live").value is True
+
+
+def test_the_first_screen_answers_with_the_leaderboards_numbers(tmp_path: Path, monkeypatch) -> None:
+    """The win/tie/loss grid: one cell per method and task, each the tuned test row of `suite leaderboard`."""
+    results = make_results(tmp_path / "results", sweep=(0.8, 0.9), test=True, extra_states=False)
+    at = run_app(results, monkeypatch)
+    grid = frame_with(at, "cls/tiny")
+    assert list(grid.index) == ["ema", "sema"]
+    table = leaderboard.build(results)
+    for method in ("ema", "sema"):
+        (row,) = [r for r in table if (r["selection"], r["task"], r["split"], r["metric"], r["method"]) ==
+                  ("tuned", "cls", "test", "top1", method)]
+        cell = grid.loc[method, "cls/tiny"]
+        assert cell == tables.verdict(row) and f"{row['delta_vs_none']:+.3g}" in cell
+        low, high = row["delta_ci_low"], row["delta_ci_high"]
+        assert cell.startswith("win" if low > 0 else "loss" if high < 0 else "tie")
+
+
+def test_a_verdict_reads_the_direction_of_the_metric() -> None:
+    assert tables.verdict(board_row("gen", "sema", 5.0, delta_vs_none=-1.0, delta_ci_low=-2.0,
+                                    delta_ci_high=-0.5)).startswith("win -1")  # lower FID is better
+    assert tables.verdict(board_row("cls", "sema", 90.0, delta_vs_none=-1.0, delta_ci_low=-2.0,
+                                    delta_ci_high=-0.5)).startswith("loss -1")
+    assert tables.verdict(board_row("cls", "ema", 90.0, delta_vs_none=0.2, delta_ci_low=-0.1,
+                                    delta_ci_high=0.5)).startswith("tie +0.2")
+    assert tables.verdict(board_row("cls", "ema", 90.0, delta_vs_none=0.279)) == "no interval +0.279"
