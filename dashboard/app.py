@@ -141,13 +141,15 @@ LEADERBOARD_COLUMNS = {
     "p_value": st.column_config.NumberColumn("p-value", format="%.3g"),
     "win_rate": st.column_config.NumberColumn("win rate", format="percent"),
     "paired_seeds": st.column_config.NumberColumn("paired seeds", format="%d"),
-    "reach90_epoch": st.column_config.NumberColumn("reach 90% (epoch)", format="%g"),
-    "reach99_epoch": st.column_config.NumberColumn("reach 99% (epoch)", format="%g"),
+    "reach90_epoch": st.column_config.NumberColumn("reach 90% (epoch)", format="%.3g"),
+    "reach99_epoch": st.column_config.NumberColumn("reach 99% (epoch)", format="%.3g"),
     "reach90_s": st.column_config.NumberColumn("reach 90% (s)", format="%.3g"),
     "reach99_s": st.column_config.NumberColumn("reach 99% (s)", format="%.3g"),
     "auc_epoch": st.column_config.NumberColumn("AUC (epoch)", format="%.4g"),
     "auc_s": st.column_config.NumberColumn("AUC (s)", format="%.4g"),
-    "epochs": st.column_config.NumberColumn("epochs", format="%g"),
+    "epochs": st.column_config.NumberColumn("epochs", format="%.4g"),
+    "tuned_over": st.column_config.NumberColumn("tuned over (variants)", format="%d"),
+    "tuned_at_edge": st.column_config.TextColumn("⚠ at grid edge"),
 }
 
 
