@@ -183,3 +183,35 @@ def test_the_wikitext_model_drops_out_as_fairseqs_transformer_lm(tmp_path: Path)
     assert block.linear1.bias.abs().max() == 0 and block.linear1.weight.abs().max() <= (6 / (32 + 64)) ** 0.5
     tiny = model("tiny").blocks.layers[0]
     assert tiny.self_attn.dropout == tiny.dropout.p == tiny.dropout1.p
+
+
+def test_sliding_windows_score_every_token_once_with_context() -> None:
+    """fairseq's --context-window: each target scored once, the tail included, by a window that gives it up to
+    `window` tokens of context; the model's predict scores exactly the targets it is given."""
+    from sema_tasks.lm.modules import CausalTransformerLM, SlidingWindows, TextBlocks
+    from sema_tasks.lm.text import load_split
+
+    stream, _ = load_split("pydoc-topics", "test")
+    windows = SlidingWindows("pydoc-topics", "test", context=64, window=48)
+    scored = torch.zeros(len(stream) - 1, dtype=torch.long)
+    for i in range(len(windows)):
+        item = windows[i]
+        start = windows.starts[i]
+        scored[start + item["score_from"]: start + 64] += 1
+        assert item["score_from"] == 0 or item["score_from"] >= 48  # at least `window` tokens of context
+    assert bool((scored == 1).all())  # every target, once
+    assert len(TextBlocks("pydoc-topics", "test", 64)) * 64 < len(stream) - 1  # blocks drop the tail
+
+    torch.manual_seed(0)
+    model = CausalTransformerLM(256, 64, 16, 2, 1, 32).eval()
+    batch = [windows[i] for i in (0, 1)]
+    inputs, targets = torch.stack([b["inputs"] for b in batch]), torch.stack([b["targets"] for b in batch])
+    first = torch.tensor([b["score_from"] for b in batch])
+    with torch.no_grad():
+        out = model(inputs, targets, mode="predict", score_from=first)
+        logprobs = torch.log_softmax(model(inputs), -1).gather(-1, targets[..., None])[..., 0]
+    assert [o["tokens"] for o in out] == [64, 64 - int(first[1])]
+    assert torch.allclose(out[1]["nll"], -logprobs[1, int(first[1]):].sum(), atol=1e-4)
+    job = JobSpec("lm", "wikitext2", "none", 0, (("context", 64), ("eval_context_window", 64))).resolve()
+    with pytest.raises(Exception, match="eval_context_window=64 must be in"):
+        TASK.check_data(job.preset, job.context(Path("/nonexistent"), Path("/nonexistent/work")))

@@ -27,7 +27,7 @@ _FAIRSEQ_LM = {"context": 512, "dim": 512, "heads": 8, "layers": 6, "ffn": 2048,
                "norm_first": False, "batch_size": 16, "eval_batch_size": 16, "lr": 5e-4, "betas": [0.9, 0.98],
                "weight_decay": 0.01, "lr_warmup_iters": 16_000, "warmup_init_lr": 1e-7, "schedule": "inverse_sqrt",
                "grad_clip": 0.0, "num_workers": None, "attention_dropout": 0.0, "activation_dropout": 0.0,
-               "xavier_init": True}
+               "xavier_init": True, "eval_context_window": 400}
 # the vocabulary of the standard releases (every training word and <eos>): the model's size in a --dry-run,
 # which reads no data; a real run counts the words of the training file it is given.
 _RELEASE_VOCAB = {"wikitext-103": 267_736, "wikitext-2": 33_278}
@@ -106,6 +106,9 @@ class LanguageModelling(Task):
         from sema_tasks.lm.text import WIKITEXT_FILES, wikitext_folder
 
         p = ctx.params
+        if not 0 <= p.get("eval_context_window", 0) < p["context"]:
+            raise BadOverride(f"eval_context_window={p['eval_context_window']} must be in [0, context={p['context']}): "
+                              "the tokens of context a scored token may have (0: blocks, none shared)")
         if p["lr_warmup_iters"] >= p["iters"]:
             raise BadOverride(f"lr_warmup_iters={p['lr_warmup_iters']} leaves no training after the warm-up of a run of "
                               f"iters={p['iters']}: set lr_warmup_iters below iters")
@@ -134,6 +137,8 @@ class LanguageModelling(Task):
                        "root": str(ctx.data_root)}
             if train and p.get("train_tokens"):
                 dataset["max_tokens"] = p["train_tokens"]
+            if split == "test" and p.get("eval_context_window"):  # every token scored with up to that much context
+                dataset = {**dataset, "type": "SlidingWindows", "window": p["eval_context_window"]}
             return dataloader(dataset, p, train, batch_size=p["batch_size" if train else "eval_batch_size"])
 
         warmup = {"type": "LinearLR", "start_factor": p["warmup_init_lr"] / p["lr"], "by_epoch": False,

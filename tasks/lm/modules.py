@@ -50,6 +50,41 @@ class TextBlocks(Dataset):
         return {"inputs": block[:-1], "targets": block[1:]}
 
 
+@DATASETS.register_module()
+class SlidingWindows(Dataset):
+    """A split scored token by token with up to ``window`` tokens of context, as fairseq's ``eval_lm
+    --context-window`` scores its published perplexities: windows of ``context`` inputs every ``context - window``
+    tokens, each scoring only the targets the window before did not (the first scores all of its own), and the
+    last window ending at the stream's end -- every target is scored exactly once, the final partial block
+    included. (A WikiText stream starts with the ``<eos>`` of the file's blank first line, so its first word is
+    a target too.)
+    """
+
+    def __init__(self, corpus: str, split: str, context: int, window: int, root: str = "") -> None:
+        if not 0 <= window < context:
+            raise ValueError(f"the context window must be in [0, context={context}), got {window}")
+        stream, train_counts = load_split(corpus, split, root)
+        targets = len(stream) - 1
+        if targets < context:
+            raise ValueError(f"the {split} split of {corpus} has {targets} targets, fewer than one window of {context}")
+        self.stream, self.context = stream, context
+        self.starts = list(range(0, targets - context + 1, context - window))
+        if self.starts[-1] + context < targets:
+            self.starts.append(targets - context)
+        ends = [start + context for start in self.starts]
+        self.score_from = [0] + [previous - start for previous, start in zip(ends, self.starts[1:])]
+        logprob = (train_counts.double() + 1).div(train_counts.sum() + len(train_counts)).log()
+        self.metainfo = {"vocab_size": len(train_counts), "unigram_ppl": math.exp(-logprob[stream[1:]].mean().item())}
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> dict:
+        start = self.starts[index]
+        block = self.stream[start: start + self.context + 1]
+        return {"inputs": block[:-1], "targets": block[1:], "score_from": self.score_from[index]}
+
+
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     """The fixed position encodings of Vaswani et al. (fairseq's ``transformer_lm`` default)."""
     position = torch.arange(length, dtype=torch.float32)[:, None]
@@ -105,15 +140,22 @@ class CausalTransformerLM(BaseModel):
         mask = nn.Transformer.generate_square_subsequent_mask(length, device=inputs.device, dtype=x.dtype)
         return self.head(self.blocks(x, mask=mask, is_causal=True))
 
-    def forward(self, inputs: torch.Tensor, targets: torch.Tensor | None = None, mode: str = "tensor"):
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor | None = None, mode: str = "tensor",
+                score_from: torch.Tensor | None = None):
+        """``score_from`` (predict, :class:`SlidingWindows`): per sequence, the first target position scored."""
         logits = self.logits(inputs)
         if mode == "tensor":
             return logits
         nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
         if mode == "loss":
             return {"loss": nll.mean(), "tokens": torch.tensor(float(targets.numel()))}
-        per_sequence = nll.view_as(targets).sum(dim=1).detach()
-        return [{"nll": value, "tokens": targets.shape[1]} for value in per_sequence]
+        nll = nll.view_as(targets)
+        if score_from is None:
+            return [{"nll": value, "tokens": targets.shape[1]} for value in nll.sum(dim=1).detach()]
+        scored = torch.arange(targets.shape[1], device=nll.device)[None, :] >= score_from.to(nll.device)[:, None]
+        per_sequence = (nll * scored).sum(dim=1).detach()
+        return [{"nll": value, "tokens": int(targets.shape[1] - first)} for value, first in
+                zip(per_sequence, score_from.tolist())]
 
 
 @METRICS.register_module()
