@@ -124,23 +124,27 @@ class Task(ABC):
         ``batches`` is a fixed list of collated training batches; ``model`` is in eval mode (BatchNorm uses
         its running statistics, dropout is off). The default is the model's own training loss (``mode="loss"``,
         every loss term summed as mmengine does) averaged over the batches, with every random draw inside the
-        model (DDPM noise and timesteps, detection samplers) fixed by re-seeding before each call. Override
-        it when a task's loss needs more than that.
+        model (DDPM noise and timesteps, detection samplers) fixed by re-seeding before each batch's call, as a
+        :class:`sema_suite.analysis.flatness.BatchedLoss` (Hessian-vector products then hold one batch's graph at
+        a time). Override it when a task's loss needs more than that.
         """
         from mmengine.runner.utils import set_random_seed
+
+        from sema_suite.analysis.flatness import BatchedLoss
 
         set_random_seed(seed)
         processed = [model.data_preprocessor(batch, True) for batch in batches]
 
-        def loss() -> Any:
-            set_random_seed(seed)
-            total = 0
-            for data in processed:
+        def term(index: int) -> Callable[[], Any]:
+            def loss() -> Any:
+                set_random_seed(seed + index)  # each batch's draws fixed, whether measured alone or with the others
+                data = processed[index]
                 losses = model(**data, mode="loss") if isinstance(data, dict) else model(*data, mode="loss")
-                total = total + model.parse_losses(losses)[0]
-            return total / len(processed)
+                return model.parse_losses(losses)[0]
 
-        return loss
+            return loss
+
+        return BatchedLoss([term(i) for i in range(len(processed))])
 
     @abstractmethod
     def build_config(self, preset: Preset, ctx: BuildContext) -> dict[str, Any]:

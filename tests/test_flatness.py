@@ -259,3 +259,20 @@ def test_curvature_through_a_once_differentiable_op_is_measured_not_dropped() ->
     with pytest.warns(UserWarning):
         (top,) = flatness.top_eigenvalues(loss_fn, [w], k=1)
     assert top == pytest.approx(2 * 4.0, rel=1e-4)
+
+
+def test_a_batched_loss_gives_the_same_curvature_one_batch_graph_at_a_time() -> None:
+    """Per-batch Hessian-vector products, accumulated, equal those of the mean loss (whose one graph would hold
+    every batch at once)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    batches = [(torch.randn(16, 4, dtype=torch.float64), torch.randn(16, 1, dtype=torch.float64)) for _ in range(3)]
+    parts = [lambda x=x, y=y: ((net(x) - y) ** 2).mean() for x, y in batches]
+    batched = flatness.BatchedLoss(parts)
+    params = list(net.parameters())
+    with torch.no_grad():
+        assert float(batched()) == pytest.approx(float(sum(p() for p in parts) / 3))
+    joint = flatness.hessian_trace(lambda: sum(p() for p in parts) / 3, params, samples=8, seed=0)
+    assert flatness.hessian_trace(batched, params, samples=8, seed=0) == pytest.approx(joint, rel=1e-9)
+    assert flatness.top_eigenvalues(batched, params, k=1) == pytest.approx(
+        flatness.top_eigenvalues(lambda: sum(p() for p in parts) / 3, params, k=1), rel=1e-6)

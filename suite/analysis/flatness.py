@@ -120,8 +120,31 @@ def _check(condition: bool, message: str) -> None:
 # -- curvature: the Hessian ------------------------------------------------------------------------------------
 
 
+class BatchedLoss:
+    """A loss that is the mean of per-batch terms (``parts``, each a no-argument callable). Calling it gives the
+    mean; Hessian-vector products take it one batch at a time, so only one batch's double-backward graph is
+    alive at once (memory stays that of one batch, however many the measurement uses)."""
+
+    def __init__(self, parts: Sequence[LossFn]) -> None:
+        _check(len(parts) >= 1, "a batched loss needs at least one batch")
+        self.parts = list(parts)
+
+    def __call__(self) -> torch.Tensor:
+        return sum(part() for part in self.parts) / len(self.parts)
+
+
 def _autograd_hvp(loss_fn: LossFn, params: list[torch.Tensor]) -> Callable[[Tensors], Tensors]:
-    """``v -> H v`` by double backward; the loss and its gradient graph are built once and reused."""
+    """``v -> H v`` by double backward. One loss: its gradient graph is built once and reused. A
+    :class:`BatchedLoss` of several batches: each product builds and frees one batch's graph at a time."""
+    if isinstance(loss_fn, BatchedLoss) and len(loss_fn.parts) > 1:
+        def batched(vector: Tensors) -> Tensors:
+            total = [torch.zeros_like(p) for p in params]
+            for part in loss_fn.parts:
+                for t, h in zip(total, _autograd_hvp(part, params)(vector)):
+                    t.add_(h, alpha=1 / len(loss_fn.parts))
+            return total
+
+        return batched
     with torch.enable_grad():
         grads = torch.autograd.grad(loss_fn(), params, create_graph=True, allow_unused=True)
     # A gradient that does not depend on the parameters (unused, or loss linear in them) has a zero Hessian row.
