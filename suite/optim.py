@@ -13,10 +13,11 @@ from typing import Any
 
 from sema_suite.errors import BadOverride
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
 # what each optimizer reads from the params
 OPTIMIZER_KNOBS = {"sgd": ("lr", "weight_decay", "momentum"), "adam": ("lr", "weight_decay", "betas"),
                    "adamw": ("lr", "weight_decay", "betas")}
+OPTIMIZERS = tuple(OPTIMIZER_KNOBS)
+_READ_BY_SOME = set().union(*OPTIMIZER_KNOBS.values())
 
 
 def with_optimizer(shipped: dict[str, Any], table: dict[str, dict[str, Any]], params: dict[str, Any],
@@ -33,7 +34,7 @@ def with_optimizer(shipped: dict[str, Any], table: dict[str, dict[str, Any]], pa
                               "weight decay); add a row to its optimizers table for another")
         own = table[name]
     reads = set(OPTIMIZER_KNOBS[name])
-    idle = sorted(key for key in overridden if key not in reads and any(key in k for k in OPTIMIZER_KNOBS.values()))
+    idle = sorted(key for key in overridden if key in _READ_BY_SOME - reads)
     if idle:
         raise BadOverride(f"{', '.join(idle)} does nothing with optimizer={name} (it reads {', '.join(sorted(reads))}): "
                           "drop it")
