@@ -129,3 +129,37 @@ def test_the_optimizer_axis_takes_each_optimizers_own_hyper_parameters(tmp_path)
     for task in task_names():  # every table row names an optimizer and only what it reads
         for name, row in get_task(task).presets["long"].optimizers.items():
             assert set(row) <= set(OPTIMIZER_KNOBS[name]), (task, name)
+
+
+def test_a_plan_file_is_the_union_of_its_matrices(tmp_path) -> None:
+    from sema_suite.running.plans import expand_plan
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[defaults]\npreset = "tiny"\nseeds = [0, 1]\n\n'
+                    '[[matrix]]\ntasks = ["cls"]\nmethods = ["none", "ema"]\nset = { decay = [0.9, 0.95] }\n\n'
+                    '[[matrix]]\ntasks = "cls"\nmethods = "sema"\nseeds = [0]\nset = { decay = 0.9 }\n')
+    matrix = expand_plan(plan)
+    assert sorted((j.spec.method, j.spec.seed, j.variant) for j in matrix.jobs) == [
+        ("ema", 0, ""), ("ema", 0, "decay=0.9"), ("ema", 1, ""), ("ema", 1, "decay=0.9"),
+        ("none", 0, ""), ("none", 1, ""), ("sema", 0, "decay=0.9")]
+    assert sorted(j.job_id for j in matrix.jobs) == sorted(
+        j.job_id for j in expand_matrix(["cls"], ["none", "ema"], [0, 1], "tiny", {"decay": [0.9, 0.95]}).jobs
+        + expand_matrix(["cls"], ["sema"], [0], "tiny", {"decay": [0.9]}).jobs)
+    plan.write_text('[[matrix]]\ntasks = ["cls"]\nmethod = ["none"]\n')
+    with pytest.raises(Exception, match="unknown key.*method"):
+        expand_plan(plan)
+    done = subprocess.run([sys.executable, "-m", "sema_suite.cli", "run", "--plan", str(plan), "--task", "cls",
+                           "--results-dir", str(tmp_path / "results")], capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "--plan names the jobs; drop --task" in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_long_plan_names_every_task_on_its_long_preset() -> None:
+    from pathlib import Path
+
+    from sema_suite.registry import task_names
+    from sema_suite.running.plans import load_plan
+
+    matrices = load_plan(Path(__file__).resolve().parent.parent / "plans" / "long.toml")
+    assert {task for m in matrices for task in m["tasks"]} == set(task_names())
+    assert {m["preset"] for m in matrices} == {"long"} and all(len(m["seeds"]) == 5 for m in matrices)
