@@ -43,6 +43,9 @@ def direction(higher: bool) -> str:
 
 
 def show_problems(snapshot: Snapshot) -> None:
+    for warning in leaderboard.provenance_warnings([job.environment for job in snapshot.curve_jobs
+                                                    if job.state == "done"]):
+        st.warning(f"Provenance: {warning}.", icon="⚠️")
     if not snapshot.problems:
         return
     st.warning(f"Skipped {len(snapshot.problems)} unreadable results file(s); the rest of the page is complete "

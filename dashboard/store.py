@@ -58,6 +58,7 @@ class JobRecord:
     analysis: list[dict[str, Any]] = field(default_factory=list)  # analysis.csv and barriers.csv (suite analyze)
     landscape: list[dict[str, Any]] = field(default_factory=list)  # landscape.csv
     interpolation: list[dict[str, Any]] = field(default_factory=list)  # interpolation.csv (sema jobs)
+    environment: dict[str, Any] = field(default_factory=dict)  # job.json's: code hash, packages, lock
 
     @property
     def state(self) -> str:
@@ -204,5 +205,6 @@ class ResultsStore:
                 analysis=[{**row, MEASURED_ROW: True} for row in analysis + barriers],  # the leaderboard's tag
                 landscape=landscape,
                 interpolation=interpolation,
+                environment=(doc.get("environment") or {}) if isinstance(doc, dict) else {},
             ))
         return Snapshot(self.results_dir, jobs, problems)

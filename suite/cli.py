@@ -109,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for note in leaderboard.edge_notes(table):
             print(f"note: {note}")
         for warning in leaderboard.provenance_warnings(
-                leaderboard.used_jobs([args.results_dir], rows)):
+                leaderboard.environments(leaderboard.used_jobs([args.results_dir], rows))):
             print(f"warning: {warning}")
     return 1 if counts["failed"] or counts["busy"] else 0
 
@@ -208,7 +208,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         raise SuiteError(f"no finished jobs under {', '.join(f'{f}/' for f in folders)}; run `suite run` first "
                          f"(the existing {args.out} is left as it is)")
     warnings = [*leaderboard.conflicts(rows), *leaderboard.tuning_warnings(rows),
-                *leaderboard.provenance_warnings(leaderboard.used_jobs(folders, rows))]
+                *leaderboard.provenance_warnings(leaderboard.environments(leaderboard.used_jobs(folders, rows)))]
     for message in warnings:
         print(f"suite: warning: {message}", file=sys.stderr)
     table = leaderboard.aggregate(rows, leaderboard.primary_metrics(rows))

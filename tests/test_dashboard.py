@@ -477,3 +477,15 @@ def test_a_verdict_reads_the_direction_of_the_metric() -> None:
     assert tables.verdict(board_row("cls", "ema", 90.0, delta_vs_none=0.2, delta_ci_low=-0.1,
                                     delta_ci_high=0.5)).startswith("tie +0.2")
     assert tables.verdict(board_row("cls", "ema", 90.0, delta_vs_none=0.279)) == "no interval +0.279"
+
+
+def test_jobs_from_different_code_are_said_to_be(tmp_path: Path, monkeypatch) -> None:
+    results = make_results(tmp_path / "results", extra_states=False)
+    at = run_app(results, monkeypatch)
+    assert not any("Provenance" in w.value for w in at.warning)
+    for i, job in enumerate(sorted(p for p in results.iterdir() if (p / "job.json").exists())):
+        doc = json.loads((job / "job.json").read_text())
+        doc.setdefault("environment", {})["code"] = "c0de" if i % 2 else "f00d"
+        (job / "job.json").write_text(json.dumps(doc))
+    at = run_app(results, monkeypatch)
+    assert any("Provenance: the jobs come from 2 code states" in w.value for w in at.warning)

@@ -73,10 +73,15 @@ def finished_jobs(results_dir: Path, job_ids: Iterable[str] | None = None) -> It
             yield job
 
 
-def provenance_warnings(jobs: Iterable[JobDir]) -> list[str]:
-    """What to say when the ``jobs`` a table is built from (the newest of each claim) ran different code or
-    different package versions: each job.json records its code hash (or git commit), package versions and lock."""
-    envs = [(read_json(job.job_json) if job.job_json.exists() else {}).get("environment") or {} for job in jobs]
+def environments(jobs: Iterable[JobDir]) -> list[dict[str, Any]]:
+    """Each job's recorded environment (job.json), {} where there is none."""
+    return [(read_json(job.job_json) if job.job_json.exists() else {}).get("environment") or {} for job in jobs]
+
+
+def provenance_warnings(envs: list[dict[str, Any]]) -> list[str]:
+    """What to say when the jobs a table is built from (the newest of each claim; ``envs``, their recorded
+    environments) ran different code or different package versions: each job.json records its code hash (or git
+    commit), package versions and lock."""
     warnings = []
     code = Counter(env.get("code") or (env.get("git_commit") or "")[:12] or "not recorded" for env in envs)
     if len(code) > 1:
