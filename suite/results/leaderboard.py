@@ -295,7 +295,6 @@ class Tuning(NamedTuple):
     variant: str
     candidates: int  # the variants tuned over
     at_edge: str  # "decay=0.5 (lowest of 0.5, 0.7, 0.9)": a chosen value the grid does not bracket; '' if none
-    seeds: tuple[int, ...]  # the seeds every candidate has, which the choice was made on
 
 
 def _number(text: str) -> float | None:
@@ -367,7 +366,7 @@ def _tuned_choices(cells: dict[Cell, dict[int, Curve]], primary: dict[tuple[str,
 
         best = max(candidates, key=score)
         edges = grid_edges(best, list(candidates), shipped_method_knobs(key[0], key[1]))
-        choices[key] = Tuning(best, len(candidates), edges, tuple(sorted(common)))
+        choices[key] = Tuning(best, len(candidates), edges)
     return choices, warnings
 
 
