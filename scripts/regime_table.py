@@ -25,11 +25,11 @@ def main(folder: Path) -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for task in sorted({r["task"] for r in table}):
         jobs = [job for job in leaderboard.finished_jobs(folder) if job.job_id.startswith(f"{task}-long-sema-")]
-        shipped = [job for job in jobs if read_json(job.job_json)["variant"] == ""]
+        shipped = [job for job in jobs if read_json(job.job_json)["spec"]["variant"] == ""]
         if not shipped:
             continue
         status = [job.status() for job in shipped]
-        spec = read_json(shipped[0].job_json)
+        spec = read_json(shipped[0].job_json)["spec"]
         steps = status[0]["progress"]["max_iters"]
         epochs = max(row["epoch"] for row in shipped[0].metrics())
         decay = spec["averaging"]["decay"]
