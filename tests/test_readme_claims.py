@@ -18,10 +18,12 @@ CHECK = re.compile(r"<!--\s*check:\s*(?P<key>\S+)\s+(?P<fields>.*?)-->", re.S)
 
 def claims() -> list[tuple[str, dict[str, str], str]]:
     text = (REPO / "README.md").read_text()
-    found, start = [], 0
+    found, start, sentence = [], 0, ""
     for match in CHECK.finditer(text):
         fields = dict(part.split("=", 1) for part in match["fields"].split())
-        found.append((match["key"], fields, text[start:match.start()].replace("−", "-")))
+        before = text[start:match.start()].replace("−", "-")
+        sentence = before if before.strip() else sentence  # checks side by side check one sentence
+        found.append((match["key"], fields, sentence))
         start = match.end()
     return found
 
