@@ -396,13 +396,13 @@ def answer_view(snapshot: Snapshot) -> None:
     if grid.empty:
         return
     with st.container(key="answer"):
-        st.subheader("Does averaging beat plain training?")
+        st.markdown("#### Does averaging beat plain training?")
 
         def colour(cell: Any) -> str:
             word = str(cell).split(" ")[0]
             return {"win": "background-color: #dafbe1", "loss": "background-color: #ffebe9"}.get(word, "")
 
-        st.dataframe(grid.style.map(colour))
+        st.table(grid.style.map(colour))  # a small static table, apart from the interactive frames below
         st.caption("Each cell: the *tuned* method against `none` on the task's primary metric (test), by the 95% "
                    "interval of the per-seed paired difference -- *win* or *loss* where it excludes zero, *tie* "
                    "where it does not -- then the mean difference and the interval (higher is better for accuracy "

@@ -457,7 +457,7 @@ def test_the_first_screen_answers_with_the_leaderboards_numbers(tmp_path: Path, 
     """The win/tie/loss grid: one cell per method and task, each the tuned test row of `suite leaderboard`."""
     results = make_results(tmp_path / "results", sweep=(0.8, 0.9), test=True, extra_states=False)
     at = run_app(results, monkeypatch)
-    grid = frame_with(at, "cls/tiny")
+    (grid,) = [t.value for t in at.table]
     assert list(grid.index) == ["ema", "sema"]
     table = leaderboard.build(results)
     for method in ("ema", "sema"):
