@@ -30,8 +30,10 @@ def store_for(results_dir: str) -> ResultsStore:
     return ResultsStore(Path(results_dir))
 
 
+@st.cache_resource(show_spinner=False)
 def primary_metric(task: str, preset: str) -> str | None:
-    """The preset's primary metric from its adapter; None for results of a task not installed here."""
+    """The preset's primary metric from its adapter; None for results of a task not installed here. Cached: the
+    adapters do not change while the server runs, and finding one reads every installed package's entry points."""
     try:
         return get_task(task).primary_metric_for(preset).name
     except Exception:  # noqa: BLE001  (an unknown or broken adapter must not break the page)
@@ -91,7 +93,7 @@ def curves(rows: list[dict], metric: str, higher: bool) -> None:
 
 
 def task_view(snapshot: Snapshot, task: str, preset: str, metric: str, higher: bool) -> None:
-    rows = tables.select(snapshot.curve_rows, task=task, preset=preset, metric=metric)
+    rows = snapshot.curves.get((task, preset, metric), [])
     if rows:
         curves(rows, metric, higher)
     else:
@@ -422,15 +424,12 @@ def page(store: ResultsStore) -> None:
         return
     answer_view(snapshot)
     specs = {(j.get("task"), j.get("preset")) for j in snapshot.jobs if j.get("task")}
-    metrics_of = {}
-    for r in snapshot.rows:
-        metrics_of.setdefault((r["task"], r["preset"]), {})[r["metric"]] = r["higher_is_better"]
     cols = st.columns(3)
     with cols[0]:
         task = choose("task", sorted({t for t, _ in specs}), "task")
     with cols[1]:
         preset = choose("preset", sorted(p for t, p in specs if t == task), "preset", default="tiny")
-    metrics = metrics_of.get((task, preset), {})
+    metrics = snapshot.metrics.get((task, preset), {})
     with cols[2]:
         metric = choose("metric", sorted(metrics), "metric", default=primary_metric(task, preset)) if metrics else None
     view = st.tabs(VIEWS, key="view", bind="query-params")

@@ -296,15 +296,17 @@ def jobs_frame(jobs: list[JobRecord]) -> pd.DataFrame:
             "method": job.get("method"), "variant": variant_label(job.get("variant")), "seed": job.get("seed"),
             "state": job.state,
             "progress": fraction, "position": position, "last metrics": _last_metrics(job),
-            "updated": pd.to_datetime(updated, unit="s", utc=True) if isinstance(updated, (int, float)) else pd.NaT,
+            "updated": float(updated) if isinstance(updated, (int, float)) else None,
             "updates": averaging.get("updates"), "switches": averaging.get("switches"),
             "error": status.get("error") or "",
             "run": status.get("run_id") if status.get("run_members") else "own",
             **{f"{phase} s": (status.get("costs") or {}).get(f"{phase}_s") for phase in COST_PHASES},
         })
-    return pd.DataFrame.from_records(records, columns=[
+    frame = pd.DataFrame.from_records(records, columns=[
         "job_id", "state", "progress", "position", "last metrics", "updates", "switches", "error", "updated",
         "run", *(f"{phase} s" for phase in COST_PHASES), "task", "preset", "method", "variant", "seed"])
+    frame["updated"] = pd.to_datetime(frame["updated"].astype("float64"), unit="s", utc=True)  # one call, not per job
+    return frame
 
 
 def verdict(row: dict[str, Any]) -> str:

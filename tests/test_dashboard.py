@@ -178,6 +178,48 @@ def test_store_rereads_only_what_changed(results: Path) -> None:
     assert next(j for j in second.jobs if j.job_id == unchanged.job_id).rows is unchanged.rows  # from the cache
 
 
+def test_the_leaderboard_put_together_per_task_is_the_clis(tmp_path: Path) -> None:
+    """The store aggregates each (task, preset) on its own and merges the parts: row for row, value for value,
+    what ``suite leaderboard`` writes (shipped, sweep and tuned rows of two tasks)."""
+    results = make_results(tmp_path / "results", sweep=(0.8, 0.9), test=True)
+    shown = ResultsStore(results).snapshot().leaderboard
+    assert {r["task"] for r in shown} == {"cls", "gen"} and {selection_of(r) for r in shown} >= {"tuned", "sweep"}
+    assert leaderboard.to_csv(shown) == leaderboard.to_csv(leaderboard.build(results))
+
+
+def test_a_changed_file_is_read_again_and_only_its_tasks_leaderboard_recomputed(results: Path, monkeypatch) -> None:
+    """The page's caches key on each file's modification time and size: a rerun with nothing changed aggregates
+    nothing; a job whose metrics.csv was rewritten (same size, newer time) shows its new number, and only its own
+    task's leaderboard is computed again."""
+    aggregated = []
+    real = leaderboard.aggregate
+    monkeypatch.setattr("sema_dashboard.store.aggregate",
+                        lambda rows, primary=None: aggregated.append(rows[0]["task"]) or real(rows, primary))
+    at = run_app(results, monkeypatch)
+    assert sorted(aggregated) == ["cls", "gen"]
+    before = frame_with(at, "method", "final_mean").set_index("method")["final_mean"]
+    aggregated.clear()
+    at.run()
+    assert aggregated == []  # a widget click or a live refresh over unchanged files: nothing recomputed
+
+    metrics = results / "cls-tiny-sema-s0-fixture" / "metrics.csv"
+    lines = metrics.read_text().splitlines()
+    header, last = lines[0].split(","), lines[-1].split(",")
+    value = last[header.index("value")]
+    assert len(value.split(".")[0]) == 2  # a top1 in the tens: one less in its first digit keeps the size
+    last[header.index("value")] = str(int(value[0]) - 1) + value[1:]
+    stat = metrics.stat()
+    metrics.write_text("\n".join([*lines[:-1], ",".join(last)]) + "\n")
+    os.utime(metrics, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # newer, whatever the clock's grain
+    assert metrics.stat().st_size == stat.st_size
+    at.run()
+    assert not at.exception
+    assert aggregated == ["cls"]  # gen's part of the leaderboard is kept
+    after = frame_with(at, "method", "final_mean").set_index("method")["final_mean"]
+    assert after["sema"] == pytest.approx(before["sema"] - 10 / 3)  # one of three seeds lost 10 points
+    assert after["none"] == before["none"]
+
+
 def test_empty_results_dir_explains_what_to_do(tmp_path: Path, monkeypatch) -> None:
     at = run_app(tmp_path / "nothing-yet", monkeypatch)
     assert "No jobs under" in at.info[0].value and "suite run" in at.info[0].value
@@ -310,8 +352,10 @@ def made_board() -> list[dict]:
 
 @pytest.fixture
 def made_leaderboard(results: Path, monkeypatch) -> Path:
-    """The results fixture, shown with :func:`made_board` as its leaderboard (``Snapshot.leaderboard``)."""
-    monkeypatch.setattr("sema_dashboard.store.aggregate", lambda rows, primary=None: made_board())
+    """The results fixture, shown with :func:`made_board` as its leaderboard (``Snapshot.leaderboard``, which
+    aggregates each task's rows on their own)."""
+    monkeypatch.setattr("sema_dashboard.store.aggregate",
+                        lambda rows, primary=None: [r for r in made_board() if r["task"] == rows[0]["task"]])
     return results
 
 
