@@ -289,6 +289,11 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "dashboard":
+        from sema_suite.bench.dashboard import bench_dashboard
+
+        bench_dashboard(args.jobs, args.epochs)
+        return 0
     if args.what == "matrix":
         from sema_suite.bench.matrix import bench_matrix
 
@@ -391,10 +396,12 @@ def parser() -> argparse.ArgumentParser:
                      help="batch per GPU (default: each preset's on CUDA, 2 on a CPU)")
     gpu.set_defaults(func=cmd_gpu_check)
 
-    bench = sub.add_parser("bench", help="time the averaging update, its share of a training step, shared runs")
-    bench.add_argument("what", choices=["ema", "step", "matrix"],
+    bench = sub.add_parser("bench", help="time the averaging update, its share of a training step, shared runs, "
+                           "the dashboard")
+    bench.add_argument("what", choices=["ema", "step", "matrix", "dashboard"],
                        help="ema: one update against other implementations; step: averaging's share of a training "
-                       "step; matrix: a none,ema,sema matrix with a decay sweep, shared runs against one run per job")
+                       "step; matrix: a none,ema,sema matrix with a decay sweep, shared runs against one run per job; "
+                       "dashboard: each view's render time over synthetic finished jobs, cold and warm")
     bench.add_argument("--models", type=_csv, default=["resnet18", "resnet50"])
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--repeats", type=int, default=30)
@@ -404,6 +411,9 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", default="0", help="matrix: seeds, comma-separated")
     bench.add_argument("--workers", type=int, default=1, help="matrix: CPU worker processes")
     bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="matrix: more overrides")
+    bench.add_argument("--jobs", type=lambda text: [_positive(x) for x in _csv(text)], default=[200, 1000],
+                       help="dashboard: numbers of synthetic jobs, comma-separated")
+    bench.add_argument("--epochs", type=_positive, default=100, help="dashboard: evaluations per synthetic job")
     bench.set_defaults(func=cmd_bench)
     return top
 
