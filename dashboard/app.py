@@ -109,29 +109,40 @@ def task_view(snapshot: Snapshot, task: str, preset: str, metric: str, higher: b
         if not board_rows:
             st.info("No finished jobs for this task and preset yet; the leaderboard fills in as jobs finish.")
             return
-        by_selection = {s: [r for r in board_rows if selection_of(r) == s] for s in tables.SELECTIONS}
+        frames = {s: tables.leaderboard_frame(rows) for s in tables.SELECTIONS
+                  if (rows := [r for r in board_rows if selection_of(r) == s])}
+        first, details = {}, {}
+        for selection, frame in frames.items():
+            first[selection], details[selection] = tables.split_details(frame)
         st.markdown("##### As shipped: the preset's own knobs")
-        if by_selection["shipped"]:
-            show_leaderboard(tables.leaderboard_frame(by_selection["shipped"]), higher)
+        if "shipped" in first:
+            show_leaderboard(first["shipped"], higher)
         else:
             st.caption("No finished run of the preset as shipped; every run here set some knob (see below).")
         st.markdown(f"##### Tuned: per method, the variant with the best mean val {metric}, reported on test")
-        if by_selection["tuned"]:
-            show_leaderboard(tables.leaderboard_frame(by_selection["tuned"]), higher)
+        if "tuned" in first:
+            show_leaderboard(first["tuned"], higher)
         else:
             st.caption("No tuned rows in this leaderboard: they come from a sweep (`suite run --set decay=0.9,0.99`) "
                        "evaluated on val and test.")
-        if by_selection["sweep"]:
-            with st.expander(f"Every swept variant ({len(by_selection['sweep'])} rows)"):
-                show_leaderboard(tables.leaderboard_frame(by_selection["sweep"]), higher)
+        if "sweep" in first:
+            with st.expander(f"Every swept variant ({len(first['sweep'])} rows)"):
+                show_leaderboard(first["sweep"], higher)
+        if any(len(frame.columns) > len(tables.DETAIL_KEYS) for frame in details.values()):
+            with st.expander("Details: best evaluation, paired seeds, convergence speed"):
+                for selection, frame in details.items():
+                    st.markdown(f"*{selection}*")
+                    st.dataframe(frame, hide_index=True, column_config={
+                        name: column for name, column in LEADERBOARD_COLUMNS.items() if name in frame.columns})
         st.download_button("Download as CSV", leaderboard.to_csv(board_rows), mime="text/csv", key="download-task",
                            file_name=f"leaderboard-{task}-{preset}-{metric}.csv")
         st.caption("Ranked by the final mean (last evaluation, averaged over seeds) within each split; *variant* "
                    "names the knobs a row ran with. Δ vs none is the mean of the per-seed differences to plain "
                    "training with the same seed (green: better), with its 95% t interval, the paired t-test's "
-                   "p-value and the share of seeds on which the method beats `none`. *reach 90%/99%* is the first "
-                   "epoch (or second) at which the method reaches that share of `none`'s final improvement over "
-                   "its first evaluation; *AUC* is the normalised area under the curve. Click a header to sort.")
+                   "p-value and the share of seeds on which the method beats `none`. Under *details*: *reach "
+                   "90%/99%* is the first epoch (or second) at which the method reaches that share of `none`'s final "
+                   "improvement over its first evaluation; *AUC* is the normalised area under the curve. Click a "
+                   "header to sort.")
     sensitivity_view(snapshot, task, preset, metric, board_rows)
 
 

@@ -35,6 +35,11 @@ BOARD_COLUMNS = (
     "tuned_over", "tuned_at_edge",
 )
 
+# what a newcomer does not need first: shown under the task's tables, each row named by DETAIL_KEYS
+DETAIL_KEYS = ("rank", "method", "variant", "split")
+DETAIL_COLUMNS = ("best_mean", "best_std", "paired_seeds", "reach90_epoch", "reach99_epoch", "reach90_s", "reach99_s",
+                  "auc_epoch", "auc_s", "epochs")
+
 
 def method_key(method: str) -> tuple[int, str]:
     return METHOD_ORDER.get(method, 9), method
@@ -118,6 +123,13 @@ def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
                         "delta_ci": interval_text(r.get("delta_ci_low"), r.get("delta_ci_high"))})
     columns = [c for c in BOARD_COLUMNS if c in IDENTITY or any(not _missing(r.get(c)) for r in records)]
     return pd.DataFrame.from_records([{c: r.get(c) for c in columns} for r in records], columns=columns)
+
+
+def split_details(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A task table (:func:`leaderboard_frame`) as what is read first, and its :data:`DETAIL_COLUMNS` with the
+    keys that name each row."""
+    details = [c for c in frame.columns if c in DETAIL_COLUMNS]
+    return frame.drop(columns=details), frame[[c for c in DETAIL_KEYS if c in frame.columns] + details]
 
 
 def full_leaderboard(table: list[dict[str, Any]]) -> pd.DataFrame:

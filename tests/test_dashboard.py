@@ -365,8 +365,12 @@ def test_shipped_and_tuned_tables_show_knobs_and_paired_statistics(made_leaderbo
     assert list(zip(shipped["split"], shipped["method"])) == [
         ("test", "sema"), ("test", "ema"), ("test", "none"), ("val", "sema"), ("val", "ema"), ("val", "none")]
     sema = shipped.iloc[0]
-    assert (sema["variant"], sema["delta_ci"], sema["p_value"], sema["win_rate"], sema["reach90_epoch"]) == (
-        "shipped", "[+1.5, +2.5]", 0.004, 1.0, 3.0)
+    assert (sema["variant"], sema["delta_ci"], sema["p_value"], sema["win_rate"]) == (
+        "shipped", "[+1.5, +2.5]", 0.004, 1.0)
+    assert not {"paired_seeds", "reach90_epoch", "best_mean"} & set(shipped.columns)  # folded under the details
+    details = frame_with(at, "reach90_epoch", "paired_seeds")  # the shipped rows', in the same order
+    assert list(details["method"]) == list(shipped["method"])
+    assert (details.iloc[0]["reach90_epoch"], details.iloc[0]["paired_seeds"]) == (3.0, 3)
     assert list(zip(tuned["method"], tuned["variant"], tuned["split"])) == [
         ("sema", "decay=0.9", "test"), ("ema", "decay=0.9", "test"), ("none", "shipped", "test")]
     assert tuned.iloc[0]["delta_ci"] == "[+2, +4]"
@@ -442,7 +446,7 @@ def test_a_real_tiny_run_shows_up(tmp_path: Path, monkeypatch) -> None:
                     "--set", "epochs=2", "--results-dir", str(results)], cwd=REPO, check=True, capture_output=True,
                    env={**os.environ, "PYTHONPATH": str(REPO), "SUITE_THREADS": "1"})
     at = run_app(results, monkeypatch)
-    boards = [d.value.to_dict("records") for d in at.dataframe if "variant" in d.value.columns]
+    boards = [d.value.to_dict("records") for d in at.dataframe if {"variant", "final_mean"} <= set(d.value.columns)]
     val = [(r["variant"], r["final_mean"]) for board in boards for r in board if r["split"] == "val"]
     expected = [r for r in leaderboard.build(results) if r["metric"] == "top1" and r["split"] == "val"]
     assert val == [("epochs=2", pytest.approx(expected[0]["final_mean"]))]  # --set epochs=2: a variant, labelled

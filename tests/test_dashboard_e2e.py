@@ -20,6 +20,9 @@ pytest.importorskip("streamlit")
 pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')")
 from playwright.sync_api import expect  # noqa: E402
 
+from sema_dashboard import tables  # noqa: E402
+from sema_suite.results import leaderboard  # noqa: E402
+
 from results_fixture import make_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,8 +43,14 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(tmp_path: Path):
-    results = make_results(tmp_path / "results", sweep=(0.8,))
+def results(tmp_path: Path) -> Path:
+    """A decay sweep with a test evaluation at the end of each done job, so the tuned rows and the first screen's
+    grid exist; one running, one failed and one pending job."""
+    return make_results(tmp_path / "results", sweep=(0.8,), test=True)
+
+
+@pytest.fixture
+def server(results: Path):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "sema_suite.cli", "dashboard", "--results-dir", str(results),
                              "--port", str(port)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -70,7 +79,25 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def test_the_page_loads_in_chromium_and_shows_every_view(server: str, tmp_path: Path) -> None:
+def check_the_grid(page, results: Path) -> None:
+    """The first screen's win/tie/loss grid, as Chromium shows it: one row per method, one cell per task, each the
+    verdict on the tuned test row of the primary metric that `suite leaderboard` computes."""
+    table = leaderboard.build(results)
+    expected = {(r["method"], f"{r['task']}/{r['preset']}"): tables.verdict(r) for r in table
+                if r["selection"] == "tuned" and r["split"] == "test" and r["method"] != "none"
+                and r["metric"] == leaderboard.primary_metric(r["task"], r["preset"])}
+    assert {method for method, _ in expected} == {"ema", "sema"} and len(expected) == 4
+    grid = page.locator(".st-key-answer table")
+    expect(grid).to_be_visible()
+    columns = grid.locator("thead th").all_inner_texts()[1:]
+    shown = {}
+    for row in grid.locator("tbody tr").all():
+        method, *cells = [text.strip() for text in row.locator("th, td").all_inner_texts()]
+        shown |= {(method, column): cell for column, cell in zip(columns, cells)}
+    assert shown == expected
+
+
+def test_the_page_loads_in_chromium_and_shows_every_view(server: str, results: Path, tmp_path: Path) -> None:
     with screenshot.browser_page((1400, 1500)) as page:
         page.goto(server)
         page.locator('.st-key-leaderboard [data-testid="stDataFrame"]').first.wait_for(timeout=LOAD_MS)
@@ -79,6 +106,7 @@ def test_the_page_loads_in_chromium_and_shows_every_view(server: str, tmp_path: 
         # the sweep's curve is its own series, with its own seed count (the chart legend is drawn, not text)
         expect(page.locator(".st-key-curves")).to_contain_text("sema · decay=0.8: 3")
         expect(page.locator(".st-key-curves")).to_contain_text("sema · shipped: 4")  # 3 done, 1 running
+        check_the_grid(page, results)
         shot = tmp_path / "dashboard.png"
         page.screenshot(path=str(shot))
         assert png_size(shot) == (1400, 1500)
