@@ -17,16 +17,18 @@ from sema_suite.errors import BadOverride
 from sema_suite.results import leaderboard
 from sema_suite.results.store import JobDir
 
-CLS_FAST = ["depths=[1]", "width=4", "image_size=8", "batch_size=128", "epochs=2", "switch_start=1"]
+from cls_jobs import CLS_FAST, copy_jobs, jobs_by_method
+
 QUICK = ["batches=1", "trace_samples=2", "steps=1", "average_samples=2", "directions=1", "points=3"]
-# each task's tiny preset, cut to a few steps
+# each task's tiny preset, cut to a few steps (and, for the slowest evaluations, fewer samples); cls's is analysed
+# at the end of its run (and during it) in test_a_partner_trained_later_is_interpolated_...
 TRAIN = {
-    "cls": CLS_FAST,
     "reg": ["epochs=1"],
     "ssl": ["epochs=2"],
-    "video": ["epochs=1"],
+    "video": ["epochs=1", "train_sequences=128", "val_sequences=32", "test_sequences=32"],
     "det": ["epochs=1", "num_train=64", "num_val=16", "num_test=16"],
-    "gen": ["iters=30", "val_interval=30", "lr_warmup_iters=5"],
+    "gen": ["iters=30", "val_interval=30", "lr_warmup_iters=5", "sample_steps=2", "fid_samples=64",
+            "eval_batch_size=64"],
     "lm": ["iters=30", "val_interval=30", "lr_warmup_iters=5", "layers=1", "dim=32", "ffn=64", "context=32"],
 }
 
@@ -44,11 +46,11 @@ def jobs(results: Path) -> dict[str, JobDir]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """Two cls jobs (none, sema), trained and measured; and what the measuring printed."""
+def trained(cls_jobs: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Copies of two of the shared cls jobs (none, sema; no ema job yet), measured; and what the measuring printed."""
     results = tmp_path_factory.mktemp("results")
-    done = suite("run", "--task", "cls", "--method", "none,sema", "--results-dir", str(results), *sets(CLS_FAST))
-    assert done.returncode == 0, done.stderr
+    shared = jobs_by_method(cls_jobs)
+    copy_jobs([shared["none"], shared["sema"]], results)
     measured = suite("analyze", "--results-dir", str(results), *sets(QUICK))
     assert measured.returncode == 0, measured.stderr
     return results, measured.stdout
@@ -67,6 +69,8 @@ def test_settings_refuse_unknown_or_bad_knobs() -> None:
     assert Settings.parse(["interpolation_points=0", "every_eval=0"]).interpolation_points == 0
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("cls_jobs")
 def test_measurements_are_deterministic_skipped_once_done_and_read_by_the_leaderboard(trained) -> None:
     trained, printed = trained
     assert "2 measured, 0 failed" in printed
@@ -99,6 +103,8 @@ def final(job: JobDir, split: str, metric: str) -> float:
     return max((r for r in job.metrics() if r["split"] == split and r["metric"] == metric), key=lambda r: r["iter"])["value"]
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("cls_jobs")
 def test_a_sema_job_is_interpolated_with_its_partners(trained) -> None:
     trained, _ = trained
     by_method = jobs(trained)
@@ -124,16 +130,13 @@ def test_a_sema_job_is_interpolated_with_its_partners(trained) -> None:
     assert {r["metric"] for r in leaderboard.load(trained) if r["method"] == "sema"} >= set(barriers)
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("cls_jobs")
 def test_a_partner_trained_later_is_interpolated_and_evaluations_are_measured_during_training(
-        trained, tmp_path: Path) -> None:
-    import shutil
-
+        trained, cls_jobs: Path, tmp_path: Path) -> None:
     trained, _ = trained
     results = tmp_path / "results"
-    shutil.copytree(trained, results)
-    for job in jobs(results).values():
-        marker = job.work_dir / "last_checkpoint"  # mmengine's marker holds an absolute path: follow the copy
-        marker.write_text(str(job.work_dir / Path(marker.read_text().strip()).name))
+    copy_jobs(list(jobs(trained).values()), results)
     done = suite("run", "--task", "cls", "--method", "ema", "--results-dir", str(results), *sets(CLS_FAST),
                  "--analyze", *QUICK, "every_eval=1")
     assert done.returncode == 0, done.stderr
@@ -143,30 +146,28 @@ def test_a_partner_trained_later_is_interpolated_and_evaluations_are_measured_du
         f"barrier_{m}_vs_{p}" for m in ("train_loss", "top1") for p in ("none", "ema")}
     # every_eval=1: measured at both evaluations of the two-epoch run, the final one with the landscape ...
     ema = by_method["ema"]
+    assert ema.status()["analysis"]["state"] == "done", ema.status()["analysis"].get("error")
     assert sorted({r["epoch"] for r in ema.analysis()}) == [1.0, 2.0]
     assert {r["metric"] for r in ema.analysis() if r["epoch"] == 1.0} == {r["metric"] for r in jobs(trained)["sema"].analysis()}
     # ... without changing the training: ema follows none's trajectory, so its trained weights are none's,
-    # and the analysis' random draws between evaluations must not move the training's random stream
-    again = suite("run", "--task", "cls", "--method", "ema", "--results-dir", str(tmp_path / "plain"), *sets(CLS_FAST))
-    assert again.returncode == 0, again.stderr
-    (plain,) = jobs(tmp_path / "plain").values()
-    assert [r["value"] for r in plain.metrics()] == [r["value"] for r in ema.metrics()]
+    # and the analysis' random draws between evaluations must not move the training's random stream (the shared
+    # ema job is this job, trained alone without --analyze)
+    plain = jobs_by_method(cls_jobs)["ema"]
+    assert plain.job_id == ema.job_id and [r["value"] for r in plain.metrics()] == [r["value"] for r in ema.metrics()]
 
     refused = suite("analyze", "--results-dir", str(results), *sets(["every_eval=1"]))
     assert refused.returncode != 0 and "suite run --analyze every_eval" in refused.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("cls_jobs")
 def test_a_killed_analysis_is_measured_again(trained, tmp_path: Path) -> None:
-    import shutil
-
     trained, _ = trained
     results = tmp_path / "results"
-    shutil.copytree(trained, results)
+    copy_jobs(list(jobs(trained).values()), results)
     for job in jobs(results).values():
         job.analysis_csv.unlink(missing_ok=True)
         job.update_status(analysis=None)
-        marker = job.work_dir / "last_checkpoint"  # mmengine's marker holds an absolute path: follow the copy
-        marker.write_text(str(job.work_dir / Path(marker.read_text().strip()).name))
     proc = subprocess.Popen([sys.executable, "-m", "sema_suite.cli", "analyze", "--results-dir", str(results), *sets(QUICK)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
@@ -191,6 +192,7 @@ def test_published_results_without_weights_are_named_not_measured(tmp_path: Path
     assert unknown.returncode != 0 and "cls-tiny-none-s0-nothere" in unknown.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(TRAIN))
 def test_every_tiny_preset_can_be_analysed_at_the_end_of_its_run(task: str, tmp_path: Path) -> None:
     done = suite("run", "--task", task, "--method", "sema", "--results-dir", str(tmp_path), "--analyze", *QUICK,

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from sema_suite.results.store import JobDir
 
 from matrix import assert_complete, env, jobs, recorded, run_matrix, start_matrix, training, worker_processes
@@ -30,6 +32,8 @@ def wait_for_worker(results: Path, proc: subprocess.Popen, rows: int, timeout: f
     raise AssertionError(f"no worker got to {rows} evaluation(s); see {results.parent / (results.name + '.log')}")
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("matrix")  # one worker runs the reference matrix (conftest.py) for all
 def test_ray_retries_a_job_whose_worker_was_killed(tmp_path: Path, reference: str) -> None:
     import ray
 
@@ -60,6 +64,8 @@ def test_ray_retries_a_job_whose_worker_was_killed(tmp_path: Path, reference: st
         ray.shutdown()
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("matrix")
 def test_matrix_started_locally_is_finished_on_slurm_through_a_preemption(tmp_path: Path, reference: str) -> None:
     results = tmp_path / "results"
     local = start_matrix(results)  # one local worker: the first run (none and ema) finishes, sema's is cut short

@@ -39,6 +39,7 @@ def test_the_tiny_digits_are_scikit_learns_without_importing_it() -> None:
     assert torch.equal(labels, torch.as_tensor(bunch.target))
 
 
+@pytest.mark.slow
 def test_bench_matrix_runs_both_ways_and_prints_the_ratios() -> None:
     done = subprocess.run([sys.executable, "-m", "sema_suite.cli", "bench", "matrix", "--decays", "0.9,0.99",
                            *[x for s in ("epochs=1", "depths=[1]", "width=4", "image_size=8", "batch_size=128")

@@ -28,6 +28,7 @@ def suite(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "SUITE_THREADS": "1"}, timeout=900)
 
 
+@pytest.mark.slow
 def test_a_det_job_on_two_processes_trains_once_and_records_once(tmp_path: Path) -> None:
     results = tmp_path / "results"
     sets = [x for s in SMALL for x in ("--set", s)]
@@ -64,7 +65,8 @@ def test_a_job_on_several_processes_is_another_job() -> None:
     (["--task", "cls", "--gpus-per-job", "2"], "task cls trains and evaluates in one process"),
     (["--task", "det", "--gpus-per-job", "2", "--jobs-per-gpu", "2", "--gpus", "0"], "use one of them"),
     (["--task", "det", "--gpus-per-job", "2", "--analyze", "every_eval=1"], "drop every_eval"),
-    (["--task", "det", "--gpus-per-job", "3"], "does not split evenly over 3 processes"),
+    pytest.param(["--task", "det", "--gpus-per-job", "3"], "does not split evenly over 3 processes",
+                 marks=pytest.mark.slow),  # found once the worker has built the job
 ])
 def test_what_a_multi_process_job_cannot_do_is_a_clear_error(tmp_path: Path, args: list[str], message: str) -> None:
     done = suite("run", *args, "--results-dir", str(tmp_path / "results"))

@@ -15,20 +15,21 @@ from sema_suite.method.checkpoints import load, trained_state
 from sema_suite.results.store import JobDir, read_json
 from sema_suite.running.worker import build_runner, load_job
 
-FAST = ["epochs=2", "depths=[1]", "width=4", "image_size=8", "batch_size=128", "switch_start=1"]
+from cls_jobs import jobs_by_method
+
+# the shared cls jobs (tests/cls_jobs.py): each trained alone, so each has its own checkpoint (a shared run's: see
+# README); one xdist worker trains them for all their tests
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cls_jobs")]
 
 
 def suite(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sema_suite.cli", *args], capture_output=True, text=True)
 
 
-@pytest.fixture(scope="module")
-def jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, JobDir]:
-    results = tmp_path_factory.mktemp("results")
-    done = suite("run", "--task", "cls", "--method", "none,ema,sema", "--results-dir", str(results), "--no-share",
-                 *[x for kv in FAST for x in ("--set", kv)])  # each job its own checkpoint (a shared run's: see README)
-    assert done.returncode == 0, done.stderr
-    return {JobDir(results, p.name).job_id.split("-")[2]: JobDir(results, p.name) for p in results.iterdir()}
+@pytest.fixture
+def jobs(cls_jobs: Path) -> dict[str, JobDir]:
+    """method -> the shared cls job of seed 0."""
+    return jobs_by_method(cls_jobs)
 
 
 def final_val(job: JobDir) -> float:

@@ -20,7 +20,8 @@ from in_process import train_sema
 
 @pytest.fixture(scope="module")
 def features_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh cache, so the extractor is trained (once) by these tests rather than taken from the user's."""
+    """A fresh cache, so the extractor is trained (once) by these tests rather than taken from the user's (the tests
+    that use it share the xdist group ``gen_features``: one worker trains it)."""
     path = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SEMA_CACHE_DIR", str(path))
@@ -38,6 +39,7 @@ def cached(features_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return features_cache
 
 
+@pytest.mark.xdist_group("gen_features")
 def test_extractor_is_cached_and_classifies_digits(cached: Path) -> None:
     (path,) = cached.glob("fid_digits_16px_v*.pt")
     saved = torch.load(path, weights_only=True)
@@ -58,6 +60,7 @@ def fid(reals: torch.Tensor, fakes: torch.Tensor) -> float:
     return metric.compute_metrics(metric.results)["fid_digits"]
 
 
+@pytest.mark.xdist_group("gen_features")
 def test_fid_digits_tells_digits_from_blur(cached: Path) -> None:
     val = DigitsImages("val").images  # in [0, 1]
     train = DigitsImages("train").images[: len(val)]
@@ -67,6 +70,7 @@ def test_fid_digits_tells_digits_from_blur(cached: Path) -> None:
     assert fid(val, torch.rand_like(val)) > fid(val, blurred)
 
 
+@pytest.mark.xdist_group("gen_features")
 def test_real_statistics_are_computed_once_and_reused(cached: Path) -> None:
     val = DigitsImages("val").images
     train = DigitsImages("train").images[: len(val)]
@@ -82,6 +86,7 @@ def test_real_statistics_are_computed_once_and_reused(cached: Path) -> None:
     assert values == [fid(val, train), fid(val, blurred), fid(val, train)]  # what fresh metrics give
 
 
+@pytest.mark.xdist_group("gen_features")
 def test_metric_writes_a_preview_grid(cached: Path) -> None:
     metric = FrechetDistance(name="fid_digits", features="digits", image_size=16, preview_count=64)
     images = DigitsImages("val").images[:100]
@@ -117,6 +122,8 @@ def test_dry_run_builds_every_preset_without_data(tmp_path: Path) -> None:
                         .context(tmp_path, tmp_path / "w"))
 
 
+@pytest.mark.xdist_group("gen_features")
+@pytest.mark.slow
 def test_tiny_job_learns_and_sema_switches_every_pass(cached: Path, tmp_path: Path) -> None:
     """60 iterations of the real tiny job (evaluated on 128 samples of 10 DDIM steps every 20): SEMA switches
     after every pass over the data (17 iterations), each evaluation leaves its row in metrics.csv and its

@@ -37,6 +37,7 @@ def test_bad_input_is_a_clear_error(args: list[str], message: str) -> None:
     assert result.returncode == 2 and message in result.stderr
 
 
+@pytest.mark.slow
 def test_on_a_cpu_it_trains_a_preset_with_each_method_and_sees_the_switch(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "sema_suite.cli", "gpu-check", "--presets", "cls/cifar10",
                              "--iters", "2"], capture_output=True, text=True)

@@ -139,6 +139,7 @@ def val_rows(results: Path) -> list[tuple[int, str, float]]:
     return [(r["iter"], r["metric"], r["value"]) for r in job.metrics() if r["split"] == "val"]
 
 
+@pytest.mark.slow
 def test_a_short_run_beats_the_unigram_baseline_and_resumes_exactly(tmp_path: Path) -> None:
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     done = subprocess.run([sys.executable, "-m", "sema_suite.cli", *small_args(clean)], capture_output=True, text=True)

@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sema_suite.results.store import JobDir
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sema-bench-plugin"
 
 
+@pytest.mark.slow
 def test_entry_point_plugin_runs(tmp_path: Path) -> None:
     site = tmp_path / "site"
     shutil.copytree(EXAMPLE / "sema_bench_plugin", site / "sema_bench_plugin")

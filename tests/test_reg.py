@@ -85,6 +85,7 @@ def test_agedb_without_data_names_the_layout(tmp_path):
         TASK.check_data(job.preset, job.context(tmp_path, tmp_path / "work"))
 
 
+@pytest.mark.slow
 def test_tiny_run_beats_the_constant_predictor(tmp_path, capsys):
     assert main(["run", "--task", "reg", "--method", "none", "--set", "epochs=3",
                  "--results-dir", str(tmp_path)]) == 0

@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from sema_suite.results.store import JobDir
 
 from matrix import assert_complete, jobs, recorded, run_matrix, start_matrix, training, worker_processes
@@ -42,6 +44,8 @@ def kill_at_random_points(results: Path, rng: random.Random) -> list[str]:
     return killed
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("matrix")  # one worker runs the reference matrix (conftest.py) for all
 def test_random_kills_then_rerun_give_the_uninterrupted_results(tmp_path: Path, reference: str) -> None:
     seed = random.randrange(2**32)
     rng = random.Random(seed)

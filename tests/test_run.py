@@ -35,6 +35,7 @@ def curve(results: Path) -> list[tuple[float, float]]:
     return [(r["epoch"], r["value"]) for r in job.metrics() if r["split"] == "val"]
 
 
+@pytest.mark.slow
 def test_kill_and_rerun_resumes_exactly(tmp_path: Path) -> None:
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     first = suite(*run_args(clean, epochs=4))
@@ -65,6 +66,7 @@ def test_kill_and_rerun_resumes_exactly(tmp_path: Path) -> None:
     assert skipped.returncode == 0 and "0 to run, 1 already done" in skipped.stderr
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_that_job_and_the_others_go_on(tmp_path: Path) -> None:
     overrides = (("depths", [1]), ("width", 4), ("image_size", 8), ("batch_size", 128), ("epochs", 1))
     bad = JobSpec("cls", "tiny", "ema", 0, (*overrides, ("lr", float("nan")))).resolve()
@@ -82,6 +84,7 @@ def test_nan_loss_fails_that_job_and_the_others_go_on(tmp_path: Path) -> None:
     assert "loss became nan" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_job_planned_by_other_code_is_refused_never_marked_done(tmp_path: Path) -> None:
     """The preset changed between planning and the worker's start: the worker names both ids and the job fails
     (a re-run plans and trains the new one), where it used to train elsewhere and mark the planned job done."""
@@ -132,6 +135,7 @@ def test_dry_run_builds_paper_preset_without_data(tmp_path: Path) -> None:
     assert "# model: ImageClassifier, 11.2" in result.stdout  # ResNet-18 with 100 classes
 
 
+@pytest.mark.slow
 def test_final_evaluation_is_recorded_after_a_kill_before_it(tmp_path: Path) -> None:
     """With evaluations every 2 of 3 epochs, the last checkpoint (epoch 3) is written before the final
     evaluation; a job killed in between resumes at the end of training and must still record it."""
@@ -149,18 +153,16 @@ def test_final_evaluation_is_recorded_after_a_kill_before_it(tmp_path: Path) -> 
     assert job.status()["resumed_from"].endswith("epoch_3.pth")
 
 
-def test_a_seed_gives_every_method_the_same_start_and_data_order(tmp_path: Path) -> None:
+@pytest.mark.slow
+@pytest.mark.xdist_group("cls_jobs")
+def test_a_seed_gives_every_method_the_same_start_and_data_order(cls_jobs: Path) -> None:
     """The seeds are pairs: none, ema and sema of one seed start from the same weights and draw the same
     batches, so after epoch 1 (before sema's first switch at epoch 2) all three trained the same weights,
     and ema -- which never feeds back -- ends on exactly none's weights (what lets shared runs serve both). Another
-    seed trains other weights. Each job trains alone here (--no-share), to check that premise."""
-    sets = [x for s in [*FAST, "epochs=2", "switch_start=2"] for x in ("--set", s)]
-    result = suite("run", "--task", "cls", "--method", "none,ema,sema", "--seeds", "0,1", "--no-share",
-                   "--results-dir", str(tmp_path), *sets)
-    assert result.returncode == 0, result.stderr
+    seed trains other weights. Each job trains alone (--no-share: tests/cls_jobs.py), to check that premise."""
 
     def weights(method: str, seed: int, epoch: int) -> dict[str, torch.Tensor]:
-        (folder,) = tmp_path.glob(f"cls-tiny-{method}-s{seed}-*")
+        (folder,) = cls_jobs.glob(f"cls-tiny-{method}-s{seed}-*")
         return trained_state(torch.load(folder / "work" / f"epoch_{epoch}.pth", weights_only=False))
 
     def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:

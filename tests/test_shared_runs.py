@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sema_suite import cli
 from sema_suite.method.hooks import SemaHook
 from sema_suite.results.store import JobDir, read_json
 from sema_suite.running.jobs import expand_matrix
@@ -59,11 +60,12 @@ def _rows(results: Path) -> dict[str, list[tuple]]:
 
 
 def _export(results: Path, job_id: str, out: Path) -> dict[str, torch.Tensor]:
-    done = suite("export", job_id, "--results-dir", str(results), "-o", str(out))
-    assert done.returncode == 0, done.stderr
+    """`suite export`, in this process (its own process is tested in tests/test_export.py)."""
+    assert cli.main(["export", job_id, "--results-dir", str(results), "-o", str(out)]) == 0
     return torch.load(out, weights_only=True)
 
 
+@pytest.mark.slow
 def test_shared_run_equals_one_run_per_job_bit_for_bit(tmp_path: Path) -> None:
     shared, separate = tmp_path / "shared", tmp_path / "separate"
     first = matrix(shared, "none,ema,sema", "0.9,0.99")
@@ -111,6 +113,7 @@ def test_shared_run_equals_one_run_per_job_bit_for_bit(tmp_path: Path) -> None:
     assert read_json(JobDir(shared, new).job_json)["run_id"] == new and JobDir(shared, new).status()["state"] == "done"
 
 
+@pytest.mark.slow
 def test_dashboard_lists_jobs_not_runs_with_their_costs(tmp_path: Path) -> None:
     pytest.importorskip("streamlit")
     from sema_dashboard import tables
@@ -127,9 +130,12 @@ def test_dashboard_lists_jobs_not_runs_with_their_costs(tmp_path: Path) -> None:
     assert (frame["train s"] > 0).all() and (frame["eval s"] > 0).all() and (frame["wall s"] > 0).all()
 
 
+@pytest.mark.slow
 def test_each_job_of_a_shared_run_gets_its_own_previews(tmp_path: Path) -> None:
     results = tmp_path / "results"
-    done = suite("run", "--task", "video", "--method", "none,ema", "--set", "epochs=1", "--results-dir", str(results))
+    short = ["epochs=1", "train_sequences=128", "val_sequences=32", "test_sequences=32"]  # 4 steps, then a preview
+    done = suite("run", "--task", "video", "--method", "none,ema", *[x for s in short for x in ("--set", s)],
+                 "--results-dir", str(results))
     assert done.returncode == 0, done.stderr
     previews = {p.parent.parent.name: p.read_bytes() for p in results.glob("*/samples/*.png")}
     assert len(previews) == 2 and not any("shared" in name for name in previews)

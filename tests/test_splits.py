@@ -227,6 +227,7 @@ def _run(tmp_path: Path, task: str, sets: list[str]) -> list[dict]:
     return JobDir(tmp_path, job_json.parent.name).metrics()
 
 
+@pytest.mark.slow
 def test_tiny_cls_job_records_val_every_epoch_and_test_at_the_end(tmp_path, capsys):
     rows = _run(tmp_path, "cls", ["epochs=2"])
     assert [(r["split"], r["epoch"], r["metric"]) for r in rows] == [
@@ -234,6 +235,7 @@ def test_tiny_cls_job_records_val_every_epoch_and_test_at_the_end(tmp_path, caps
     assert rows[-1]["value"] > 50  # it learnt (chance: 10 %)
 
 
+@pytest.mark.slow
 def test_tiny_reg_job_records_val_every_epoch_and_test_at_the_end(tmp_path, capsys):
     from sema_tasks.reg.modules import RotatedDigits
 

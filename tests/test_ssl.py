@@ -81,6 +81,7 @@ def _sema_hook(runner) -> SemaHook:
     return next(h for h in runner.hooks if isinstance(h, SemaHook))
 
 
+@pytest.mark.slow
 def test_momentum_target_is_neither_averaged_nor_switched(tmp_path):
     runner, _ = _runner(tmp_path, "tiny-mocov3", "sema", epochs=2, switch_start=1)
     runner.train()
@@ -102,6 +103,7 @@ def test_momentum_target_is_neither_averaged_nor_switched(tmp_path):
         assert all(torch.equal(v, target[k]) for k, v in model.target.state_dict().items())
 
 
+@pytest.mark.slow
 def test_end_of_run_probe_uses_the_average_after_a_resume(tmp_path):
     runner, job = _runner(tmp_path, "tiny", "ema", epochs=2, lr_warmup_epochs=0)
     runner.train()
@@ -119,6 +121,7 @@ def test_end_of_run_probe_uses_the_average_after_a_resume(tmp_path):
     assert [r["metric"] for r in rows if r["split"] == "test"] == ["knn", "linear_probe"]
 
 
+@pytest.mark.slow
 def test_tiny_run_learns_and_records_knn_each_epoch_then_knn_and_probe_on_test(tmp_path, capsys):
     assert main(["run", "--task", "ssl", "--method", "none", "--set", "epochs=3",
                  "--results-dir", str(tmp_path)]) == 0

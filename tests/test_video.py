@@ -88,6 +88,7 @@ def test_dry_run_builds_every_preset_and_names_the_missing_test_file(tmp_path: P
         TASK.check_data(job.preset, job.context(tmp_path, tmp_path / "w"))
 
 
+@pytest.mark.slow
 def test_tiny_job_learns_and_sema_switches_every_epoch(tmp_path: Path) -> None:
     """Three short epochs of the real tiny job: it beats predicting black frames (MSE 53.7 on these
     sequences), SEMA switches at the end of epochs 2 and 3, every evaluation leaves its rows and its strip."""
