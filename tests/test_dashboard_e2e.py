@@ -30,9 +30,9 @@ _spec = importlib.util.spec_from_file_location("screenshot", REPO / "scripts" / 
 screenshot = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(screenshot)
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     screenshot.find_chromium() is None,
-    reason="Chromium is not installed (Debian: `apt-get install chromium`, or run scripts/install_chromium.sh as root)")
+    reason="Chromium is not installed (Debian: `apt-get install chromium`, or run scripts/install_chromium.sh as root)")]
 LOAD_MS = 120_000  # a cold Streamlit server on 2 busy cores
 
 

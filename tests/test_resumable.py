@@ -22,6 +22,7 @@ from sema_suite.running.jobs import JobSpec
 CLS = (("depths", [1]), ("width", 4), ("image_size", 8), ("batch_size", 128), ("epochs", 2), ("switch_start", 1))
 LM = (("iters", 30), ("val_interval", 15), ("lr_warmup_iters", 5), ("layers", 1), ("dim", 32), ("ffn", 64),
       ("context", 32))
+pytestmark = pytest.mark.slow  # each case trains three runs in this process
 
 
 class Preempted(Exception):
