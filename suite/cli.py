@@ -221,16 +221,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from sema_suite.method.methods import AVERAGING_DEFAULTS, AVERAGING_HELP, METHODS
+    from sema_suite.method.methods import get_method, method_names
     from sema_suite.registry import get_task, task_names
 
-    print("methods:")
-    for name, text in METHODS.items():
-        print(f"  {name:6s} {text}")
-    print("averaging keys (--set KEY=VALUE, or KEY=A,B,C to sweep); an epoch of an iteration-based loop is one "
-          "pass over the training data:")
-    for key, default in AVERAGING_DEFAULTS.items():
-        print(f"  {key}={default}: {AVERAGING_HELP[key]}")
+    print("methods (their knobs: --set KEY=VALUE, or KEY=A,B,C to sweep; an epoch of an iteration-based loop is "
+          "one pass over the training data):")
+    for name in method_names():
+        method = get_method(name)
+        print(f"  {name}: {method.summary}")
+        for key, knob in method.knobs.items():
+            print(f"    {key}={knob.default}: {knob.help}")
     for name in task_names():
         task = get_task(name)
         print(f"\ntask {name}: {task.description}")

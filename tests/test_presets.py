@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sema_suite.method.methods import AVERAGING_DEFAULTS
+from sema_suite.method.methods import averaging_defaults
 from sema_suite.registry import get_task, task_names
 from sema_suite.running.jobs import JobSpec
 
@@ -43,7 +43,7 @@ def test_every_paper_preset_is_listed() -> None:
 @pytest.mark.parametrize(("task", "preset"), paper_presets())
 def test_the_averaging_lag_stays_well_under_the_switch_period(task: str, preset: str) -> None:
     shipped = get_task(task).presets[preset]
-    averaging = {**AVERAGING_DEFAULTS, **shipped.averaging}
+    averaging = {**averaging_defaults(), **shipped.averaging}
     params = shipped.params
     steps_per_epoch = (EPOCH[task, preset] - params.get("val_size", 0)) // params["batch_size"]
     period = averaging["switch_interval_iters"] or averaging["switch_interval"] * steps_per_epoch

@@ -1,5 +1,6 @@
 """Checkpoints in the middle of a pass over the data (``suite run --checkpoint-every``), and resuming from one
-exactly: an epoch loop (cls) and an iteration loop (lm), trained in this process and stopped at a chosen step."""
+exactly: an epoch loop (cls) and an iteration loop (lm), trained in this process and stopped at a chosen step;
+for sema, and for swa (its average and SWALR running when stopped) and lookahead (slow weights mid-period)."""
 
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ class StopAfter(Hook):
 
 
 def train(task: str, overrides: tuple, results: Path, every: dict[str, Any] | None = None,
-          stop_after: int | None = None) -> tuple[Runner, JobDir]:
-    job = JobSpec(task, "tiny", "sema", 0, overrides).resolve()
+          stop_after: int | None = None, method: str = "sema") -> tuple[Runner, JobDir]:
+    job = JobSpec(task, "tiny", method, 0, overrides).resolve()
     folder = JobDir(results, job.job_id)
     cfg = build_config(job, job.context(results / "data", folder.work_dir), results, checkpoint_every=every)
     cfg.experiment_name = f"{results.name}-{time.time_ns()}"  # one mmengine logger and visualizer per runner
@@ -66,18 +67,20 @@ def final_weights(job: JobDir) -> dict[str, torch.Tensor]:
     return trained_state(checkpoint)
 
 
-@pytest.mark.parametrize("task, overrides, every", [
-    ("cls", CLS, {"minutes": 1e-9}),  # every iteration: the newest two are kept
-    ("lm", LM, {"iters": 4}),
+@pytest.mark.parametrize("task, method, overrides, every", [
+    ("cls", "sema", CLS, {"minutes": 1e-9}),  # every iteration: the newest two are kept
+    ("lm", "sema", LM, {"iters": 4}),
+    ("cls", "swa", (*CLS, ("swa_start", 1)), {"minutes": 1e-9}),
+    ("cls", "lookahead", (*CLS, ("lookahead_k", 3)), {"minutes": 1e-9}),
 ])
 def test_a_job_stopped_mid_pass_resumes_from_its_periodic_checkpoint_exactly(
-        tmp_path: Path, task: str, overrides: tuple, every: dict[str, Any]) -> None:
-    reference, clean = train(task, overrides, tmp_path / "clean")
+        tmp_path: Path, task: str, method: str, overrides: tuple, every: dict[str, Any]) -> None:
+    reference, clean = train(task, overrides, tmp_path / "clean", method=method)
     per_pass = len(reference.train_dataloader)
     stop = per_pass + per_pass // 2 + 2 if task == "cls" else 22  # the middle of the second pass / between evals
     assert stop % per_pass and stop < reference.train_loop.max_iters
 
-    _, stopped = train(task, overrides, tmp_path / "stopped", every, stop_after=stop)
+    _, stopped = train(task, overrides, tmp_path / "stopped", every, stop_after=stop, method=method)
     newest = stop if "minutes" in every else stop - stop % every["iters"]
     assert stopped.last_checkpoint().name == f"iter_{newest}.pth"
     own = {"iter_15.pth", "iter_30.pth"} if task == "lm" else set()  # mmengine's, at the evaluations
@@ -85,7 +88,7 @@ def test_a_job_stopped_mid_pass_resumes_from_its_periodic_checkpoint_exactly(
     assert len(periodic) == 2 and f"iter_{newest}.pth" in periodic
     assert len(rows(stopped)) < len(rows(clean))
 
-    train(task, overrides, tmp_path / "stopped", every)
+    train(task, overrides, tmp_path / "stopped", every, method=method)
     assert rows(stopped) == rows(clean)  # the same evaluations, each once, with the same values
     resumed, uninterrupted = final_weights(stopped), final_weights(clean)
     assert resumed.keys() == uninterrupted.keys()

@@ -147,11 +147,11 @@ def measure(runner, task, settings: Settings, job_id: str,
     member's) as ``{metric: value}``, and the landscape rows (none unless ``landscape``). The trained weights
     and the model's mode are restored afterwards."""
     from sema_suite.analysis import flatness
-    from sema_suite.method.hooks import SemaHook
+    from sema_suite.method.hooks import MethodHook
 
     model = runner.model
     batches = _fixed_batches(runner, settings)
-    hook = next((h for h in runner.hooks if isinstance(h, SemaHook)), None)
+    hook = next((h for h in runner.hooks if isinstance(h, MethodHook)), None)
     training = model.training
     with hook.reporting(model, job_id) if hook is not None else contextlib.nullcontext(), sdpa_math():
         model.eval()
@@ -257,8 +257,8 @@ def record_measures(runner, task, job: JobDir, settings: Settings, final: bool) 
 
 def hook_before_run(runner) -> None:
     """Build what the suite's hooks build before training (the averager), without running anything."""
-    from sema_suite.method.hooks import SemaHook
+    from sema_suite.method.hooks import MethodHook
 
     for hook in runner.hooks:
-        if isinstance(hook, SemaHook):
+        if isinstance(hook, MethodHook):
             hook.before_run(runner)

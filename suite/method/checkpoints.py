@@ -25,8 +25,11 @@ PREFIX = "module."  # mmengine's EMAHook keys the other weights as its wrapper's
 WEIGHTS = ("averaged", "trained")
 
 
+HOOK_KEYS = ("sema_hook", "swa_hook")  # where SemaHook and SwaHook keep their state in a checkpoint
+
+
 def averaged_in_state_dict(checkpoint: dict[str, Any]) -> bool:
-    return (checkpoint.get("sema_hook") or {}).get("state_dict") == "averaged"
+    return any((checkpoint.get(key) or {}).get("state_dict") == "averaged" for key in HOOK_KEYS)
 
 
 def trained_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +53,7 @@ def reported_state(checkpoint: dict[str, Any], job_id: str, method: str) -> dict
     if method == "none":
         return trained_state(checkpoint)
     state = dict(checkpoint["state_dict"])
-    if averaged_in_state_dict(checkpoint):
+    if averaged_in_state_dict(checkpoint) or "swa_hook" in checkpoint:  # swa: before swa_start, the trained ones
         return state
     states = averager_states(checkpoint)
     if job_id not in states and len(states) != 1:

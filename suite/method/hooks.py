@@ -27,8 +27,47 @@ from sema_suite.method.averaging import DecayWarmup, WeightAverager, unwrap_mode
 from sema_suite.running.costs import ledger_of
 
 
+class MethodHook(Hook):
+    """What every method's hook tells the rest of the suite: the jobs it keeps weights for (``names``), whose
+    weights are evaluated now, a block with a member's reported weights in the model, and what it did."""
+
+    members: list[dict[str, Any]]
+    current: str | None = None  # the member being evaluated (set by MembersLoop; None: the only one)
+
+    @property
+    def names(self) -> list[str]:
+        return [m["name"] for m in self.members]
+
+    def evaluated(self) -> str:
+        """The member whose weights are evaluated now."""
+        return self.current if self.current is not None else self.names[0]
+
+    def reporting(self, model, name: str) -> contextlib.AbstractContextManager:
+        """``model`` holds member ``name``'s reported weights for the block (the trained ones restored after)."""
+        raise NotImplementedError
+
+    def counts(self, name: str | None = None) -> dict[str, Any]:
+        """What the method did for member ``name`` (status.json's ``averaging``)."""
+        raise NotImplementedError
+
+    # every evaluation evaluates the reported weights of the member under evaluation
+    _swap: contextlib.ExitStack | None = None
+
+    def _swap_in(self, runner) -> None:
+        self._swap = contextlib.ExitStack()
+        self._swap.enter_context(self.reporting(runner.model, self.evaluated()))
+
+    def _swap_out(self, runner, metrics=None) -> None:
+        if self._swap is not None:
+            self._swap.close()
+            self._swap = None
+
+    before_val_epoch = before_test_epoch = _swap_in
+    after_val_epoch = after_test_epoch = _swap_out
+
+
 @HOOKS.register_module()
-class SemaHook(Hook):
+class SemaHook(MethodHook):
     """EMA of the weights (``switch=False``) or Switch EMA (``switch=True``): one hook for both methods.
 
     Args:
@@ -42,6 +81,7 @@ class SemaHook(Hook):
         switch_interval_iters: switch every this many iterations instead (``None``: by epochs), within
             epoch ``switch_start`` and later.
         name: the name of that one average (a job id; it keys the average in checkpoints).
+
         members: instead of one average, a shared run's jobs (see :mod:`sema_suite.running.runs`): each
             ``{"name": job id, "average": None}`` (the trained weights, a ``none`` job) or ``{"name": ...,
             "average": {"decay", "warmup", "update_interval", "average_buffers"}}`` (an ``ema`` job). Every
@@ -95,7 +135,6 @@ class SemaHook(Hook):
         self.averagers: dict[str, WeightAverager] = {}
         self.current: str | None = None  # the member being evaluated (set by MembersLoop; None: the only one)
         self._ledger = None  # the run's CostLedger (sema_suite.running.costs), when the run keeps one
-        self._swap: contextlib.ExitStack | None = None
 
     @property
     def averager(self) -> WeightAverager:
@@ -103,10 +142,6 @@ class SemaHook(Hook):
         if len(self.averagers) != 1:
             raise AttributeError(f"this hook keeps {len(self.averagers)} averages; use .averagers[name]")
         return next(iter(self.averagers.values()))
-
-    @property
-    def names(self) -> list[str]:
-        return [m["name"] for m in self.members]
 
     # -- set-up -------------------------------------------------------------------------------------------
 
@@ -176,26 +211,9 @@ class SemaHook(Hook):
 
     # -- evaluation: each member's weights are what it reports --------------------------------------------
 
-    def evaluated(self) -> str:
-        """The member whose weights are evaluated now."""
-        return self.current if self.current is not None else self.names[0]
-
     def reporting(self, model, name: str) -> contextlib.AbstractContextManager:
-        """``model`` holds member ``name``'s weights for the block (the trained ones are restored after)."""
         averager = self.averagers.get(name)
         return averager.swapped(model) if averager is not None else contextlib.nullcontext(model)
-
-    def _swap_in(self, runner) -> None:
-        self._swap = contextlib.ExitStack()
-        self._swap.enter_context(self.reporting(runner.model, self.evaluated()))
-
-    def _swap_out(self, runner, metrics=None) -> None:
-        if self._swap is not None:
-            self._swap.close()
-            self._swap = None
-
-    before_val_epoch = before_test_epoch = _swap_in
-    after_val_epoch = after_test_epoch = _swap_out
 
     # -- checkpoints --------------------------------------------------------------------------------------
 
@@ -269,8 +287,8 @@ class MembersLoop(BaseLoop):
         self.inner.evaluator.evaluate = lambda size: {f"{self._hook().evaluated()}/{key}": value
                                                       for key, value in evaluate(size).items()}
 
-    def _hook(self) -> SemaHook:
-        return next(h for h in self.runner.hooks if isinstance(h, SemaHook))
+    def _hook(self) -> MethodHook:
+        return next(h for h in self.runner.hooks if isinstance(h, MethodHook))
 
     def __getattr__(self, name: str) -> Any:
         if "inner" not in self.__dict__:
@@ -291,5 +309,5 @@ class MembersLoop(BaseLoop):
 
 def evaluated_member(runner) -> str | None:
     """The job whose weights the runner's model holds for the evaluation under way (None: no averaging hook)."""
-    hook = next((h for h in getattr(runner, "hooks", ()) if isinstance(h, SemaHook)), None)
+    hook = next((h for h in getattr(runner, "hooks", ()) if isinstance(h, MethodHook)), None)
     return hook.evaluated() if hook is not None else None

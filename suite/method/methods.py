@@ -1,106 +1,135 @@
-"""The ``--method`` axis: what each method adds to a job, the averaging knobs, and which knobs each method uses.
+"""The ``--method`` axis: a method is one small :class:`Method` class, registered like tasks are.
 
-A knob a method does not use (``decay`` for ``none``, the switch knobs for ``ema``) is dropped from the
-job's resolved spec, so it neither changes the job's id nor retrains an identical job; the CLI says so.
+A method says which knobs it takes (with defaults and help), which of them matter in a given setting, whether
+it changes the training trajectory (if not, its jobs can share one run with ``none``), and the mmengine hook
+that does its work -- what happens after each optimizer step and at each epoch end, and which weights it
+reports -- for a run of its own and, where it can share, for its member of a shared run.
+
+Built in: ``none``, ``ema``, ``sema``, ``swa`` and ``lookahead`` (:mod:`sema_suite.method.builtin`). A package
+adds one through the ``suite.methods`` entry-point group::
+
+    [project.entry-points."suite.methods"]
+    mymethod = "mypackage.mymethod:METHOD"
+
+A knob a method does not use (``decay`` for ``none``) is dropped from the job's resolved spec, so it neither
+changes the job's id nor retrains an identical job; the CLI says so. Import-light: the CLI plans with it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, NamedTuple
 
-from sema_suite.errors import BadOverride
+from sema_suite.errors import BadOverride, SuiteError, UnknownChoice
 
-METHODS: dict[str, str] = {
-    "none": "plain training; the trained weights are evaluated",
-    "ema": "EMA of the weights; the averaged weights are evaluated",
-    "sema": "Switch EMA: as ema, and the average is copied back into the model at each switch point",
-}
 
-# Defaults for every task; a preset's ``averaging`` dict and ``--set`` override them.
-AVERAGING_DEFAULTS: dict[str, Any] = {
-    "decay": 0.999,
-    "update_interval": 1,
-    "average_buffers": True,
-    "ema_warmup_epochs": 0,
-    "ema_warmup_iters": 0,
-    "ema_warmup_factor": 0.9,
-    "switch_interval": 1,
-    "switch_start": 1,
-    "switch_interval_iters": None,
-}
+class Knob(NamedTuple):
+    default: Any
+    help: str
 
-# One meaning per knob in every loop kind. An "epoch" of an iteration-based loop (gen, COCO 90k) is one pass
-# over the training data (len(train_dataloader) iterations).
-AVERAGING_HELP: dict[str, str] = {
-    "decay": "avg <- decay * avg + (1 - decay) * w; close to 1 (ema, sema)",
-    "update_interval": "optimizer steps between averaging updates (ema, sema)",
-    "average_buffers": "average float buffers (BatchNorm statistics) too, else copy them (ema, sema)",
-    "ema_warmup_epochs": "linear decay warm-up over this many epochs, 0: none (ema, sema)",
-    "ema_warmup_iters": "... or over this many iterations; takes precedence over ema_warmup_epochs (ema, sema)",
-    "ema_warmup_factor": "the warm-up starts at ema_warmup_factor * decay (ema, sema; only with a warm-up)",
-    "switch_interval": "switch every this many epochs (sema)",
-    "switch_start": "first epoch (1-based) at whose end, or within which, switches may happen (sema)",
-    "switch_interval_iters": "switch every this many iterations instead of switch_interval; None: per epoch (sema)",
-}
 
-_AVERAGING = ("decay", "update_interval", "average_buffers", "ema_warmup_epochs", "ema_warmup_iters", "ema_warmup_factor")
-_SWITCH = ("switch_interval", "switch_start", "switch_interval_iters")
-USED_KNOBS: dict[str, tuple[str, ...]] = {"none": (), "ema": _AVERAGING, "sema": _AVERAGING + _SWITCH}
+class Method:
+    """One averaging method. Subclasses set the class attributes and :meth:`hook`; the rest has defaults.
+
+    ``knobs``: the ``--set`` keys it reads, with defaults (a preset's ``averaging`` dict overrides them). Two
+    methods may share a knob (``decay``) only with the same default. ``changes_trajectory``: whether the trained
+    weights differ from ``none``'s with the same seed; a method that does not change them can join a shared run
+    (:meth:`member`).
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    knobs: ClassVar[dict[str, Knob]] = {}
+    changes_trajectory: ClassVar[bool] = True
+
+    def effective(self, knobs: dict[str, Any]) -> dict[str, Any]:
+        """The knobs that change what a job does (inert ones left out, contradictions refused)."""
+        return {key: knobs[key] for key in self.knobs}
+
+    def hook(self, job_id: str, knobs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any] | None:
+        """The mmengine hook config of a run of this job alone (``knobs`` as :meth:`effective` leaves them,
+        ``params`` the job's training knobs), or None when plain training is all it does."""
+        raise NotImplementedError
+
+    def member(self, job_id: str, knobs: dict[str, Any]) -> dict[str, Any]:
+        """Its member of a shared run's :class:`~sema_suite.method.hooks.SemaHook` (``{"name", "average"}``)."""
+        raise SuiteError(f"method {self.name} changes the trajectory; it has no member in a shared run")
+
+
+BUILTIN = {name: f"sema_suite.method.builtin:{cls}" for name, cls in (
+    ("none", "Plain"), ("ema", "Ema"), ("sema", "Sema"), ("swa", "Swa"), ("lookahead", "Lookahead"))}
+ENTRY_POINT_GROUP = "suite.methods"
+
+
+def _sources() -> dict[str, str]:
+    plugins = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {**plugins, **BUILTIN}  # a plugin cannot shadow a built-in
+
+
+def method_names() -> list[str]:
+    """Built-in methods first, in their order, then plugins'."""
+    return [*BUILTIN, *sorted(set(_sources()) - set(BUILTIN))]
+
+
+@cache
+def _load(name: str, target: str) -> Method:
+    module_name, _, attr = target.partition(":")
+    try:
+        method = getattr(importlib.import_module(module_name), attr)
+    except Exception as error:  # a broken plugin is named, never a traceback from deep inside its import
+        raise SuiteError(f"the method {target} does not import ({type(error).__name__}: {error}); fix or uninstall "
+                         "the package that registers it") from error
+    method = method() if isinstance(method, type) else method
+    if not isinstance(method, Method) or method.name != name:
+        raise SuiteError(f"{target} is not a sema_suite.method.methods.Method named {name!r}")
+    return method
+
+
+def get_method(name: str) -> Method:
+    sources = _sources()
+    if name not in sources:
+        raise UnknownChoice("method", name, method_names())
+    return _load(name, sources[name])
+
+
+@cache
+def knob_table() -> dict[str, Knob]:
+    """Every method's knobs: the ``--set`` keys that belong to methods, not to training."""
+    table: dict[str, Knob] = {}
+    for name in method_names():
+        for key, knob in get_method(name).knobs.items():
+            if key in table and table[key].default != knob.default:
+                raise SuiteError(f"method {name} gives knob {key} the default {knob.default!r}, another method "
+                                 f"{table[key].default!r}: a knob has one default; rename it")
+            table.setdefault(key, knob)
+    return table
+
+
+def averaging_defaults() -> dict[str, Any]:
+    """Every method knob's default (a preset's ``averaging`` dict overrides them)."""
+    return {key: knob.default for key, knob in knob_table().items()}
 
 
 def effective_averaging(method: str, averaging: dict[str, Any]) -> dict[str, Any]:
-    """The averaging knobs that change what a job of ``method`` does, with the same meaning in every loop.
-
-    Knobs that are inert in this combination are left out: a warm-up factor without a warm-up, and
-    ``ema_warmup_epochs`` when ``ema_warmup_iters`` is set.
-    """
-    if averaging.get("switch_interval_iters") is not None and averaging["switch_interval"] != 1 and method == "sema":
-        raise BadOverride("switch_interval and switch_interval_iters are both set; a switch period is either in "
-                          "epochs or in iterations: drop one of them")
-    used = {key: averaging[key] for key in USED_KNOBS[method]}
-    if used.get("ema_warmup_iters"):
-        used.pop("ema_warmup_epochs", None)
-    if used and not (used.get("ema_warmup_iters") or used.get("ema_warmup_epochs")):
-        used.pop("ema_warmup_factor", None)
-    if used.get("switch_interval_iters") is not None:
-        used.pop("switch_interval", None)
-    return used
+    """The knobs of ``averaging`` that change what a job of ``method`` does."""
+    return get_method(method).effective(averaging)
 
 
-def average_knobs(averaging: dict[str, Any]) -> dict[str, Any]:
-    """One average's knobs as :class:`sema_suite.method.hooks.SemaHook` takes them (``averaging`` as
-    :func:`effective_averaging` leaves it)."""
-    full = {**AVERAGING_DEFAULTS, **averaging}
-    warmup = None
-    if full["ema_warmup_iters"]:
-        warmup = {"iters": full["ema_warmup_iters"], "start_factor": full["ema_warmup_factor"]}
-    elif full["ema_warmup_epochs"]:
-        warmup = {"epochs": full["ema_warmup_epochs"], "start_factor": full["ema_warmup_factor"]}
-    return {"decay": full["decay"], "warmup": warmup, "update_interval": full["update_interval"],
-            "average_buffers": full["average_buffers"]}
+def averaging_hook(members: list[tuple[str, str, dict[str, Any]]], params: dict[str, Any]) -> dict[str, Any] | None:
+    """The method hook config for a run's members, each ``(job id, method, knobs)`` (``knobs`` as
+    :func:`effective_averaging` leaves them), or None for a lone job of a method without one (``none``).
 
-
-def averaging_hook(members: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any] | None:
-    """The SemaHook config for a run's members, each ``(job id, method, averaging)`` (``averaging`` as
-    :func:`effective_averaging` leaves it), or None for a lone ``none`` job.
-
-    One member: its average, and (``sema``) the switch. Several (a shared run of ``none`` and ``ema`` jobs):
-    the trained weights for ``none``, an average for each ``ema`` job.
-    """
+    One member: its method's hook. Several (a shared run): one SemaHook keeping each member's weights."""
     if len(members) > 1:
-        return {"type": "SemaHook", "members": [
-            {"name": name, "average": None if method == "none" else average_knobs(averaging)}
-            for name, method, averaging in members]}
-    ((name, method, averaging),) = members
-    if method == "none":
-        return None
-    full = {**AVERAGING_DEFAULTS, **averaging}
-    return {
-        "type": "SemaHook",
-        "name": name,
-        **average_knobs(averaging),
-        "switch": method == "sema",
-        "switch_interval": full["switch_interval"],
-        "switch_start": full["switch_start"],
-        "switch_interval_iters": full["switch_interval_iters"],
-    }
+        return {"type": "SemaHook", "members": [get_method(method).member(name, knobs)
+                                                for name, method, knobs in members]}
+    ((name, method, knobs),) = members
+    return get_method(method).hook(name, knobs, params)
+
+
+def require(condition: bool, message: str) -> None:
+    """A knob value a method cannot use: a clear error (``BadOverride``) naming it and the fix."""
+    if not condition:
+        raise BadOverride(message)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sema_suite.method.methods import AVERAGING_DEFAULTS
+from sema_suite.method.methods import averaging_defaults
 from sema_suite.results.store import JobDir, read_json, write_atomic
 from sema_suite.running.variants import format_value, format_variant, parse_variant
 
@@ -270,7 +270,7 @@ def _convergence(own: dict[int, Curve], base: dict[int, Curve], higher: bool) ->
 
 def baseline_variant(variant: str) -> str:
     """The variant of the ``none`` job a variant is compared with: the same knobs, less the averaging ones."""
-    return format_variant({k: v for k, v in parse_variant(variant).items() if k not in AVERAGING_DEFAULTS})
+    return format_variant({k: v for k, v in parse_variant(variant).items() if k not in averaging_defaults()})
 
 
 def _row(selection: str, cell: Cell, seeds: dict[int, Curve], base: dict[int, Curve] | None) -> dict[str, Any]:
@@ -313,7 +313,7 @@ def shipped_method_knobs(task: str, preset: str) -> dict[str, str]:
         shipped = get_task(task).presets[preset].averaging
     except (SuiteError, KeyError):
         return {}
-    return {key: format_value(value) for key, value in {**AVERAGING_DEFAULTS, **shipped}.items()}
+    return {key: format_value(value) for key, value in {**averaging_defaults(), **shipped}.items()}
 
 
 def grid_edges(chosen: str, candidates: list[str], shipped: dict[str, str]) -> str:

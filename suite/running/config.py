@@ -8,6 +8,7 @@ from mmengine.config import Config
 
 import sema_suite.analysis.hook  # noqa: F401  (registers the hooks and loops this config names)
 import sema_suite.method.hooks  # noqa: F401
+import sema_suite.method.swa  # noqa: F401
 import sema_suite.results.hook  # noqa: F401
 from sema_suite.errors import BadOverride
 from sema_suite.method.methods import averaging_hook
@@ -58,10 +59,11 @@ def build_config(run: Run | ResolvedJob, ctx: BuildContext, results_dir: Path, a
         "interval": interval, "by_epoch": by_epoch, "max_keep_ckpts": 2, "save_best": None,
     }
     default_hooks.setdefault("logger", {"type": "LoggerHook", "interval": 10})
-    hooks = [h for h in cfg.get("custom_hooks", []) if h.get("type") not in ("EMAHook", "SemaHook")]
-    sema = averaging_hook([(member.job_id, member.spec.method, member.averaging) for member in run.members])
-    if sema:
-        hooks.append(sema)
+    hooks = [h for h in cfg.get("custom_hooks", []) if h.get("type") not in ("EMAHook", "SemaHook", "SwaHook")]
+    method = averaging_hook([(member.job_id, member.spec.method, member.averaging) for member in run.members],
+                            job.params)
+    if method:
+        hooks.append(method)
     hooks.append({"type": "CostHook"})
     hooks.append({"type": "RandomStateHook"})
     hooks.append({

@@ -4,7 +4,7 @@
 worker process to the config being built: the interpreter, torch, mmengine and the task's imports),
 ``build_s`` (the runner, model, data and resumed checkpoint, up to the first training step), ``train_s``
 (the training loop: steps, data loading, logging), ``eval_s`` (every val and test pass), ``averaging_s``
-(the averaging updates and switches), ``checkpoint_s`` (writing checkpoints) and ``wall_s``. A shared run's
+(the averaging updates and switches, and SWA's BatchNorm recomputation before it evaluates or saves the average), ``checkpoint_s`` (writing checkpoints) and ``wall_s``. A shared run's
 members each get the run's shared phases and their own evaluation and averaging (``eval_s``,
 ``averaging_s``), so a job's cost reads as that of a run of its own; the run's folder holds the totals.
 
@@ -82,6 +82,7 @@ class CostHook(Hook):
         self._mark: float | None = None  # start of the training span not yet settled
         self._averaging_at_mark = 0.0
         self._eval_started = 0.0
+        self._averaging_at_eval = 0.0
         self._trained = False
 
     def before_run(self, runner) -> None:
@@ -91,11 +92,11 @@ class CostHook(Hook):
 
         def timed(*args, **kwargs):
             self._settle()
-            started = time.perf_counter()
+            started, averaging = time.perf_counter(), self.ledger.seconds["averaging"]
             try:
                 return save(*args, **kwargs)
             finally:
-                self.ledger.add("checkpoint", time.perf_counter() - started)
+                self.ledger.add("checkpoint", self._less_averaging(started, averaging))
                 self._restart()
 
         timed._timed = True
@@ -124,14 +125,21 @@ class CostHook(Hook):
         self._mark = None
         self._trained = True
 
+    def _less_averaging(self, started: float, averaging_then: float) -> float:
+        """Seconds since ``started``, less the averaging work inside them (SWA's BatchNorm pass before an
+        evaluation or a checkpoint is the method's cost, counted once, under averaging)."""
+        return time.perf_counter() - started - (self.ledger.seconds["averaging"] - averaging_then)
+
     def _eval_start(self, runner) -> None:
         self._settle()
         self._eval_started = time.perf_counter()
+        self._averaging_at_eval = self.ledger.seconds["averaging"]
 
     def _eval_end(self, runner) -> None:
         from sema_suite.method.hooks import evaluated_member
 
-        self.ledger.add("eval", time.perf_counter() - self._eval_started, evaluated_member(runner))
+        self.ledger.add("eval", self._less_averaging(self._eval_started, self._averaging_at_eval),
+                        evaluated_member(runner))
         self._restart()
 
     before_val = before_test = _eval_start

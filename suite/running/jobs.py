@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sema_suite.errors import BadOverride, UnknownChoice
-from sema_suite.method.methods import AVERAGING_DEFAULTS, METHODS, effective_averaging
+from sema_suite.method.methods import averaging_defaults, effective_averaging, get_method
 from sema_suite.optim import with_optimizer
 from sema_suite.registry import get_task
 from sema_suite.running.variants import format_variant, split_top_level
@@ -89,8 +89,7 @@ class JobSpec:
         task = get_task(self.task)
         if self.preset not in task.presets:
             raise UnknownChoice(f"preset of task {self.task!r}", self.preset, task.presets)
-        if self.method not in METHODS:
-            raise UnknownChoice("method", self.method, METHODS)
+        get_method(self.method)  # an unknown method is named before anything else
         if self.world_size < 1:
             raise BadOverride(f"--gpus-per-job {self.world_size}: a job needs at least one process")
         if self.world_size > 1 and not task.multi_gpu:
@@ -98,7 +97,7 @@ class JobSpec:
                               "process (its metrics are not gathered across processes); multi-GPU jobs are for det")
         preset = task.presets[self.preset]
         params = dict(preset.knobs)
-        averaging = {**AVERAGING_DEFAULTS, **preset.averaging}
+        averaging = {**averaging_defaults(), **preset.averaging}
         config_edits = {}
         for key, value in self.overrides:
             if key.startswith(CONFIG_PREFIX):
@@ -120,7 +119,7 @@ class JobSpec:
         if params.get("amp", "none") not in ("none", *AMP_DTYPES):
             raise BadOverride(f"amp={params['amp']}: choose one of none, {', '.join(AMP_DTYPES)}")
         effective = effective_averaging(self.method, averaging)
-        shipped = effective_averaging(self.method, {**AVERAGING_DEFAULTS, **preset.averaging})
+        shipped = effective_averaging(self.method, {**averaging_defaults(), **preset.averaging})
         changed = {k: v for k, v in params.items() if v != reference[k]}
         changed |= {k: v for k, v in effective.items() if k not in shipped or v != shipped[k]}
         changed |= {f"{CONFIG_PREFIX}{k}": v for k, v in config_edits.items()}

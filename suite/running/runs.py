@@ -3,8 +3,9 @@
 ``ema`` does not change training: with the same seed, its trained weights follow exactly the trajectory of
 ``none``. So the ``none`` job and every ``ema`` job of the same (task, preset, seed, training knobs) are one
 run: it trains once, keeps one average per ``ema`` job, and evaluates each job's weights in turn at every
-evaluation. A ``sema`` job feeds its average back into training and needs a run of its own, as does every
-job under ``suite run --no-share``. A run of one job is that job (its folder, its id). A shared run has a
+evaluation (so does any method whose :class:`~sema_suite.method.methods.Method` says it does not change the
+trajectory). A ``sema``, ``swa`` or ``lookahead`` job changes training (a switch, SWA's learning rate, the slow
+weights) and needs a run of its own, as does every job under ``suite run --no-share``. A run of one job is that job (its folder, its id). A shared run has a
 folder of its own::
 
     results/<run_id>/run.json     its member job ids (and what job.json says of where data and results live)
@@ -27,15 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sema_suite.method.methods import get_method
 from sema_suite.results.store import JobDir, read_json
 from sema_suite.running.jobs import JobSpec, ResolvedJob
 
-SHARED_METHODS = ("none", "ema")  # the methods that do not change the trajectory they average
-
 
 def trajectory(job: ResolvedJob) -> dict[str, Any] | None:
-    """What decides a job's training trajectory, or None when it changes it (``sema``): a key shared runs group by."""
-    if job.spec.method not in SHARED_METHODS:
+    """What decides a job's training trajectory, or None when its method changes it (``sema``): a key shared runs
+    group by."""
+    if get_method(job.spec.method).changes_trajectory:
         return None
     identity = job.identity()
     return {key: identity[key] for key in ("task", "preset", "seed", "params", "config_edits", "world_size")
@@ -74,8 +75,7 @@ def plan(jobs: Iterable[ResolvedJob], share: bool = True) -> list[Run]:
     for job in jobs:
         key = trajectory(job) if share else None
         groups.setdefault(json.dumps(key, sort_keys=True, default=repr) if key else job.job_id, []).append(job)
-    order = {method: i for i, method in enumerate(SHARED_METHODS)}
-    return [Run(tuple(sorted(group, key=lambda j: order.get(j.spec.method, 0)))) for group in groups.values()]
+    return [Run(tuple(sorted(group, key=lambda j: j.spec.method != "none"))) for group in groups.values()]
 
 
 def retrained_notes(runs: list[Run], matrix: list[ResolvedJob], results_dir: Path) -> list[str]:
@@ -84,7 +84,7 @@ def retrained_notes(runs: list[Run], matrix: list[ResolvedJob], results_dir: Pat
     average must see the whole of it; the finished jobs keep their rows."""
     notes = []
     for run in runs:
-        averages = [job for job in run.members if job.spec.method == "ema"]
+        averages = [job for job in run.members if job.spec.method != "none"]
         if not averages:
             continue
         lead = averages[0].spec

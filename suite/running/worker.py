@@ -75,9 +75,9 @@ def _one_tracker_run(runner) -> Iterator[None]:
 
 
 def _hook_counts(runner, job_id: str) -> dict[str, Any] | None:
-    from sema_suite.method.hooks import SemaHook
+    from sema_suite.method.hooks import MethodHook
 
-    hook = next((h for h in getattr(runner, "hooks", ()) if isinstance(h, SemaHook)), None)
+    hook = next((h for h in getattr(runner, "hooks", ()) if isinstance(h, MethodHook)), None)
     return hook.counts(job_id) if hook and job_id in hook.names else None
 
 

@@ -1,0 +1,240 @@
+"""SWA's hook: torch's ``swa_utils`` (``AveragedModel``, ``SWALR``, ``update_bn``) inside mmengine's lifecycle.
+
+Lifecycle of :class:`SwaHook` inside ``Runner.train()``::
+
+    before_run            the equal-weight average of the parameters (AveragedModel); the epoch SWA starts at
+    after_train_iter      once SWA runs, SWALR's learning rate overrides the preset's schedulers (which step
+                          before this hook); an iteration loop's epoch (pass) ends every len(train_dataloader) steps
+    after_train_epoch     from epoch swa_start on: the weights join the average, SWALR steps
+    before/after_val_epoch, before/after_test_epoch   the average, with BatchNorm recomputed, is evaluated
+    before_save_checkpoint  the average, SWALR, and the reported weights in ``state_dict`` (as SemaHook does)
+    after_load_checkpoint   restores them, and the trained weights for training to resume from
+
+The BatchNorm recomputation is SWA's extra cost at test time: one pass over the training data (a loader of
+its own, in order, loss-mode forwards) each time a new average is evaluated or saved; the random state is
+restored after it, so evaluating never changes training. Its time counts as averaging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.registry import HOOKS
+from mmengine.runner import EpochBasedTrainLoop
+from torch import nn
+from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
+
+from sema_suite.method.averaging import unwrap_model
+from sema_suite.method.hooks import MethodHook
+from sema_suite.running.costs import ledger_of
+
+
+class LossForward(nn.Module):
+    """An mmengine model seen as ``update_bn`` sees a model: ``forward(batch)`` runs the training forward (data
+    preprocessor, then loss mode), whatever the task's batches hold."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Any) -> Any:
+        return self.model._run_forward(self.model.data_preprocessor(batch, True), mode="loss")
+
+
+@contextlib.contextmanager
+def random_state_kept() -> Iterator[None]:
+    """Python's, numpy's and torch's random states as they were before the block (data augmentation draws)."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def recompute_bn(model: nn.Module, loader: torch.utils.data.DataLoader) -> None:
+    """``torch.optim.swa_utils.update_bn`` over one pass of ``loader``'s data, in order and without workers.
+
+    BatchNorm layers the model keeps frozen in training mode (``norm_eval``) keep their statistics: ``update_bn``
+    would reset them and, as they stay in eval mode, never re-estimate them."""
+    was_training = model.training
+    model.train()
+    frozen = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in model.named_modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.training}
+    model.train(was_training)
+    size = loader.batch_size or getattr(loader.batch_sampler, "batch_size", 1)
+    ordered = torch.utils.data.DataLoader(loader.dataset, batch_size=size, collate_fn=loader.collate_fn, num_workers=0)
+    with random_state_kept():
+        update_bn(((batch,) for batch in ordered), LossForward(model))  # update_bn unwraps a tuple's first item
+    modules = dict(model.named_modules())
+    for name, state in frozen.items():
+        modules[name].load_state_dict(state)
+
+
+@HOOKS.register_module()
+class SwaHook(MethodHook):
+    """Stochastic weight averaging (:class:`sema_suite.method.builtin.Swa`).
+
+    Args:
+        swa_start: the first epoch (1-based) whose end joins the average, or a fraction (< 1) of the epochs.
+        swa_lr: SWALR's learning rate.
+        anneal_epochs: epochs over which SWALR anneals (cosine) from the scheduled rate to ``swa_lr``.
+        name: the job id (its weights' name).
+    """
+
+    priority = 75  # after ParamSchedulerHook (LOW, 70): SWALR has the last word; before CheckpointHook (VERY_LOW, 90)
+
+    def __init__(self, swa_start: float, swa_lr: float, anneal_epochs: int = 2, name: str = "swa") -> None:
+        self.members = [{"name": name}]
+        self.swa_start = swa_start
+        self.swa_lr = swa_lr
+        self.anneal_epochs = anneal_epochs
+        self.average: AveragedModel | None = None
+        self.scheduler: SWALR | None = None
+        self.start_epoch = 0
+        self.bn_passes = 0
+        self._saved_scheduler: dict | None = None  # SWALR's state from a checkpoint, until the optimizer is back
+        self._reported: tuple[int, dict[str, torch.Tensor]] | None = None  # (n_averaged, weights) last computed
+        self._runner = None
+        self._ledger = None
+        self._per_epoch = 1
+        self._by_epoch = True
+        self._step_lrs: list[float] = []  # the learning rates of the last step: where SWALR's anneal starts
+
+    def before_run(self, runner) -> None:
+        if self.average is not None:
+            return  # runner.test() after train()
+        self._runner, self._ledger = runner, ledger_of(runner)
+        self.average = AveragedModel(unwrap_model(runner.model), use_buffers=False)
+        self._per_epoch = len(runner.train_dataloader)
+        self._by_epoch = isinstance(runner.train_loop, EpochBasedTrainLoop)
+        epochs = runner.max_epochs if self._by_epoch else runner.max_iters // self._per_epoch
+        self.start_epoch = int(self.swa_start) if self.swa_start >= 1 else max(1, round(self.swa_start * epochs))
+        if self.start_epoch > epochs:
+            raise ValueError(f"swa_start={self.swa_start} is epoch {self.start_epoch}, after the last ({epochs}): "
+                             "start SWA earlier")
+
+    # -- training -----------------------------------------------------------------------------------------
+
+    def _swalr(self, runner) -> SWALR | None:
+        if self.scheduler is None and self._saved_scheduler is not None:  # resumed: the optimizer is loaded now
+            self.scheduler = SWALR(runner.optim_wrapper.optimizer, self.swa_lr, self.anneal_epochs, "cos")
+            self.scheduler.load_state_dict(self._saved_scheduler)
+            self._saved_scheduler = None
+        return self.scheduler
+
+    def _hold_lr(self, runner) -> None:
+        """Undo what the preset's schedulers did to the learning rate once SWALR runs."""
+        if (scheduler := self._swalr(runner)) is not None:
+            for group, lr in zip(runner.optim_wrapper.optimizer.param_groups, scheduler.get_last_lr()):
+                group["lr"] = lr
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._step_lrs = [group["lr"] for group in runner.optim_wrapper.optimizer.param_groups]
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._hold_lr(runner)
+        done = runner.iter + 1
+        if not self._by_epoch and done % self._per_epoch == 0:
+            self._epoch_end(runner, done // self._per_epoch)
+
+    def after_train_epoch(self, runner) -> None:
+        if self._by_epoch:
+            self._hold_lr(runner)
+            self._epoch_end(runner, runner.epoch + 1)
+
+    def _epoch_end(self, runner, done: int) -> None:
+        if done < self.start_epoch:
+            return
+        started = time.perf_counter()
+        if self._swalr(runner) is None:  # SWA starts from the rate the last step used (torch's recipe steps
+            for group, lr in zip(runner.optim_wrapper.optimizer.param_groups, self._step_lrs):  # one or the other)
+                group["lr"] = lr
+            self.scheduler = SWALR(runner.optim_wrapper.optimizer, self.swa_lr, self.anneal_epochs, "cos")
+        self.average.update_parameters(unwrap_model(runner.model))
+        self.scheduler.step()
+        if self._ledger is not None:
+            self._ledger.add("averaging", time.perf_counter() - started, self.names[0])
+
+    # -- what it reports ----------------------------------------------------------------------------------
+
+    def reported_state(self) -> dict[str, torch.Tensor] | None:
+        """The averaged parameters with BatchNorm statistics recomputed for them (the model's other buffers as
+        they are), or None before the first epoch averaged (the trained weights are reported then)."""
+        averaged = int(self.average.n_averaged)
+        if averaged == 0:
+            return None
+        if self._reported is None or self._reported[0] != averaged:
+            started = time.perf_counter()
+            model = unwrap_model(self._runner.model)
+            trained = {k: v.clone() for k, v in model.state_dict().items()}
+            with torch.no_grad():
+                for mine, theirs in zip(model.parameters(), self.average.module.parameters()):
+                    mine.copy_(theirs)
+            recompute_bn(model, self._runner.train_dataloader)
+            self._reported = (averaged, {k: v.clone() for k, v in model.state_dict().items()})
+            model.load_state_dict(trained)
+            self.bn_passes += 1
+            if self._ledger is not None:
+                self._ledger.add("averaging", time.perf_counter() - started, self.names[0])
+        return self._reported[1]
+
+    @contextlib.contextmanager
+    def reporting(self, model, name: str) -> Iterator[nn.Module]:
+        reported = self.reported_state()
+        if reported is None:
+            yield model
+            return
+        module = unwrap_model(model)
+        trained = {k: v.clone() for k, v in module.state_dict().items()}
+        module.load_state_dict(reported)
+        try:
+            yield model
+        finally:
+            module.load_state_dict(trained)
+
+    def counts(self, name: str | None = None) -> dict[str, Any]:
+        return {"updates": int(self.average.n_averaged) if self.average is not None else 0,
+                "swa_start_epoch": self.start_epoch, "bn_passes": self.bn_passes}
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """As SemaHook: ``state_dict`` holds the weights SWA reports, ``ema_state_dict`` the trained ones."""
+        from sema_suite.method.checkpoints import PREFIX
+
+        reported = self.reported_state()
+        if reported is not None:
+            state = checkpoint["state_dict"]
+            names = [name for name in reported if name in state]
+            checkpoint["ema_state_dict"] = {PREFIX + name: state[name] for name in names}
+            for name in names:
+                state[name] = reported[name].detach().to("cpu", state[name].dtype, copy=True)
+        scheduler = self._swalr(runner)
+        checkpoint["swa_hook"] = {"average": self.average.state_dict(), "bn_passes": self.bn_passes,
+                                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                                  "state_dict": "averaged" if reported is not None else "trained"}
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        from sema_suite.method.checkpoints import trained_state
+
+        saved = checkpoint.get("swa_hook")
+        if saved is None:
+            runner.logger.warning("checkpoint has no SWA state; the average starts empty")
+            return
+        checkpoint["state_dict"] = trained_state(checkpoint)
+        saved["state_dict"] = "trained"
+        self.average.load_state_dict(saved["average"])
+        self.bn_passes = saved["bn_passes"]
+        self._saved_scheduler = saved["scheduler"]
+        self.scheduler = None

@@ -1,0 +1,141 @@
+"""SWA and Lookahead inside a real mmengine Runner on the real (tiny) classification task, each checked against a
+direct use of its reference implementation (torch's ``swa_utils``, timm's ``Lookahead``); and the methods'
+registry (``suite.methods`` entry points; the plugin example's method runs in tests/test_plugin.py)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.hooks import Hook
+from mmengine.registry import OPTIMIZERS
+from mmengine.runner import Runner
+from timm.optim import Lookahead
+from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
+
+from sema_suite.errors import BadOverride, UnknownChoice
+from sema_suite.method.hooks import MethodHook, SemaHook
+from sema_suite.method.methods import get_method, method_names
+from sema_suite.method.swa import SwaHook
+from sema_suite.running.config import build_config
+from sema_suite.running.jobs import JobSpec
+from sema_suite.running.runs import plan
+
+FAST = (("depths", [1]), ("width", 4), ("image_size", 8), ("batch_size", 256))
+
+
+class EpochEnds(Hook):
+    """Records, after the method's hook, the trained weights at each epoch end and the learning rate its last
+    step used."""
+
+    priority = 80  # after SwaHook (75), before CheckpointHook
+
+    def __init__(self) -> None:
+        self.weights: list[dict[str, torch.Tensor]] = []
+        self.lrs: list[float] = []
+        self._lr = 0.0
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._lr = runner.optim_wrapper.optimizer.param_groups[0]["lr"]
+
+    def after_train_epoch(self, runner) -> None:
+        self.weights.append({k: v.clone() for k, v in runner.model.state_dict().items()})
+        self.lrs.append(self._lr)
+
+
+def runner_for(tmp_path: Path, method: str, epochs: int, **overrides) -> Runner:
+    job = JobSpec("cls", "tiny", method, 0, (*FAST, ("epochs", epochs), *overrides.items())).resolve()
+    cfg = build_config(job, job.context(tmp_path / "data", tmp_path / job.job_id / "work"), tmp_path)
+    return Runner.from_cfg(cfg)
+
+
+def method_hook(runner: Runner) -> MethodHook:
+    return next(h for h in runner.hooks if isinstance(h, MethodHook))
+
+
+def test_swa_averages_and_recomputes_batchnorm_as_torch_swa_utils_does(tmp_path: Path) -> None:
+    runner = runner_for(tmp_path, "swa", epochs=4, swa_start=2, swa_anneal_epochs=2, swa_lr=0.01)
+    ends = EpochEnds()
+    runner.register_hook(ends)
+    runner.train()
+    swa = method_hook(runner)
+    assert isinstance(swa, SwaHook) and swa.counts()["updates"] == 3  # the ends of epochs 2, 3 and 4
+
+    model = runner.model
+    reference = AveragedModel(copy.deepcopy(model), use_buffers=False)
+    for weights in ends.weights[1:]:
+        trained = copy.deepcopy(model)
+        trained.load_state_dict(weights)
+        reference.update_parameters(trained)
+    inputs = [model.data_preprocessor(batch, True)["inputs"] for batch in torch.utils.data.DataLoader(
+        runner.train_dataloader.dataset, batch_size=256, collate_fn=runner.train_dataloader.collate_fn)]
+    update_bn(inputs, reference.module)  # the network's plain forward, as torch's recipe runs it
+    reported = swa.reported_state()
+    expected = reference.module.state_dict()
+    bn = [name for name in expected if name.endswith("running_mean")]
+    assert bn, "the tiny ResNet has BatchNorm"
+    for name, tensor in expected.items():
+        torch.testing.assert_close(reported[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+    assert not torch.equal(reported[bn[0]], ends.weights[-1][bn[0]])  # recomputed, not the trained statistics
+
+    # after swa_start, SWALR (cosine from the rate of epoch 2's last step to swa_lr over 2 epochs) sets the rate
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=ends.lrs[1])
+    swalr = SWALR(probe, swa_lr=0.01, anneal_epochs=2, anneal_strategy="cos")
+    expected_lrs = []
+    for _ in range(2):
+        probe.step()
+        swalr.step()
+        expected_lrs.append(probe.param_groups[0]["lr"])
+    assert ends.lrs[2:] == pytest.approx(expected_lrs) and expected_lrs[-1] == pytest.approx(0.01)
+    assert ends.lrs[1] != pytest.approx(0.01)  # the anneal has somewhere to go
+
+
+@OPTIMIZERS.register_module()
+def TimmLookaheadSGD(params, alpha: float, k: int, **sgd) -> Lookahead:  # noqa: N802  (an mmengine type name)
+    """timm's Lookahead around the preset's SGD: the reference the ``lookahead`` method is checked against."""
+    return Lookahead(torch.optim.SGD(params, **sgd), alpha=alpha, k=k)
+
+
+def test_lookahead_follows_timm_lookahead_step_for_step(tmp_path: Path) -> None:
+    ours = runner_for(tmp_path / "ours", "lookahead", epochs=2, lookahead_k=4, lookahead_alpha=0.6)
+    ours.train()
+    hook = method_hook(ours)
+    assert isinstance(hook, SemaHook) and hook.counts()["switches"] == 10 // 4  # 2 epochs of 5 steps
+
+    # plain training whose optimizer is timm's Lookahead around the same SGD (its other keys merge in)
+    timm = runner_for(tmp_path / "timm", "none", epochs=2,
+                      **{"cfg.optim_wrapper.optimizer": {"type": "TimmLookaheadSGD", "alpha": 0.6, "k": 4}})
+    timm.train()
+    optimizer = timm.optim_wrapper.optimizer
+    for (name, fast), theirs in zip(ours.model.named_parameters(), timm.model.parameters()):
+        torch.testing.assert_close(fast, theirs, rtol=1e-5, atol=1e-6, msg=name)  # the fast weights, at every step
+    slow = hook.averager.averaged_state()
+    for (name, _), theirs in zip(ours.model.named_parameters(), timm.model.parameters()):
+        torch.testing.assert_close(slow[name], optimizer._base_optimizer.state[theirs]["lookahead_slow_buff"],
+                                   rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_methods_say_whether_they_share_a_run() -> None:
+    jobs = [JobSpec("cls", "tiny", method, 0).resolve() for method in method_names()]
+    runs = plan(jobs)
+    shared = [run for run in runs if run.shared]
+    assert [[job.spec.method for job in run.members] for run in shared] == [["none", "ema"]]
+    assert {get_method(m).changes_trajectory for m in ("swa", "lookahead", "sema")} == {True}
+
+
+@pytest.mark.parametrize("override, message", [
+    (("lookahead_k", 0), "lookahead_k=0"), (("lookahead_alpha", 1.5), "lookahead_alpha=1.5"),
+    (("swa_start", 2.5), "swa_start=2.5"), (("swa_lr", -1), "swa_lr=-1:")])
+def test_bad_method_knobs_are_named(override: tuple, message: str) -> None:
+    method = "lookahead" if override[0].startswith("lookahead") else "swa"
+    with pytest.raises(BadOverride, match=message):
+        JobSpec("cls", "tiny", method, 0, (override,)).resolve()
+
+
+def test_a_knob_of_another_method_is_dropped_and_an_unknown_method_named() -> None:
+    plain = JobSpec("cls", "tiny", "swa", 0).resolve()
+    assert JobSpec("cls", "tiny", "swa", 0, (("lookahead_k", 10),)).resolve().job_id == plain.job_id
+    with pytest.raises(UnknownChoice, match="lookahead"):
+        JobSpec("cls", "tiny", "lookahed", 0).resolve()
