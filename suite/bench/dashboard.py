@@ -45,21 +45,24 @@ def read_once(results: Path) -> float:
     return time.perf_counter() - started
 
 
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
 @contextlib.contextmanager
 def _app_for(results: Path) -> Iterator[None]:
     """Point the app at ``results`` (it reads ``SUITE_RESULTS_DIR``) with Streamlit's bare-mode warnings off, and
     restore both afterwards."""
     before = os.environ.get("SUITE_RESULTS_DIR")
     loggers = [logging.getLogger(name) for name in BARE_MODE_LOGGERS]
-    levels = [logger.level for logger in loggers]
     os.environ["SUITE_RESULTS_DIR"] = str(results)
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
+    for logger in loggers:  # a filter, not a level: Streamlit sets its loggers' levels again as it loads its config
+        logger.addFilter(_errors_only)
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+        for logger in loggers:
+            logger.removeFilter(_errors_only)
         if before is None:
             os.environ.pop("SUITE_RESULTS_DIR", None)
         else:
