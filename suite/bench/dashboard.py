@@ -30,9 +30,8 @@ if TYPE_CHECKING:
 VIEWS = ("Task", "Across tasks", "Flatness", "Jobs", "Samples")  # the dashboard's tabs
 WARM_RERUNS = 3
 TIMEOUT_S = 600.0
-# what Streamlit logs at every cache clear and app start outside a server: true, and noise in the table
-BARE_MODE_LOGGERS = ("streamlit.runtime.scriptrunner_utils.script_run_context",
-                     "streamlit.runtime.caching.cache_data_api")
+# warns ("missing ScriptRunContext") each time an AppTest starts outside a server: true, and noise in the table
+BARE_MODE_LOGGER = "streamlit.runtime.scriptrunner_utils.script_run_context"
 
 
 def read_once(results: Path) -> float:
@@ -54,15 +53,13 @@ def _app_for(results: Path) -> Iterator[None]:
     """Point the app at ``results`` (it reads ``SUITE_RESULTS_DIR``) with Streamlit's bare-mode warnings off, and
     restore both afterwards."""
     before = os.environ.get("SUITE_RESULTS_DIR")
-    loggers = [logging.getLogger(name) for name in BARE_MODE_LOGGERS]
+    logger = logging.getLogger(BARE_MODE_LOGGER)
     os.environ["SUITE_RESULTS_DIR"] = str(results)
-    for logger in loggers:  # a filter, not a level: Streamlit sets its loggers' levels again as it loads its config
-        logger.addFilter(_errors_only)
+    logger.addFilter(_errors_only)  # a filter, not a level: Streamlit sets its loggers' levels again as it loads
     try:
         yield
     finally:
-        for logger in loggers:
-            logger.removeFilter(_errors_only)
+        logger.removeFilter(_errors_only)
         if before is None:
             os.environ.pop("SUITE_RESULTS_DIR", None)
         else:
