@@ -139,3 +139,23 @@ def test_a_knob_of_another_method_is_dropped_and_an_unknown_method_named() -> No
     assert JobSpec("cls", "tiny", "swa", 0, (("lookahead_k", 10),)).resolve().job_id == plain.job_id
     with pytest.raises(UnknownChoice, match="lookahead"):
         JobSpec("cls", "tiny", "lookahed", 0).resolve()
+
+
+@pytest.mark.parametrize("task", ["cls", "det", "gen", "video", "reg", "ssl", "lm"])
+def test_every_tiny_preset_takes_every_method_under_sgd_and_adamw(tmp_path: Path, task: str) -> None:
+    """`suite run --method none,ema,sema,swa,lookahead --set optimizer=sgd,adamw` resolves and configures on every
+    tiny preset: each job's optimizer is the one its variant names, with the preset's table's learning rate, and
+    its method's hook (tiny runs of swa and lookahead under both optimizers: the closing note of issue 24)."""
+    from sema_suite.running.jobs import expand_matrix
+
+    matrix = expand_matrix([task], method_names(), [0], "tiny", {"optimizer": ["sgd", "adamw"]})
+    assert len(matrix.jobs) == len(method_names()) * 2
+    hooks = {"none": None, "ema": "SemaHook", "sema": "SemaHook", "swa": "SwaHook", "lookahead": "SemaHook"}
+    for job in matrix.jobs:
+        cfg = build_config(job, job.context(tmp_path / "data", tmp_path / job.job_id, dry_run=True), tmp_path)
+        optimizer = cfg.optim_wrapper["optimizer"]
+        assert optimizer["type"].lower() == job.params["optimizer"] and optimizer["lr"] == job.params["lr"]
+        table = job.preset.optimizers.get(job.params["optimizer"], {})
+        assert optimizer["lr"] == table.get("lr", job.preset.params["lr"])
+        types = {h["type"] for h in cfg.custom_hooks} & {"SemaHook", "SwaHook"}
+        assert types == ({hooks[job.spec.method]} - {None})

@@ -24,7 +24,7 @@ SHIPPED_CONFIGS = {
 }
 COCO_FILES = ("annotations/instances_train2017.json", "annotations/instances_val2017.json", "train2017/", "val2017/")
 
-_TINY = {"epochs": 12, "iters": 0, "val_interval": 1, "batch_size": 16, "lr": 0.002, "weight_decay": 0.05,
+_TINY = {"epochs": 12, "iters": 0, "val_interval": 1, "batch_size": 16, "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.05,
          "lr_warmup_iters": 25, "num_workers": 0, "width": 16, "channels": 48, "image_size": 64, "num_train": 400,
          "num_val": 100, "num_test": 100}
 # The shapes data set gives 25 steps per epoch at batch 16, 300 in all. The averaging lag of an EMA is
@@ -34,6 +34,7 @@ _TINY = {"epochs": 12, "iters": 0, "val_interval": 1, "batch_size": 16, "lr": 0.
 # the run; the paper's CIFAR setting averages over ~1%), warmed up over the first epoch, switching every
 # epoch from the second one.
 _TINY_AVERAGING = {"decay": 0.9, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2}
+_TINY_OPTIMIZERS = {"sgd": {"lr": 0.01, "weight_decay": 1e-4, "momentum": 0.9}}  # the optimizer axis: --set optimizer=sgd
 # COCO 1x at the recipe's total batch of 16 is 7,080 steps per epoch (113,287 images once val is held out).
 # The averaging lag, ~d/(1-d) steps, is kept at about a quarter of the switch period, as in the authors' tuned
 # CIFAR setting (0.99 at ~500 steps per epoch): 0.9995, a lag of ~2,000 steps. (MMDetection's own EMA for its
@@ -72,12 +73,13 @@ class Detection(HeldOutSplits, Task):
             name="tiny",
             description="generated COCO shapes 64 px, narrow RetinaNet from scratch, 12 epochs (CPU, ~1.5 min)",
             dataset="coco-shapes", model="retinanet-r18w16", params=_TINY, averaging=_TINY_AVERAGING, offline=True,
+            optimizers=_TINY_OPTIMIZERS,
         ),
         "tiny-mask": Preset(
             name="tiny-mask",
             description="generated COCO shapes 64 px, narrow Mask R-CNN from scratch, 12 epochs (CPU, ~3.5 min)",
             dataset="coco-shapes", model="mask-rcnn-r18w16", params=_TINY,
-            averaging=_TINY_AVERAGING, offline=True,
+            averaging=_TINY_AVERAGING, offline=True, optimizers=_TINY_OPTIMIZERS,
         ),
         # The paper's regime on a CPU: the shapes data at batch 2 over 64 training images (32 steps an epoch) for
         # 100 epochs (100 switches), a narrower RetinaNet (width 8, 32 FPN channels), scored every 5 epochs.

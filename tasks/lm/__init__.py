@@ -56,8 +56,10 @@ class LanguageModelling(Task):
             params={"iters": 600, "val_interval": 100, "context": 128, "dim": 128, "heads": 4, "layers": 2,
                     "ffn": 512, "dropout": 0.0, "norm_first": True, "batch_size": 32, "eval_batch_size": 64,
                     "lr": 3e-3, "betas": [0.9, 0.98], "weight_decay": 0.01, "lr_warmup_iters": 50,
-                    "warmup_init_lr": 3e-6, "schedule": "cosine", "grad_clip": 1.0, "num_workers": 0},
+                    "warmup_init_lr": 3e-6, "schedule": "cosine", "grad_clip": 1.0, "num_workers": 0,
+                    "optimizer": "adamw"},
             averaging={"decay": 0.98},
+            optimizers={"sgd": {"lr": 0.3, "weight_decay": 0.0, "momentum": 0.9}},
             offline=True,
         ),
         # One pass over WikiText-103 is ~12,600 steps; 16 passes in all. Averaging: decay 0.9998 (a horizon of

@@ -47,10 +47,11 @@ class AttributeRegression(HeldOutSplits, Task):
                         "small ResNet, AdamW, cosine, 8 epochs (CPU, ~1 min)",
             dataset="rotated-digits",
             model="resnet-tiny",
-            params={"epochs": 8, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.05, "num_workers": 0,
+            params={"epochs": 8, "batch_size": 64, "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05, "num_workers": 0,
                     "backbone": "cifar", "depths": [1, 1, 1], "width": 16, "image_size": 16, "max_angle": 60.0,
                     "target_center": 0.0, "target_scale": 60.0},
             averaging={"decay": 0.98, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
+            optimizers={"sgd": {"lr": 0.05, "weight_decay": 5e-4, "momentum": 0.9}},
             offline=True,
         ),
         # The paper's regime on a CPU: the tiny data with batch 32 (34 steps per epoch) for 100 epochs (100

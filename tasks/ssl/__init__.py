@@ -76,7 +76,8 @@ def _tiny(method: str, extra: dict[str, Any]) -> Preset:
                     "k-NN every epoch, k-NN and a linear probe on the test digits at the end (CPU, ~1 min)",
         dataset="digits",
         model=f"resnet-tiny-{method}",
-        params={"ssl_method": method, "epochs": 8, "batch_size": 96, "momentum": 0.9, "lr_warmup_epochs": 1,
+        params={"ssl_method": method, "epochs": 8, "batch_size": 96, "optimizer": "sgd", "momentum": 0.9,
+                "lr_warmup_epochs": 1,
                 "num_workers": 0, "backbone": "cifar", "depths": [1, 1, 1], "width": 16, "image_size": 12,
                 "proj_hidden": 128, "proj_dim": 64, "knn_k": 20, "knn_temperature": 0.07, "probe_c": 1.0,
                 "val_interval": 1, **extra},
@@ -84,6 +85,7 @@ def _tiny(method: str, extra: dict[str, Any]) -> Preset:
         # over the paper's ~200 steps per epoch), warmed up over the first epoch, switching every epoch from
         # epoch 2.
         averaging={"decay": 0.96, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
+        optimizers={"adamw": {"lr": 1e-3, "weight_decay": 1e-4}},
         offline=True,
     )
 

@@ -43,10 +43,12 @@ class VideoPrediction(HeldOutSplits, Task):
             description="moving sklearn digits 32x32, 5->5 frames, small SimVP, 10 epochs (CPU, ~2 min)",
             dataset="moving-digits",
             model="simvp-gsta-tiny",
-            params={"epochs": 10, "batch_size": 32, "lr": 1e-3, "num_workers": 0, "train_sequences": 1024,
+            params={"epochs": 10, "batch_size": 32, "optimizer": "adam", "lr": 1e-3, "num_workers": 0,
+                    "train_sequences": 1024,
                     "val_sequences": 256, "test_sequences": 256, "frames_in": 5, "frames_out": 5, "frame_size": 32,
                     "digit_size": 12, "hid_s": 8, "hid_t": 64, "n_spatial": 4, "n_temporal": 4, "mlp_ratio": 4.0},
             averaging={"decay": 0.95, "ema_warmup_epochs": 1, "ema_warmup_factor": 0.9, "switch_start": 2},
+            optimizers={"adamw": {"lr": 1e-3, "weight_decay": 0.01}, "sgd": {"lr": 0.05, "weight_decay": 0.0, "momentum": 0.9}},
             offline=True,
         ),
         # The paper's regime on a CPU: the tiny data in 16x16 frames with 8-pixel digits, 4 -> 4 frames, 960 fresh

@@ -1,6 +1,7 @@
-"""A third-party task adapter: digits classification with an MLP, registered through an entry point.
+"""A third-party task adapter (digits classification with an MLP) and method (``polyak``: an equal average of the
+epoch-end weights), each registered through an entry point.
 
-`pip install -e examples/sema-bench-plugin`, then `suite run --task digits-mlp --method none,ema,sema`.
+`pip install -e examples/sema-bench-plugin`, then `suite run --task digits-mlp --method none,ema,sema,polyak`.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sema_suite.method.methods import Method
 from sema_suite.task import BuildContext, Metric, Preset, Task
 
 
@@ -51,3 +53,19 @@ class DigitsMLP(Task):
 
 
 TASK = DigitsMLP()
+
+
+class Polyak(Method):
+    """Evaluate the equal average of the weights at every epoch end so far; training never sees it. It could share a
+    run with ``none`` in principle; without a member of SemaHook's kind it trains on its own (the default)."""
+
+    name = "polyak"
+    summary = "an equal average of the epoch-end weights (example plugin)"
+
+    def hook(self, job_id: str, knobs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        from sema_bench_plugin import components  # noqa: F401  (registers PolyakHook)
+
+        return {"type": "PolyakHook", "name": job_id}
+
+
+METHOD = Polyak()
