@@ -36,6 +36,7 @@ def register_task(task: Task) -> Task:
     return task
 
 
+@cache  # reading the installed packages' entry points costs milliseconds; they do not change in a process
 def _sources() -> dict[str, str]:
     plugins = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
     return {**plugins, **BUILTIN}  # a plugin cannot shadow a built-in

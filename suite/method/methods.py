@@ -63,6 +63,7 @@ BUILTIN = {name: f"sema_suite.method.builtin:{cls}" for name, cls in (
 ENTRY_POINT_GROUP = "suite.methods"
 
 
+@cache  # reading the installed packages' entry points costs milliseconds; they do not change in a process
 def _sources() -> dict[str, str]:
     plugins = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
     return {**plugins, **BUILTIN}  # a plugin cannot shadow a built-in
