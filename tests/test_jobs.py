@@ -164,3 +164,18 @@ def test_the_long_plan_names_every_task_on_its_long_preset() -> None:
     matrices = load_plan(Path(__file__).resolve().parent.parent / "plans" / "long.toml")
     assert {task for m in matrices for task in m["tasks"]} == set(task_names())
     assert {m["preset"] for m in matrices} == {"long"} and all(len(m["seeds"]) == 5 for m in matrices)
+
+
+def test_a_finished_job_killed_while_measured_stays_done(tmp_path) -> None:
+    """Stopping `suite analyze` (its worker killed mid-measurement) fails the measurement, never the training."""
+    from sema_suite.results.store import JobDir
+    from sema_suite.running.scheduler import job_outcome
+
+    job = JobDir(tmp_path, "cls-tiny-sema-s0-00000000")
+    job.path.mkdir()
+    job.update_status(state="done", seconds=12.0, analysis={"settings": {"batches": 1}, "state": "running"})
+    outcome = job_outcome(job, -2)
+    status = job.status()
+    assert outcome.state == "failed" and "while measuring it" in outcome.error
+    assert status["state"] == "done" and status["seconds"] == 12.0
+    assert status["analysis"]["state"] == "failed" and status["analysis"]["settings"] == {"batches": 1}

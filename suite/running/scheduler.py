@@ -145,6 +145,12 @@ def job_outcome(job: JobDir, returncode: int | None, lost: str | None = None) ->
     status = job.status()
     if returncode in (0, None) and status.get("state") == "done":
         return Outcome(job.job_id, "done", seconds=status.get("seconds"))
+    if status.get("state") == "done":  # killed while `suite analyze` measured it: the training results stand
+        error = lost or f"worker exited with code {returncode} while measuring it; see {job.log_file}"
+        for key in ("analysis", "interpolation"):
+            if (status.get(key) or {}).get("state") == "running":
+                job.update_status(**{key: {**status[key], "state": "failed", "error": error}})
+        return Outcome(job.job_id, "failed", error)
     error = lost or (status.get("error") if status.get("state") == "failed" else None)
     if lost or error is None:  # killed before it could record anything (OOM killer, signal, lost node)
         error = error or f"worker exited with code {returncode}; see {job.log_file}"
