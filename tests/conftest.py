@@ -11,10 +11,10 @@ import torch
 from cls_jobs import train as train_cls_jobs
 from matrix import board, jobs, run_matrix
 
-# One torch thread in each xdist worker and in every job it starts: the workers already fill the cores, and a
-# second thread on a busy core spins (3x the CPU time). CPU runs stay bit-identical whatever the backend.
+# One torch thread in each xdist worker and in every job it starts (the suite's workers read SUITE_THREADS): the
+# xdist workers already fill the cores, and a second thread on a busy core spins (3x the CPU time). Not
+# OMP_NUM_THREADS: `nproc` reads it, and scripts/build_mmcv.sh's test counts the cores with nproc.
 os.environ["SUITE_THREADS"] = "1"
-os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
 
 

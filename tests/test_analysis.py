@@ -25,9 +25,9 @@ QUICK = ["batches=1", "trace_samples=2", "steps=1", "average_samples=2", "direct
 TRAIN = {
     "reg": ["epochs=1"],
     "ssl": ["epochs=2"],
-    "video": ["epochs=1", "train_sequences=128", "val_sequences=32", "test_sequences=32"],
+    "video": ["epochs=1", "train_sequences=128", "val_sequences=32", "test_sequences=32", "batch_size=16"],
     "det": ["epochs=1", "num_train=64", "num_val=16", "num_test=16"],
-    "gen": ["iters=30", "val_interval=30", "lr_warmup_iters=5", "sample_steps=2", "fid_samples=64",
+    "gen": ["iters=30", "val_interval=30", "lr_warmup_iters=5", "batch_size=16", "sample_steps=2", "fid_samples=64",
             "eval_batch_size=64"],
     "lm": ["iters=30", "val_interval=30", "lr_warmup_iters=5", "layers=1", "dim=32", "ffn=64", "context=32"],
 }
@@ -241,3 +241,26 @@ def test_a_failed_measurement_during_training_is_recorded_not_fatal(tmp_path: Pa
     hook.after_val_epoch(runner)  # no exception: training goes on
     assert job.status()["analysis_failures"] == [{"iter": 5, "error": "RuntimeError: batch_size is None"}]
     assert "batch_size is None" in warnings[0]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("cls_jobs")
+def test_interpolation_can_recompute_batchnorm_at_each_point(trained, cls_jobs: Path, tmp_path: Path) -> None:
+    """``interpolation_bn=1`` (REPAIR's re-estimation) measures other curves than lerped statistics give, and says
+    so in the job's status; the default's settings (and so the published measurements) are unchanged."""
+    lerped, _ = trained
+    results = tmp_path / "results"
+    shared = jobs_by_method(cls_jobs)
+    copy_jobs([shared["none"], shared["sema"]], results)
+    measured = suite("analyze", "--results-dir", str(results), *sets([*QUICK, "interpolation_bn=1"]))
+    assert measured.returncode == 0, measured.stderr
+
+    def curve(job: JobDir) -> dict[float, float]:
+        rows = [line.split(",") for line in job.interpolation_csv.read_text().splitlines()[1:]]
+        return {float(r[3]): float(r[6]) for r in rows if r[5] == "train_loss"}
+
+    recomputed, plain = jobs(results)["sema"], jobs(lerped)["sema"]
+    assert recomputed.status()["interpolation"]["settings"]["interpolation_bn"] == 1
+    assert "interpolation_bn" not in plain.status()["interpolation"]["settings"]
+    assert curve(recomputed).keys() == curve(plain).keys()
+    assert curve(recomputed)[0.5] != pytest.approx(curve(plain)[0.5], rel=1e-6)
