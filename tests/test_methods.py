@@ -55,6 +55,7 @@ def method_hook(runner: Runner) -> MethodHook:
     return next(h for h in runner.hooks if isinstance(h, MethodHook))
 
 
+@pytest.mark.slow
 def test_swa_averages_and_recomputes_batchnorm_as_torch_swa_utils_does(tmp_path: Path) -> None:
     runner = runner_for(tmp_path, "swa", epochs=4, swa_start=2, swa_anneal_epochs=2, swa_lr=0.01)
     ends = EpochEnds()
@@ -98,6 +99,7 @@ def TimmLookaheadSGD(params, alpha: float, k: int, **sgd) -> Lookahead:  # noqa:
     return Lookahead(torch.optim.SGD(params, **sgd), alpha=alpha, k=k)
 
 
+@pytest.mark.slow
 def test_lookahead_follows_timm_lookahead_step_for_step(tmp_path: Path) -> None:
     ours = runner_for(tmp_path / "ours", "lookahead", epochs=2, lookahead_k=4, lookahead_alpha=0.6)
     ours.train()

@@ -6,7 +6,9 @@ decay and warm-up; the switch knobs, which ``ema`` does not use, dropped). Along
 sema`` for ``interpolation_points`` values of t, the analysis loss on the fixed training batches and every
 val metric are measured. Every floating-point tensor of the model's state moves along the line (BatchNorm
 statistics too, so each end is exactly the weights the job reported); integer buffers come from the ``sema``
-end.
+end. Lerped statistics do not match the interpolated weights and inflate mid-path barriers; with
+``interpolation_bn=1`` the statistics are recomputed at every point over one pass of the training data
+(REPAIR's re-estimation, Jordan et al. 2023; :mod:`sema_suite.method.batchnorm`), the ends included.
 
 ``interpolation.csv`` holds the curves (``partner_job_id``, ``partner_method``, ``t``, ``split``, ``metric``,
 ``value``); ``barriers.csv`` holds, in the format of ``metrics.csv``, the barrier of each curve
@@ -85,6 +87,7 @@ def interpolate_job(runner, task, job: JobDir, partners: list[str], settings: Se
     from mmengine.runner.utils import set_random_seed
 
     from sema_suite.analysis import flatness
+    from sema_suite.method.batchnorm import recompute_bn
     from sema_suite.method.checkpoints import load, reported_state
 
     started = time.time()
@@ -105,6 +108,8 @@ def interpolate_job(runner, task, job: JobDir, partners: list[str], settings: Se
         series: dict[tuple[str, str], list[float]] = {}
         for t in ts:
             model.load_state_dict(_lerp(start, end, t))
+            if settings.interpolation_bn:
+                recompute_bn(model, runner.train_dataloader)
             with torch.no_grad():
                 series.setdefault(("train", "train_loss"), []).append(float(loss_fn().detach()))
             set_random_seed(settings.seed)  # sampling metrics (FID) draw the same noise at every t

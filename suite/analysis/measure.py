@@ -34,7 +34,8 @@ from sema_suite.errors import BadOverride
 from sema_suite.results.store import JobDir, read_json, utc_stamp
 
 SPLIT = "train"
-_MAY_BE_ZERO = ("seed", "rho", "rho_adaptive", "rho_average", "eig_tol", "interpolation_points", "every_eval")
+_MAY_BE_ZERO = ("seed", "rho", "rho_adaptive", "rho_average", "eig_tol", "interpolation_points", "interpolation_bn",
+                "every_eval")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Settings:
     points: int = 21
     span: float = 1.0
     interpolation_points: int = 11  # values of t on each line between a sema job and its partners; 0: none
+    interpolation_bn: int = 0  # 1: recompute BatchNorm statistics at each point of a line (REPAIR); 0: lerp them
     every_eval: int = 0  # also measure at every this many evaluations during training (suite run --analyze)
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,11 +64,13 @@ class Settings:
 
     def job_settings(self) -> dict[str, Any]:
         """The knobs of the measurements of one job's final weights (what ``analysis.csv`` depends on)."""
-        return {k: v for k, v in self.as_dict().items() if k not in ("interpolation_points", "every_eval")}
+        return {k: v for k, v in self.as_dict().items()
+                if k not in ("interpolation_points", "interpolation_bn", "every_eval")}
 
     def pair_settings(self) -> dict[str, Any]:
         """The knobs the interpolation depends on."""
-        return {"batches": self.batches, "seed": self.seed, "interpolation_points": self.interpolation_points}
+        return {"batches": self.batches, "seed": self.seed, "interpolation_points": self.interpolation_points,
+                **({"interpolation_bn": 1} if self.interpolation_bn else {})}
 
     @classmethod
     def parse(cls, pairs: list[str]) -> Settings:
@@ -84,6 +88,8 @@ class Settings:
                 raise BadOverride(f"--set {pair}: {key} takes a {kind.__name__}") from None
             if values[key] < 0 or (key not in _MAY_BE_ZERO and values[key] == 0):
                 raise BadOverride(f"--set {pair}: {key} must be positive")
+        if values.get("interpolation_bn", 0) > 1:
+            raise BadOverride("--set interpolation_bn: 0 lerps BatchNorm statistics along a line, 1 recomputes them")
         if values.get("interpolation_points") == 1:
             raise BadOverride("--set interpolation_points=1: a line needs both ends; use 2 or more, or 0 for none")
         return cls(**values)
