@@ -285,7 +285,7 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
 
     results, skipped, device = check(paper_presets(args.presets), args.iters, args.batch_size)
     print(report(results, skipped, device))
-    return 1 if any("error" in r or r["switches"] == 0 for r in results) else 0
+    return 1 if any("error" in r or r["switches"] == 0 or "error" in (r.get("analysis") or {}) for r in results) else 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -48,6 +48,8 @@ def test_on_a_cpu_it_trains_a_preset_with_each_method_and_sees_the_switch(tmp_pa
     assert rows["sema"][-2:] == ["yes", "(2)"] and rows["none"][-1] == "-"
     assert float(rows["ema"][5]) > 0  # the averaging hook's share of training time, in percent
     assert "skipped: cls/cifar10 sema (bf16): mixed precision needs CUDA" in result.stdout
+    (analysed,) = [line for line in result.stdout.splitlines() if line.startswith("analysis cls/cifar10 (sema)")]
+    assert "measures on 1 batch(es)" in analysed and "FAILED" not in analysed  # suite analyze's measures, once
 
 
 def test_file_stand_ins_load_through_the_presets_real_datasets(tmp_path: Path) -> None:

@@ -3,7 +3,10 @@ and sema (and sema in bf16, and det on two processes with DDP, where the GPUs al
 real shapes (:mod:`sema_suite.bench.stand_ins`: no dataset needed), through the same config, hooks and loop as
 ``suite run``. It prints, per preset and case: training steps per second (data loading excluded: the step is
 timed from the batch's arrival to the end of its hooks, after a CUDA sync), peak memory, the averaging hook's
-share of the training time (host time), each case's step time against ``none``, and whether the switch fired.
+share of the training time (host time), each case's step time against ``none``, and whether the switch fired;
+and, after the ``sema`` case, one ``suite analyze`` measurement of its weights (Hessian, sharpness; 4 batches on
+CUDA as the default settings, 1 on a CPU), with its time and peak memory, since the Hessian-vector products are
+what runs out of memory first on the large presets.
 
 Each preset runs in a process of its own (its cases one after another; a crash stays there); a DDP case under
 torchrun. Without CUDA it runs the presets on the CPU at a small batch and says what it skipped.
@@ -167,12 +170,34 @@ def run_case(case: Case, iters: int, batch_size: int | None, data_root: Path, wo
     warm = clock.steps[max(1, len(clock.steps) // 5):] or clock.steps  # cuDNN autotuning, allocator warm-up
     ledger = ledger_of(runner)
     sema = next((h for h in runner.hooks if isinstance(h, SemaHook)), None)
-    return {**asdict(case), "label": case.label, "iters": len(clock.steps),
+    analysis = _analysis(runner, job, cuda) if case.method == "sema" and case == Case(case.task, case.preset, "sema") \
+        else None
+    return {**asdict(case), "label": case.label, "iters": len(clock.steps), "analysis": analysis,
             "batch_size": cfg.train_dataloader.batch_size * case.world_size,
             "step_s": sum(warm) / len(warm), "steps_per_s": len(warm) / sum(warm),
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
             "hook_share": ledger.seconds["averaging"] / ledger.seconds["train"] if sema else None,
             "switches": sema.counts(job.job_id)["switches"] if sema and case.method == "sema" else None}
+
+
+def _analysis(runner, job, cuda: bool) -> dict[str, Any]:
+    """One measurement of the job's reported weights, as ``suite analyze`` makes it: seconds and peak memory, or
+    the error."""
+    import torch
+
+    from sema_suite.analysis.measure import Settings, measure
+
+    settings = Settings(batches=4 if cuda else 1, trace_samples=2, steps=1, average_samples=2, directions=1,
+                        points=3)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    try:
+        values, _ = measure(runner, job.task, settings, job.job_id, landscape=False)
+    except Exception as err:  # noqa: BLE001  (a finding to report, like a case that fails)
+        return {"error": f"{type(err).__name__}: {err}"}
+    return {"seconds": time.perf_counter() - started, "batches": settings.batches, "measures": len(values),
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}
 
 
 def _preset_process(cases: list[Case], iters: int, batch_size: int | None, data_root: Path, work: Path) -> None:
@@ -242,6 +267,12 @@ def report(results: list[dict[str, Any]], skipped: list[str], device: dict[str, 
             f"{name:<26} {r['label']:<18} {r['batch_size']:>5} {r['steps_per_s']:>8.2f} "
             f"{_or_dash(r['peak_gib'], '.2f'):>8} {_or_dash(r['hook_share'] and 100 * r['hook_share'], '.2f'):>7} "
             f"{ratio:>8} {_switched(r):>8}")
+    for r in results:
+        if (analysis := r.get("analysis")) is not None:
+            measured = (f"FAILED: {analysis['error']}" if "error" in analysis else
+                        f"{analysis['measures']} measures on {analysis['batches']} batch(es) in {analysis['seconds']:.1f} s, "
+                        f"peak {_or_dash(analysis['peak_gib'], '.2f')} GiB")
+            lines.append(f"analysis {r['task']}/{r['preset']} ({r['label']}): {measured}")
     lines += [f"skipped: {s}" for s in skipped]
     return "\n".join(lines)
 
