@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
+from typing import TypeVar
 from importlib.metadata import entry_points
 
 from sema_suite.errors import SuiteError, UnknownChoice
@@ -46,18 +47,27 @@ def task_names() -> list[str]:
     return sorted({*_sources(), *_registered})
 
 
-@cache
-def _load(target: str) -> Task:
+T = TypeVar("T")
+
+
+def load_target(target: str, kind: str, expected: type[T]) -> T:
+    """The object an entry point (``module:attr``) names, a class instantiated; a broken plugin is a SuiteError
+    that names it, never a traceback from deep inside its import. ``kind``: what it is, for the message."""
     module_name, _, attr = target.partition(":")
     try:
-        task = getattr(importlib.import_module(module_name), attr)
-    except Exception as error:  # a broken plugin is named, never a traceback from deep inside its import
-        raise SuiteError(f"the task adapter {target} does not import ({type(error).__name__}: {error}); fix or "
+        found = getattr(importlib.import_module(module_name), attr)
+    except Exception as error:
+        raise SuiteError(f"the {kind} {target} does not import ({type(error).__name__}: {error}); fix or "
                          "uninstall the package that registers it") from error
-    task = task() if isinstance(task, type) else task
-    if not isinstance(task, Task):
-        raise SuiteError(f"{target} is not a sema_suite.task.Task (got {type(task).__name__})")
-    return task
+    found = found() if isinstance(found, type) else found
+    if not isinstance(found, expected):
+        raise SuiteError(f"{target} is not a {expected.__module__}.{expected.__name__} (got {type(found).__name__})")
+    return found
+
+
+@cache
+def _load(target: str) -> Task:
+    return load_target(target, "task adapter", Task)
 
 
 def get_task(name: str) -> Task:

@@ -161,3 +161,16 @@ def test_every_tiny_preset_takes_every_method_under_sgd_and_adamw(tmp_path: Path
         assert optimizer["lr"] == table.get("lr", job.preset.params["lr"])
         types = {h["type"] for h in cfg.custom_hooks} & {"SemaHook", "SwaHook"}
         assert types == ({hooks[job.spec.method]} - {None})
+
+
+def test_a_broken_or_misnamed_plugin_is_named() -> None:
+    from sema_suite.errors import SuiteError
+    from sema_suite.method.methods import Method, _load
+    from sema_suite.registry import load_target
+
+    with pytest.raises(SuiteError, match="the method no_such_package:METHOD does not import .ModuleNotFoundError"):
+        load_target("no_such_package:METHOD", "method", Method)
+    with pytest.raises(SuiteError, match="is not a sema_suite.method.methods.Method"):
+        load_target("sema_suite.method.builtin:AVERAGE_KNOBS", "method", Method)
+    with pytest.raises(SuiteError, match="registered as method 'lookahead' but is named 'swa'"):
+        _load("lookahead", "sema_suite.method.builtin:Swa")

@@ -17,7 +17,6 @@ changes the job's id nor retrains an identical job; the CLI says so. Import-ligh
 
 from __future__ import annotations
 
-import importlib
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, NamedTuple
@@ -76,15 +75,11 @@ def method_names() -> list[str]:
 
 @cache
 def _load(name: str, target: str) -> Method:
-    module_name, _, attr = target.partition(":")
-    try:
-        method = getattr(importlib.import_module(module_name), attr)
-    except Exception as error:  # a broken plugin is named, never a traceback from deep inside its import
-        raise SuiteError(f"the method {target} does not import ({type(error).__name__}: {error}); fix or uninstall "
-                         "the package that registers it") from error
-    method = method() if isinstance(method, type) else method
-    if not isinstance(method, Method) or method.name != name:
-        raise SuiteError(f"{target} is not a sema_suite.method.methods.Method named {name!r}")
+    from sema_suite.registry import load_target
+
+    method = load_target(target, "method", Method)
+    if method.name != name:
+        raise SuiteError(f"{target} is registered as method {name!r} but is named {method.name!r}")
     return method
 
 
