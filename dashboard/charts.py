@@ -10,7 +10,7 @@ from sema_dashboard.tables import method_key, series_key
 
 # none in grey (the baseline), the averaging methods in strong colours; unknown methods and variants other
 # than the shipped one get Tableau's.
-METHOD_COLORS = {"none": "#7f7f7f", "ema": "#1f77b4", "sema": "#d62728"}
+METHOD_COLORS = {"none": "#7f7f7f", "ema": "#1f77b4", "sema": "#d62728", "swa": "#2ca02c", "lookahead": "#9467bd"}
 _EXTRA = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e", "#aec7e8"]
 
 

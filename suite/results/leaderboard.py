@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sema_suite.method.methods import averaging_defaults
+from sema_suite.method.methods import BUILTIN, averaging_defaults
 from sema_suite.results.store import JobDir, read_json, write_atomic
 from sema_suite.running.variants import format_value, format_variant, parse_variant
 
@@ -47,7 +47,7 @@ COLUMNS = (
     *(f"auc_{unit}{part}" for unit in ("epoch", "s") for part in _INTERVAL),
     "tuned_over", "tuned_at_edge",
 )
-METHOD_ORDER = {"none": 0, "ema": 1, "sema": 2}
+METHOD_ORDER = {name: rank for rank, name in enumerate(BUILTIN)}  # built-in methods first, in their order
 SELECTION_ORDER = {"shipped": 0, "tuned": 1, "sweep": 2}
 
 
