@@ -45,9 +45,17 @@ class EpochEnds(Hook):
         self.lrs.append(self._lr)
 
 
-def runner_for(tmp_path: Path, method: str, epochs: int, **overrides) -> Runner:
+def runner_for(tmp_path: Path, method: str, epochs: int, by_iters: bool = False, **overrides) -> Runner:
+    """cls tiny, small; ``by_iters``: through mmengine's IterBasedTrainLoop (as gen's and lm's loops), a pass per
+    epoch."""
     job = JobSpec("cls", "tiny", method, 0, (*FAST, ("epochs", epochs), *overrides.items())).resolve()
     cfg = build_config(job, job.context(tmp_path / "data", tmp_path / job.job_id / "work"), tmp_path)
+    if by_iters:
+        per_pass = len(Runner.build_dataloader(cfg.train_dataloader))
+        cfg.train_cfg = {"type": "IterBasedTrainLoop", "max_iters": epochs * per_pass, "val_interval": per_pass}
+        cfg.default_hooks.checkpoint.by_epoch = False
+        cfg.log_processor.by_epoch = False
+        next(h for h in cfg.custom_hooks if h["type"] == "ResultsHook")["by_epoch"] = False
     return Runner.from_cfg(cfg)
 
 
@@ -117,6 +125,15 @@ def test_lookahead_follows_timm_lookahead_step_for_step(tmp_path: Path) -> None:
     for (name, _), theirs in zip(ours.model.named_parameters(), timm.model.parameters()):
         torch.testing.assert_close(slow[name], optimizer._base_optimizer.state[theirs]["lookahead_slow_buff"],
                                    rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_swa_in_an_iteration_loop_averages_at_the_end_of_each_pass(tmp_path: Path) -> None:
+    runner = runner_for(tmp_path, "swa", epochs=4, by_iters=True, swa_start=0.5, swa_lr=0.01, swa_anneal_epochs=0)
+    runner.train()
+    swa = method_hook(runner)
+    assert swa.counts() == {"updates": 3, "swa_start_epoch": 2, "bn_passes": 3}  # passes 2-4; a BN pass per eval
+    assert runner.optim_wrapper.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # SWALR at once, held
 
 
 def test_methods_say_whether_they_share_a_run() -> None:
