@@ -1,5 +1,6 @@
-"""The method in mmengine: :class:`SemaHook` (none, ema and sema on any runner) and :class:`MembersLoop` (a shared
-run's evaluation of each job's weights in turn).
+"""The method in mmengine: :class:`MethodHook` (what every method's hook tells the suite), :class:`SemaHook` (ema,
+sema and lookahead, and shared runs of none and ema, on any runner) and :class:`MembersLoop` (a shared run's
+evaluation of each job's weights in turn). SWA's hook is :mod:`sema_suite.method.swa`.
 
 Lifecycle of :class:`SemaHook` inside ``Runner.train()``::
 
@@ -68,7 +69,8 @@ class MethodHook(Hook):
 
 @HOOKS.register_module()
 class SemaHook(MethodHook):
-    """EMA of the weights (``switch=False``) or Switch EMA (``switch=True``): one hook for both methods.
+    """EMA of the weights (``switch=False``) or Switch EMA (``switch=True``): one hook for ``ema`` and ``sema``,
+    and for ``lookahead`` (an average updated every ``k`` steps, switched every ``k`` steps).
 
     Args:
         decay: EMA decay ``d`` close to 1 (not mmengine's ``momentum = 1 - d``).
@@ -81,7 +83,6 @@ class SemaHook(MethodHook):
         switch_interval_iters: switch every this many iterations instead (``None``: by epochs), within
             epoch ``switch_start`` and later.
         name: the name of that one average (a job id; it keys the average in checkpoints).
-
         members: instead of one average, a shared run's jobs (see :mod:`sema_suite.running.runs`): each
             ``{"name": job id, "average": None}`` (the trained weights, a ``none`` job) or ``{"name": ...,
             "average": {"decay", "warmup", "update_interval", "average_buffers"}}`` (an ``ema`` job). Every
