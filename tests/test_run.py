@@ -101,7 +101,7 @@ def test_a_job_planned_by_other_code_is_refused_never_marked_done(tmp_path: Path
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--task", "nope"], "unknown task 'nope'; valid tasks: cls"),
-    (["--method", "swa"], "unknown method 'swa'; valid methods: ema, none, sema"),
+    (["--method", "swap"], "unknown method 'swap'; valid methods: ema, lookahead, none, sema, swa"),
     (["--preset", "huge"], "valid preset of task 'cls's: cifar10, cifar100, long, tiny"),
     (["--set", "epoch=3"], "unknown override key for cls/tiny 'epoch'"),
     (["--set", "epochs"], "write it as key=value"),
