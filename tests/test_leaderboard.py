@@ -227,6 +227,11 @@ def test_a_tuned_value_at_the_edge_of_its_grid_is_flagged(tmp_path: Path) -> Non
     assert "lowest value swept (0.5, 0.7, 0.9)" in note and "--set decay=0.3333,0.2" in note  # lags 1/2, 1/4
     assert leaderboard.grid_extension("switch_interval", 5, "highest") == [10, 20]
     assert leaderboard.grid_extension("switch_interval", 1, "lowest") == []  # nothing below 1
+    assert leaderboard.grid_extension("lookahead_alpha", 0.8, "highest") == [0.9, 0.95]  # alpha stops at 1
+    assert leaderboard.grid_extension("lookahead_alpha", 1.0, "highest") == []
+    (sgd,) = leaderboard.edge_notes([tuned["ema"] | {"task": "cls", "preset": "tiny", "metric": "top1",
+                                                     "variant": "decay=0.5,optimizer=sgd"}])
+    assert sgd.startswith("cls/tiny [optimizer=sgd] ema:")  # the training setting it was tuned in
     # the shipped variant counts with its preset's value (cls tiny ships decay 0.95), other knobs held
     candidates = ["", "decay=0.9", "decay=0.9,switch_interval=2", "decay=0.99,switch_interval=2"]
     shipped = leaderboard.shipped_method_knobs("cls", "tiny")

@@ -114,7 +114,7 @@ class Lookahead(Method):
     name = "lookahead"
     summary = "Lookahead: every lookahead_k steps the slow weights step lookahead_alpha toward the fast ones, which restart from them"
     knobs = {"lookahead_k": Knob(5, "fast optimizer steps between slow-weight updates (Lookahead's k)"),
-             "lookahead_alpha": Knob(0.5, "slow-weight step size (Lookahead's alpha), in (0, 1]")}
+             "lookahead_alpha": Knob(0.5, "slow-weight step size (Lookahead's alpha), in (0, 1]", highest=1.0)}
 
     def effective(self, knobs: dict[str, Any]) -> dict[str, Any]:
         used = super().effective(knobs)

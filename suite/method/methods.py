@@ -27,6 +27,7 @@ from sema_suite.errors import BadOverride, SuiteError, UnknownChoice
 class Knob(NamedTuple):
     default: Any
     help: str
+    highest: float | None = None  # the largest value that means anything (a sweep is never extended past it)
 
 
 class Method:

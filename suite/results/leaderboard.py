@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sema_suite.method.methods import BUILTIN, averaging_defaults
+from sema_suite.method.methods import BUILTIN, averaging_defaults, knob_table
 from sema_suite.results.store import JobDir, read_json, write_atomic
 from sema_suite.running.variants import format_value, format_variant, parse_variant
 
@@ -377,8 +377,12 @@ def tuning_warnings(rows: list[dict[str, Any]], primary: dict[tuple[str, str], s
 
 def grid_extension(knob: str, value: float, side: str) -> list[float]:
     """Two values past ``value`` on ``side`` ("lowest" or "highest") of a grid: a decay by halving (doubling) its
-    lag d/(1-d) twice, any other knob by halving (doubling) it twice (whole numbers stay whole, at least 1)."""
+    lag d/(1-d) twice, a knob with a largest meaningful value (``lookahead_alpha``'s 1) by halving the gap to it
+    twice (none at it), any other knob by halving (doubling) it twice (whole numbers stay whole, at least 1)."""
     factors = (0.5, 0.25) if side == "lowest" else (2.0, 4.0)
+    highest = knob_table()[knob].highest if knob in knob_table() else None
+    if side == "highest" and highest is not None:
+        return [round(highest - (highest - value) * f, 4) for f in (0.5, 0.25)] if value < highest else []
     if knob == "decay":
         lag = value / (1 - value)
         return [round(lag * f / (1 + lag * f), 4) for f in factors]
@@ -400,7 +404,9 @@ def edge_notes(table: list[dict[str, Any]]) -> list[str]:
             side, _, swept = grid.rstrip(")").partition(" of ")
             extra = ",".join(f"{v:g}" for v in grid_extension(knob, float(value), side))
             advice = f"extend it (e.g. --set {knob}={extra})" if extra else "it cannot go further"
-            notes.append(f"{r['task']}/{r['preset']} {r['method']}: the tuned {knob}={value} is the {side} value swept "
+            setting = baseline_variant(r["variant"])  # the training setting it was tuned in (optimizer=sgd)
+            where = f"{r['task']}/{r['preset']}" + (f" [{setting}]" if setting else "")
+            notes.append(f"{where} {r['method']}: the tuned {knob}={value} is the {side} value swept "
                          f"({swept}): the optimum may lie outside the grid; {advice}")
     return notes
 
