@@ -191,3 +191,21 @@ def test_a_broken_or_misnamed_plugin_is_named() -> None:
         load_target("sema_suite.method.builtin:AVERAGE_KNOBS", "method", Method)
     with pytest.raises(SuiteError, match="registered as method 'lookahead' but is named 'swa'"):
         _load("lookahead", "sema_suite.method.builtin:Swa")
+
+
+def test_only_averages_of_a_shared_trajectory_are_said_to_train_it_again(tmp_path: Path) -> None:
+    """A sema (or swa, lookahead) job trains its own trajectory: a finished job of another decay is no reason for
+    the "trained again" note, which is about ema jobs joining a none trajectory already trained."""
+    from sema_suite.results.store import JobDir
+    from sema_suite.running.runs import retrained_notes
+
+    def job(method: str, **knobs) -> object:
+        return JobSpec("cls", "tiny", method, 0, tuple(knobs.items())).resolve()
+
+    done = [job("none"), job("ema", decay=0.9), job("sema", decay=0.9), job("lookahead", lookahead_k=5)]
+    todo = [job("ema", decay=0.95), job("sema", decay=0.95), job("lookahead", lookahead_k=10)]
+    for finished in done:
+        JobDir(tmp_path, finished.job_id).path.mkdir()
+        JobDir(tmp_path, finished.job_id).update_status(state="done")
+    (note,) = retrained_notes(plan(todo), done + todo, tmp_path)
+    assert note.startswith(f"note: {todo[0].job_id} average(s) a trajectory already trained")  # the ema job only

@@ -84,7 +84,7 @@ def retrained_notes(runs: list[Run], matrix: list[ResolvedJob], results_dir: Pat
     average must see the whole of it; the finished jobs keep their rows."""
     notes = []
     for run in runs:
-        averages = [job for job in run.members if job.spec.method != "none"]
+        averages = [job for job in run.members if job.spec.method != "none" and trajectory(job) is not None]
         if not averages:
             continue
         lead = averages[0].spec
