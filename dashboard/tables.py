@@ -338,7 +338,7 @@ def verdict(row: dict[str, Any]) -> str:
 def verdict_grid(table: list[dict[str, Any]], primary: Callable[[str, str], str | None]) -> pd.DataFrame:
     """The first screen's answer: per method (rows) and task/preset (columns; a training setting other than
     the shipped one in brackets), the tuned selection's verdict against ``none`` on each task's primary metric,
-    on test (val where a task has no test split)."""
+    on test (val where a task has no test split); "not run" where a method has no jobs for a task."""
     cells: dict[str, dict[str, str]] = {}
     tuned = [r for r in table if selection_of(r) == "tuned" and r["method"] != "none"]
     for r in tuned:
@@ -350,4 +350,4 @@ def verdict_grid(table: list[dict[str, Any]], primary: Callable[[str, str], str 
         cells.setdefault(r["method"], {})[column] = verdict(r)
     methods = sorted(cells, key=method_key)
     frame = pd.DataFrame([cells[m] for m in methods], index=pd.Index(methods, name="method"))
-    return frame.reindex(sorted(frame.columns), axis=1)
+    return frame.reindex(sorted(frame.columns), axis=1).fillna("not run")
