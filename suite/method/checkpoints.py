@@ -32,6 +32,17 @@ def averaged_in_state_dict(checkpoint: dict[str, Any]) -> bool:
     return any((checkpoint.get(key) or {}).get("state_dict") == "averaged" for key in HOOK_KEYS)
 
 
+def store_reported(checkpoint: dict[str, Any], reported: dict[str, Any]) -> None:
+    """Write a checkpoint as mmengine's EMAHook does: ``state_dict`` gets the ``reported`` weights (on the CPU, in the
+    saved dtype; names a state dict leaves out, such as non-persistent buffers, skipped), ``ema_state_dict`` the
+    trained ones under ``module.``."""
+    state = checkpoint["state_dict"]
+    names = [name for name in reported if name in state]
+    checkpoint["ema_state_dict"] = {PREFIX + name: state[name] for name in names}
+    for name in names:
+        state[name] = reported[name].detach().to("cpu", state[name].dtype, copy=True)
+
+
 def trained_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """The trained weights (what the optimizer updated)."""
     state = dict(checkpoint["state_dict"])

@@ -222,16 +222,11 @@ class SemaHook(MethodHook):
         """Store every average's state and counters. With one member, as mmengine's EMAHook does: the weights
         it reports in ``state_dict`` (where test tools load from), the trained ones in ``ema_state_dict``; a
         shared run's ``state_dict`` keeps the trained weights (see :mod:`sema_suite.method.checkpoints`)."""
-        from sema_suite.method.checkpoints import PREFIX
+        from sema_suite.method.checkpoints import store_reported
 
         averaged_in_state_dict = len(self.members) == 1
         if averaged_in_state_dict:
-            state = checkpoint["state_dict"]
-            averaged = self.averager.averaged_state()
-            reported = [name for name in averaged if name in state]  # non-persistent buffers are not in a state dict
-            checkpoint["ema_state_dict"] = {PREFIX + name: state[name] for name in reported}
-            for name in reported:
-                state[name] = averaged[name].detach().to("cpu", state[name].dtype, copy=True)
+            store_reported(checkpoint, self.averager.averaged_state())
         checkpoint["sema_hook"] = {"averagers": {name: a.state_dict() for name, a in self.averagers.items()},
                                    "switches": list(self.switches),
                                    "state_dict": "averaged" if averaged_in_state_dict else "trained"}

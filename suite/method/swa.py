@@ -34,6 +34,16 @@ from sema_suite.method.hooks import MethodHook
 from sema_suite.running.costs import ledger_of
 
 
+@contextlib.contextmanager
+def state_restored(module: nn.Module) -> Iterator[None]:
+    """The module's state dict as it was before the block, whatever the block loads into it."""
+    saved = {k: v.clone() for k, v in module.state_dict().items()}
+    try:
+        yield
+    finally:
+        module.load_state_dict(saved)
+
+
 @HOOKS.register_module()
 class SwaHook(MethodHook):
     """Stochastic weight averaging (:class:`sema_suite.method.builtin.Swa`).
@@ -79,9 +89,17 @@ class SwaHook(MethodHook):
 
     # -- training -----------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _set_lrs(runner, lrs: list[float]) -> None:
+        for group, lr in zip(runner.optim_wrapper.optimizer.param_groups, lrs):
+            group["lr"] = lr
+
+    def _new_swalr(self, runner) -> SWALR:
+        return SWALR(runner.optim_wrapper.optimizer, self.swa_lr, self.anneal_epochs, "cos")
+
     def _swalr(self, runner) -> SWALR | None:
         if self.scheduler is None and self._saved_scheduler is not None:  # resumed: the optimizer is loaded now
-            self.scheduler = SWALR(runner.optim_wrapper.optimizer, self.swa_lr, self.anneal_epochs, "cos")
+            self.scheduler = self._new_swalr(runner)
             self.scheduler.load_state_dict(self._saved_scheduler)
             self._saved_scheduler = None
         return self.scheduler
@@ -89,8 +107,7 @@ class SwaHook(MethodHook):
     def _hold_lr(self, runner) -> None:
         """Undo what the preset's schedulers did to the learning rate once SWALR runs."""
         if (scheduler := self._swalr(runner)) is not None:
-            for group, lr in zip(runner.optim_wrapper.optimizer.param_groups, scheduler.get_last_lr()):
-                group["lr"] = lr
+            self._set_lrs(runner, scheduler.get_last_lr())
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._step_lrs = [group["lr"] for group in runner.optim_wrapper.optimizer.param_groups]
@@ -111,9 +128,8 @@ class SwaHook(MethodHook):
             return
         started = time.perf_counter()
         if self._swalr(runner) is None:  # SWA starts from the rate the last step used (torch's recipe steps
-            for group, lr in zip(runner.optim_wrapper.optimizer.param_groups, self._step_lrs):  # one or the other)
-                group["lr"] = lr
-            self.scheduler = SWALR(runner.optim_wrapper.optimizer, self.swa_lr, self.anneal_epochs, "cos")
+            self._set_lrs(runner, self._step_lrs)  # either the preset's schedule or SWALR, never both)
+            self.scheduler = self._new_swalr(runner)
         self.average.update_parameters(unwrap_model(runner.model))
         self.scheduler.step()
         if self._ledger is not None:
@@ -130,13 +146,12 @@ class SwaHook(MethodHook):
         if self._reported is None or self._reported[0] != averaged:
             started = time.perf_counter()
             model = unwrap_model(self._runner.model)
-            trained = {k: v.clone() for k, v in model.state_dict().items()}
-            with torch.no_grad():
-                for mine, theirs in zip(model.parameters(), self.average.module.parameters()):
-                    mine.copy_(theirs)
-            recompute_bn(model, self._runner.train_dataloader)
-            self._reported = (averaged, {k: v.clone() for k, v in model.state_dict().items()})
-            model.load_state_dict(trained)
+            with state_restored(model):
+                with torch.no_grad():
+                    for mine, theirs in zip(model.parameters(), self.average.module.parameters()):
+                        mine.copy_(theirs)
+                recompute_bn(model, self._runner.train_dataloader)
+                self._reported = (averaged, {k: v.clone() for k, v in model.state_dict().items()})
             self.bn_passes += 1
             if self._ledger is not None:
                 self._ledger.add("averaging", time.perf_counter() - started, self.names[0])
@@ -149,12 +164,9 @@ class SwaHook(MethodHook):
             yield model
             return
         module = unwrap_model(model)
-        trained = {k: v.clone() for k, v in module.state_dict().items()}
-        module.load_state_dict(reported)
-        try:
+        with state_restored(module):
+            module.load_state_dict(reported)
             yield model
-        finally:
-            module.load_state_dict(trained)
 
     def counts(self, name: str | None = None) -> dict[str, Any]:
         return {"updates": int(self.average.n_averaged) if self.average is not None else 0,
@@ -164,15 +176,11 @@ class SwaHook(MethodHook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """As SemaHook: ``state_dict`` holds the weights SWA reports, ``ema_state_dict`` the trained ones."""
-        from sema_suite.method.checkpoints import PREFIX
+        from sema_suite.method.checkpoints import store_reported
 
         reported = self.reported_state()
         if reported is not None:
-            state = checkpoint["state_dict"]
-            names = [name for name in reported if name in state]
-            checkpoint["ema_state_dict"] = {PREFIX + name: state[name] for name in names}
-            for name in names:
-                state[name] = reported[name].detach().to("cpu", state[name].dtype, copy=True)
+            store_reported(checkpoint, reported)
         scheduler = self._swalr(runner)
         checkpoint["swa_hook"] = {"average": self.average.state_dict(), "bn_passes": self.bn_passes,
                                   "scheduler": scheduler.state_dict() if scheduler is not None else None,
