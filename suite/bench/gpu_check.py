@@ -170,8 +170,8 @@ def run_case(case: Case, iters: int, batch_size: int | None, data_root: Path, wo
     warm = clock.steps[max(1, len(clock.steps) // 5):] or clock.steps  # cuDNN autotuning, allocator warm-up
     ledger = ledger_of(runner)
     sema = next((h for h in runner.hooks if isinstance(h, SemaHook)), None)
-    analysis = _analysis(runner, job, cuda) if case.method == "sema" and case == Case(case.task, case.preset, "sema") \
-        else None
+    plain_sema = case.method == "sema" and case.amp == "none" and case.world_size == 1
+    analysis = _analysis(runner, job, cuda) if plain_sema else None
     return {**asdict(case), "label": case.label, "iters": len(clock.steps), "analysis": analysis,
             "batch_size": cfg.train_dataloader.batch_size * case.world_size,
             "step_s": sum(warm) / len(warm), "steps_per_s": len(warm) / sum(warm),
