@@ -24,6 +24,14 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {text!r}") from None
 
 
+def _selections(text: str) -> list[str]:
+    chosen = _csv(text)
+    if unknown := [s for s in chosen if s not in ("shipped", "tuned")]:
+        raise argparse.ArgumentTypeError(f"unknown selection {', '.join(unknown)}: give shipped, tuned or both "
+                                         "(shipped,tuned)")
+    return chosen
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
@@ -169,13 +177,22 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                          "use `suite run --analyze every_eval=N` (drop it here)")
     jobs = [job for job in finished_jobs(args.results_dir)
             if (not args.task or read_json(job.job_json)["spec"]["task"] in args.task)
-            and (not args.jobs or job.job_id in args.jobs)]
+            and (not args.jobs or job.job_id in args.jobs)
+            and (args.seeds is None or int(read_json(job.job_json)["spec"]["seed"]) in args.seeds)]
+    if args.selection:
+        from sema_suite.results.leaderboard import load, selected_jobs
+
+        chosen = selected_jobs(load(args.results_dir, [job.job_id for job in jobs]), args.selection)
+        jobs = [job for job in jobs if job.job_id in chosen]
     if args.jobs and (unknown := set(args.jobs) - {job.job_id for job in jobs}):
         raise SuiteError(f"no finished job {', '.join(sorted(unknown))} under {args.results_dir}/ "
                          "(`suite run` it first, or check the id)")
     if not jobs:
-        raise SuiteError(f"no finished jobs{' of ' + ','.join(args.task) if args.task else ''} under "
-                         f"{args.results_dir}/ to analyse; run `suite run` first")
+        chosen = [f"{flag} {','.join(map(str, value))}" for flag, value in
+                  (("--task", args.task), ("--seeds", args.seeds or []), ("--selection", args.selection)) if value]
+        raise SuiteError(f"no finished jobs{' of ' + ' '.join(chosen) if chosen else ''} under "
+                         f"{args.results_dir}/ to analyse; run `suite run` first"
+                         f"{', or widen ' + ' '.join(chosen) if chosen else ''}")
     measured = [job for job in jobs if not pending(job, read_json(job.job_json), settings)]
     weightless = [job for job in jobs if job not in measured and job.last_checkpoint() is None]
     todo = [job for job in jobs if job not in measured and job not in weightless]
@@ -352,6 +369,10 @@ def parser() -> argparse.ArgumentParser:
     analyze.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     analyze.add_argument("--task", type=_csv, default=[], help="only these tasks (default: all)")
     analyze.add_argument("--jobs", type=_csv, default=[], help="only these job ids")
+    analyze.add_argument("--seeds", type=_seeds, help="only these seeds (default: all)")
+    analyze.add_argument("--selection", type=_selections, default=[],
+                         help="only the jobs behind the leaderboard's shipped and/or tuned rows (shipped,tuned): "
+                         "each method as shipped, and its val-tuned variant in each training setting")
     analyze.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="analysis knobs: batches, seed, eigenvalues, eig_tol, trace_samples, rho, rho_adaptive, "
                          "rho_average, steps, average_samples, directions, points, span, interpolation_points (see the README)")

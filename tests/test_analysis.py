@@ -83,8 +83,12 @@ def test_measurements_are_deterministic_skipped_once_done_and_read_by_the_leader
     landscape = by_method["sema"].landscape_csv.read_text().splitlines()
     assert len(landscape) == 1 + 3  # one direction, three points
 
-    again = suite("analyze", "--results-dir", str(trained), *sets(QUICK))
-    assert "0 to measure, 2 already measured" in again.stderr
+    again = suite("analyze", "--results-dir", str(trained), "--selection", "shipped,tuned", "--seeds", "0", *sets(QUICK))
+    assert "2 finished job(s): 0 to measure, 2 already measured" in again.stderr
+    nothing = suite("analyze", "--results-dir", str(trained), "--selection", "shipped", "--seeds", "1")
+    assert nothing.returncode != 0 and "no finished jobs of --seeds 1 --selection shipped" in nothing.stderr
+    bad = suite("analyze", "--results-dir", str(trained), "--selection", "best")
+    assert bad.returncode != 0 and "unknown selection best" in bad.stderr
     # other settings measure again, and the same settings give the same numbers
     analysis = by_method["sema"].analysis_csv.read_text()
     suite("analyze", "--results-dir", str(trained), "--jobs", by_method["sema"].job_id, *sets([*QUICK, "seed=1"]))

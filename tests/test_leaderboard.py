@@ -240,6 +240,22 @@ def test_a_tuned_value_at_the_edge_of_its_grid_is_flagged(tmp_path: Path) -> Non
         "decay=0.9 (lowest of 0.9, 0.99); switch_interval=2 (highest of 1, 2)")
 
 
+def test_the_jobs_behind_the_shipped_and_tuned_rows_are_selected(tmp_path: Path) -> None:
+    """What `suite analyze --selection` measures: each method as shipped and its val-tuned variant, no other
+    sweep point."""
+    for seed in range(2):
+        _val_and_test(tmp_path, "none", seed, 80)
+        _val_and_test(tmp_path, "ema", seed, 80)
+        for decay, gain in ((0.5, 1), (0.7, 3), (0.9, 2)):
+            _val_and_test(tmp_path, "ema", seed, 80 + gain, variant=f"decay={decay}")
+    rows, primary = leaderboard.load(tmp_path), {("t", "tiny"): "top1"}
+    shipped = {f"t-{m}-s{s}-" for m in ("none", "ema") for s in range(2)}
+    tuned = {f"t-none-s{s}-" for s in range(2)} | {f"t-ema-s{s}-decay=0.7" for s in range(2)}
+    assert leaderboard.selected_jobs(rows, ["shipped"], primary) == shipped
+    assert leaderboard.selected_jobs(rows, ["tuned"], primary) == tuned
+    assert leaderboard.selected_jobs(rows, ["shipped", "tuned"], primary) == shipped | tuned
+
+
 def test_a_constant_paired_difference_has_no_p_value_and_no_interval(tmp_path: Path) -> None:
     """Every seed 0.279 points ahead (one cls test digit): the paired t-test is undefined, never p = 0 and a
     zero-width interval that reads as significant."""

@@ -438,6 +438,25 @@ def aggregate(rows: list[dict[str, Any]], primary: dict[tuple[str, str], str] | 
     return table
 
 
+def selected_jobs(rows: list[dict[str, Any]], selections: Iterable[str],
+                  primary: dict[tuple[str, str], str] | None = None) -> set[str]:
+    """The ids of the jobs behind the table's ``shipped`` rows (every method's job as the preset ships it) and/or
+    its ``tuned`` rows (each method's val-tuned variant in each training setting, ``none`` included): the jobs a
+    reviewer measures further (``suite analyze --selection``) without measuring every sweep point."""
+    selections = set(selections)
+    tuned = set()
+    if "tuned" in selections:
+        choices, _ = _tuned_choices(_cells(rows), primary_metrics(rows) if primary is None else primary)
+        tuned = {(task, preset, tuning.variant, method) for (task, preset, _, method), tuning in choices.items()}
+    chosen = set()
+    for job_id, job_rows in newest_jobs(rows)[0].items():
+        first = job_rows[0]
+        key = (first["task"], first["preset"], first.get("variant", ""), first["method"])
+        if ("shipped" in selections and key[2] == "") or key in tuned:
+            chosen.add(job_id)
+    return chosen
+
+
 def primary_metric(task: str, preset: str) -> str | None:
     """The metric a (task, preset) is ranked by, from its adapter; None for results of a task that is not
     installed here (no torch import)."""
