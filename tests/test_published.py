@@ -3,6 +3,7 @@ from all of them."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,24 @@ PUBLISHED = REPO / "published"
 TIERS = sorted(p.name for p in PUBLISHED.iterdir() if p.is_dir())
 
 
-def test_leaderboard_csv_is_reproducible_from_the_committed_results() -> None:
+@pytest.fixture(scope="module")
+def table() -> list[dict]:
+    return leaderboard.build(PUBLISHED)
+
+
+def test_leaderboard_csv_is_reproducible_from_the_committed_results(table: list[dict]) -> None:
     assert leaderboard.result_folders(PUBLISHED) == [PUBLISHED / tier for tier in TIERS]
-    assert (REPO / "leaderboard.csv").read_text() == leaderboard.to_csv(leaderboard.build(PUBLISHED))
+    assert (REPO / "leaderboard.csv").read_text() == leaderboard.to_csv(table)
+
+
+def test_the_readme_tables_are_what_suite_leaderboard_prints(table: list[dict]) -> None:
+    """Each results table in the README is one of `suite leaderboard --results-dir published --markdown`'s,
+    verbatim: a table edited by hand, or left behind by new results, fails here."""
+    printed = leaderboard.format_markdown(table).split("\n\n")
+    readme = re.findall(r"^\| selection \|.*?(?=\n\n|\Z)", (REPO / "README.md").read_text(), re.M | re.S)
+    assert len(readme) == len(TIERS)
+    for block in readme:
+        assert block in printed, f"the README's table starting {block.splitlines()[2]!r} is not suite's"
 
 
 @pytest.mark.parametrize("tier", TIERS)

@@ -433,7 +433,7 @@ def aggregate(rows: list[dict[str, Any]], primary: dict[tuple[str, str], str] | 
         table.append(_row("tuned", cell, seeds, base) | {"tuned_over": tuning.candidates,
                                                           "tuned_at_edge": tuning.at_edge})
     table.sort(key=lambda r: (SELECTION_ORDER[r["selection"]], r["task"], r["preset"], r["split"], r["metric"],
-                              r["variant"] if r["selection"] == "sweep" else "",
+                              r["variant"] if r["selection"] == "sweep" else baseline_variant(r["variant"]),
                               METHOD_ORDER.get(r["method"], 9), r["method"]))
     return table
 
@@ -524,34 +524,56 @@ def _delta(r: dict[str, Any]) -> str:
     return f"{r['delta_vs_none']:+.3g}{interval}"
 
 
-def _table_lines(table: list[dict[str, Any]], keep) -> list[tuple[str, ...]]:
-    header = ("selection", "task", "preset", "split", "metric", "method", "seeds", "final", "delta [95% CI]", "p",
-              "win", "ep→90%")
-    lines = [header]
-    for r in filter(keep, table):
-        preset = r["preset"] + (f" [{r['variant']}]" if r["variant"] else "")
-        lines.append((r["selection"], r["task"], preset, r["split"], r["metric"] + ("↑" if r["higher_is_better"] else "↓"),
-                      r["method"], str(r["seeds"]), _pm(r["final_mean"], r["final_std"]), _delta(r),
-                      "" if r["p_value"] is None else f"{r['p_value']:.2g}",
-                      "" if r["win_rate"] is None else f"{r['win_rate']:.2g}", _fmt(r["reach90_epoch"])))
-    return lines
+def _method_knobs(variant: str) -> str:
+    """A variant less its training setting: what a method was tuned to (``decay=0.9`` of ``decay=0.9,optimizer=sgd``)."""
+    setting = parse_variant(baseline_variant(variant))
+    return format_variant({k: v for k, v in parse_variant(variant).items() if k not in setting})
+
+
+def _texts(r: dict[str, Any]) -> dict[str, str]:
+    """A row's columns as the console and Markdown tables print them."""
+    return {
+        "selection": r["selection"], "task": r["task"], "split": r["split"], "method": r["method"],
+        "preset": r["preset"] + (f" [{r['variant']}]" if r["variant"] else ""),
+        "preset [knobs]": r["preset"] + (f" [{knobs}]" if (knobs := _method_knobs(r["variant"])) else ""),
+        "setting": baseline_variant(r["variant"]) or "as shipped",
+        "metric": r["metric"] + ("↑" if r["higher_is_better"] else "↓"), "tuned over": _fmt(r["tuned_over"]),
+        "seeds": str(r["seeds"]), "final": _pm(r["final_mean"], r["final_std"]), "delta [95% CI]": _delta(r),
+        "p": "" if r["p_value"] is None else f"{r['p_value']:.2g}",
+        "win": "" if r["win_rate"] is None else f"{r['win_rate']:.2g}", "ep→90%": _fmt(r["reach90_epoch"]),
+    }
+
+
+CONSOLE = ("selection", "task", "preset", "split", "metric", "method", "seeds", "final", "delta [95% CI]", "p", "win",
+           "ep→90%")
+MARKDOWN = ("selection", "task", "preset [knobs]", "setting", "metric", "method", "tuned over", "seeds", "final",
+            "delta [95% CI]", "p", "win")
+
+
+def _table_lines(table: list[dict[str, Any]], keep, columns: tuple[str, ...]) -> list[tuple[str, ...]]:
+    return [columns, *(tuple(_texts(r)[c] for c in columns) for r in filter(keep, table))]
 
 
 def format_table(table: list[dict[str, Any]], selections: tuple[str, ...] = ("shipped", "tuned")) -> str:
     """A compact console table of the shipped and tuned selections: mean ± std over seeds, the paired delta
     against none with its 95% interval, p-value, win rate, and epochs to 90% of none's improvement."""
-    lines = _table_lines(table, lambda r: r["selection"] in selections)
+    lines = _table_lines(table, lambda r: r["selection"] in selections, CONSOLE)
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
 
 
 def format_markdown(table: list[dict[str, Any]], split: str = "test") -> str:
-    """The headline as a Markdown table (the README's): each task's primary metric on one split, shipped and
-    tuned selections."""
+    """The README's tables, one per preset (tier): each task's primary metric on one split, shipped and tuned
+    selections; ``preset [knobs]`` names the method's chosen knobs, ``setting`` the training setting it was tuned
+    in, ``tuned over`` how many variants it was chosen from."""
     primary = primary_metrics(table)
-    lines = _table_lines(table, lambda r: r["selection"] in ("shipped", "tuned") and r["split"] == split
-                         and r["metric"] == primary.get((r["task"], r["preset"])))
-    used = [i for i in range(len(lines[0])) if any(line[i] for line in lines[1:])]  # test has no curve: no ep→90%
-    lines = [tuple(line[i] for i in used) for line in lines]
-    rows = [lines[0], tuple("---" for _ in lines[0]), *lines[1:]]
-    return "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows)
+    blocks = []
+    for preset in sorted({r["preset"] for r in table}):
+        lines = _table_lines(table, lambda r: r["selection"] in ("shipped", "tuned") and r["split"] == split
+                             and r["preset"] == preset and r["metric"] == primary.get((r["task"], r["preset"])),
+                             MARKDOWN)
+        if len(lines) > 1:
+            rows = [lines[0], tuple("---" for _ in lines[0]), *lines[1:]]
+            blocks.append("\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+                                     for row in rows))
+    return "\n\n".join(blocks)
