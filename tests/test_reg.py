@@ -124,7 +124,8 @@ def test_leaderboard_treats_lower_as_better():
     assert table["sema"]["delta_vs_none"] == pytest.approx(-1.3)  # paired with none's seed 0 (5.5): lower, better
     assert table["ema"]["delta_vs_none"] == pytest.approx(0.5)
     assert table["sema"]["win_rate"] == 1.0 and table["ema"]["win_rate"] == 0.0
-    # convergence: the first epoch at or below 90 % of none's improvement (9.0 -> 5.0: 5.4)
+    # convergence: the first epoch at or below 90 % of the improvement of the same seed's none (seed 0:
+    # 9.0 -> 5.5, target 5.85; seed 1: 9.0 -> 4.5, target 4.95)
     assert table["sema"]["reach90_epoch"] == 2
-    assert table["none"]["reach90_epoch"] == 3
+    assert table["none"]["reach90_epoch"] == pytest.approx(3.5)  # epochs 3 and 4
     assert table["ema"]["reach90_epoch"] is None

@@ -14,8 +14,9 @@ One row per (selection, task, preset, variant, split, metric, method):
   the per-seed differences with a 95% Student-t interval, the paired t-test's p-value and the win rate
   (ties count half). ``none``'s row for a variant is the one with the same training knobs: a decay sweep is
   compared with the one ``none`` it shares.
-- Convergence: per seed, the first evaluation reaching 90% / 99% of ``none``'s mean improvement from its
-  first to its final evaluation (epochs and wall seconds; empty when a seed never gets there), and the
+- Convergence: per seed, the first evaluation reaching 90% / 99% of the improvement ``none`` of the same seed
+  made from its first to its final evaluation (paired, as the deltas are, so the spread between seeds sets no
+  target; epochs and wall seconds; empty when a seed never gets there), and the
   normalised area under the curve (the curve's mean height over the run, against epochs and against wall
   time), each as a mean over seeds with a 95% t interval.
 """
@@ -254,14 +255,14 @@ def _convergence(own: dict[int, Curve], base: dict[int, Curve], higher: bool) ->
     if all(len(c.values) > 1 for c in own.values()):
         out |= _with_interval("auc_epoch", [_area(c.epochs, c.values) for c in own.values()])
         out |= _with_interval("auc_s", [_area(c.seconds, c.values) for c in own.values()])
-    if not base or any(len(c.values) < 2 for c in base.values()):
+    seeds = sorted(set(own) & set(base or {}))
+    if not seeds or any(len(base[s].values) < 2 for s in seeds):
         return out
-    first = statistics.fmean(c.values[0] for c in base.values())
-    gain = statistics.fmean(c.values[-1] for c in base.values()) - first
-    if (gain > 0) != higher or gain == 0:
-        return out  # none did not improve: no meaningful target
-    for q in TARGETS:
-        reached = [_first_reaching(c, first + q / 100 * gain, higher) for c in own.values()]
+    gains = {s: base[s].values[-1] - base[s].values[0] for s in seeds}
+    if any((gain > 0) != higher or gain == 0 for gain in gains.values()):
+        return out  # none did not improve on some seed: no meaningful target
+    for q in TARGETS:  # each seed against its own pair's none: the spread between seeds sets no target
+        reached = [_first_reaching(own[s], base[s].values[0] + q / 100 * gains[s], higher) for s in seeds]
         if all(reached):
             out |= _with_interval(f"reach{q}_epoch", [r[0] for r in reached])
             out |= _with_interval(f"reach{q}_s", [r[1] for r in reached])
