@@ -177,13 +177,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                          "use `suite run --analyze every_eval=N` (drop it here)")
     jobs = [job for job in finished_jobs(args.results_dir)
             if (not args.task or read_json(job.job_json)["spec"]["task"] in args.task)
-            and (not args.jobs or job.job_id in args.jobs)
-            and (args.seeds is None or int(read_json(job.job_json)["spec"]["seed"]) in args.seeds)]
-    if args.selection:
+            and (not args.jobs or job.job_id in args.jobs)]
+    if args.selection:  # chosen over every seed, as the leaderboard chooses, before --seeds narrows it
         from sema_suite.results.leaderboard import load, selected_jobs
 
         chosen = selected_jobs(load(args.results_dir, [job.job_id for job in jobs]), args.selection)
         jobs = [job for job in jobs if job.job_id in chosen]
+    if args.seeds is not None:
+        jobs = [job for job in jobs if int(read_json(job.job_json)["spec"]["seed"]) in args.seeds]
     if args.jobs and (unknown := set(args.jobs) - {job.job_id for job in jobs}):
         raise SuiteError(f"no finished job {', '.join(sorted(unknown))} under {args.results_dir}/ "
                          "(`suite run` it first, or check the id)")
