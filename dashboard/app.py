@@ -140,9 +140,9 @@ def task_view(snapshot: Snapshot, task: str, preset: str, metric: str, higher: b
                    "names the knobs a row ran with. Δ vs none is the mean of the per-seed differences to plain "
                    "training with the same seed (green: better), with its 95% t interval, the paired t-test's "
                    "p-value and the share of seeds on which the method beats `none`. Under *details*: *reach "
-                   "90%/99%* is the first epoch (or second) at which the method reaches that share of the improvement "
-                   "`none` of the same seed made from its first evaluation to its last; *AUC* is the normalised area under the curve. Click a "
-                   "header to sort.")
+                   "90%/99%* is the first epoch (or second) at which the method reaches that share of the "
+                   "improvement `none` of the same seed made from its first evaluation to its last; *AUC* is the "
+                   "normalised area under the curve. Click a header to sort.")
     sensitivity_view(snapshot, task, preset, metric, board_rows)
 
 
