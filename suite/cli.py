@@ -175,16 +175,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if settings.every_eval:
         raise SuiteError("every_eval measures during training, and finished jobs keep only their final weights: "
                          "use `suite run --analyze every_eval=N` (drop it here)")
-    jobs = [job for job in finished_jobs(args.results_dir)
-            if (not args.task or read_json(job.job_json)["spec"]["task"] in args.task)
-            and (not args.jobs or job.job_id in args.jobs)]
+    jobs = [job for job in finished_jobs(args.results_dir) if not args.jobs or job.job_id in args.jobs]
+    docs = {job.job_id: read_json(job.job_json) for job in jobs}  # each job.json read once, for every filter below
+    jobs = [job for job in jobs if not args.task or docs[job.job_id]["spec"]["task"] in args.task]
     if args.selection:  # chosen over every seed, as the leaderboard chooses, before --seeds narrows it
         from sema_suite.results.leaderboard import load, selected_jobs
 
         chosen = selected_jobs(load(args.results_dir, [job.job_id for job in jobs]), args.selection)
         jobs = [job for job in jobs if job.job_id in chosen]
     if args.seeds is not None:
-        jobs = [job for job in jobs if int(read_json(job.job_json)["spec"]["seed"]) in args.seeds]
+        jobs = [job for job in jobs if int(docs[job.job_id]["spec"]["seed"]) in args.seeds]
     if args.jobs and (unknown := set(args.jobs) - {job.job_id for job in jobs}):
         raise SuiteError(f"no finished job {', '.join(sorted(unknown))} under {args.results_dir}/ "
                          "(`suite run` it first, or check the id)")
@@ -194,7 +194,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise SuiteError(f"no finished jobs{' of ' + ' '.join(chosen) if chosen else ''} under "
                          f"{args.results_dir}/ to analyse; run `suite run` first"
                          f"{', or widen ' + ' '.join(chosen) if chosen else ''}")
-    measured = [job for job in jobs if not pending(job, read_json(job.job_json), settings)]
+    measured = [job for job in jobs if not pending(job, docs[job.job_id], settings)]
     weightless = [job for job in jobs if job not in measured and job.last_checkpoint() is None]
     todo = [job for job in jobs if job not in measured and job not in weightless]
     backend = make_backend(args)
