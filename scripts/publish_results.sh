@@ -2,7 +2,7 @@
 # Copy what the leaderboard and the dashboard read from a results directory into a folder to commit:
 # each finished job's job.json, status.json, metrics.csv, flatness measurements (analysis.csv, landscape.csv,
 # interpolation.csv, barriers.csv)
-# and sample images -- no checkpoints, no logs; and each shared training run's run.json and status.json (its
+# and sample images (at most 5 a job) -- no checkpoints, no logs; and each shared training run's run.json and status.json (its
 # jobs' rows name it in their run_id column).
 #   bash scripts/publish_results.sh ~/sema-results/tiny published/tiny
 set -euo pipefail
@@ -25,9 +25,14 @@ for status in "$src"/*/status.json; do
   for measured in analysis.csv landscape.csv interpolation.csv barriers.csv; do  # suite analyze
     if [ -f "$job/$measured" ]; then cp "$job/$measured" "$out/"; fi
   done
-  if [ -d "$job/samples" ]; then
+  if [ -d "$job/samples" ]; then  # at most 5 per job, evenly spaced, ending with the last (video writes 100)
     rm -rf "$out/samples"
-    cp -r "$job/samples" "$out/"
+    mkdir -p "$out/samples"
+    mapfile -t shots < <(ls "$job/samples" | sort)
+    every=$(( (${#shots[@]} + 4) / 5 ))
+    for i in "${!shots[@]}"; do
+      if [ $(( (${#shots[@]} - 1 - i) % every )) -eq 0 ]; then cp "$job/samples/${shots[$i]}" "$out/samples/"; fi
+    done
   fi
   count=$((count + 1))
 done

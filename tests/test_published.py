@@ -51,5 +51,4 @@ def test_every_published_preset_has_a_tuned_selection(tier: str) -> None:
     problems = {(r["task"], r["preset"]) for r in table}
     tuned = {(r["task"], r["preset"]) for r in table if r["selection"] == "tuned"}
     assert {preset for _, preset in problems} == {tier} and tuned == problems
-    if tier == "tiny":
-        assert len(problems) == 7
+    assert len(problems) == 7
