@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Copy what the leaderboard and the dashboard read from a results directory into a folder to commit:
 # each finished job's job.json, status.json, metrics.csv, flatness measurements (analysis.csv, landscape.csv,
-# interpolation.csv, barriers.csv)
-# and sample images (at most 5 a job) -- no checkpoints, no logs; and each shared training run's run.json and status.json (its
-# jobs' rows name it in their run_id column).
+# interpolation.csv, barriers.csv) and sample images (at most 5 a job) -- no checkpoints, no logs; and each shared
+# training run's run.json and status.json (its jobs' rows name it in their run_id column).
 #   bash scripts/publish_results.sh ~/sema-results/tiny published/tiny
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 RESULTS_DIR DEST_DIR" >&2; exit 2; }
