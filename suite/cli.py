@@ -218,8 +218,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from sema_suite.results import leaderboard
+    from sema_suite.method.methods import method_names
+    from sema_suite.results import leaderboard, versus
 
+    if args.versus and args.versus not in method_names():
+        raise SuiteError(f"--versus {args.versus}: no such method; choose one of {', '.join(method_names())} "
+                         "(`suite list` describes them)")
     folders = args.results_dir or [DEFAULT_RESULTS]
     rows = [row for folder in folders for row in leaderboard.load(folder)]
     if not rows:
@@ -234,6 +238,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"suite: note: {note}", file=sys.stderr)
     leaderboard.write(table, args.out)
     print(leaderboard.format_markdown(table) if args.markdown else leaderboard.format_table(table))
+    if args.versus:
+        pairs = versus.head_to_head(rows, args.versus, leaderboard.primary_metrics(rows))
+        print(f"\n{args.versus} against every other method (tuned, test, paired by seed):\n\n"
+              f"{versus.format_markdown(pairs)}" if pairs else
+              f"\nno tuned {args.versus} shares a task and training setting with another tuned method: nothing "
+              "to set it against (run the others on the same seeds, or drop --versus)")
     print(f"\nwrote {len(table)} rows to {args.out}", file=sys.stderr)
     return 0
 
@@ -398,6 +408,9 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("--out", type=Path, default=Path("leaderboard.csv"))
     board.add_argument("--markdown", action="store_true",
                        help="print each task's primary metric on the test split as a Markdown table (the README's)")
+    board.add_argument("--versus", metavar="METHOD",
+                       help="also print METHOD's tuned variant against every other method's, paired by seed, on "
+                            "the test split's primary metric (e.g. --versus sema; the CSV is the same without it)")
     board.set_defaults(func=cmd_leaderboard)
 
     lst = sub.add_parser("list", help="tasks, presets, methods and metrics")

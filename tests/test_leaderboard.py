@@ -301,3 +301,45 @@ def test_a_plugin_that_does_not_import_leaves_the_leaderboard_standing(tmp_path:
     for seed in range(2):
         write_job(tmp_path, "none", seed, [80, 90])
     assert {r["selection"] for r in leaderboard.build(tmp_path)} == {"shipped"}
+
+
+def test_head_to_head_pairs_each_methods_tuned_variant_seed_by_seed(tmp_path: Path) -> None:
+    """sema's tuned variant (decay=0.5) against ema's (decay=0.9) and swa's, per seed, within each training
+    setting; none is the leaderboard's own baseline and gets no row, and sgd's methods meet only each other."""
+    from sema_suite.results import versus
+
+    for seed in range(3):
+        _val_and_test(tmp_path, "none", seed, 80)
+        _val_and_test(tmp_path, "ema", seed, 81, variant="decay=0.5")
+        _val_and_test(tmp_path, "ema", seed, 82 + seed, variant="decay=0.9")  # tuned ema
+        _val_and_test(tmp_path, "sema", seed, 84, variant="decay=0.5")  # tuned sema
+        _val_and_test(tmp_path, "sema", seed, 79, variant="decay=0.9")
+        _val_and_test(tmp_path, "swa", seed, 86)
+        _val_and_test(tmp_path, "none", seed, 70, variant="optimizer=sgd")
+        _val_and_test(tmp_path, "sema", seed, 75, variant="optimizer=sgd")
+        _val_and_test(tmp_path, "ema", seed, 77 - seed, variant="optimizer=sgd")
+    rows = versus.head_to_head(leaderboard.load(tmp_path), "sema", {("t", "tiny"): "top1"})
+    got = {(r["setting"], r["versus"]): r for r in rows}
+    assert set(got) == {("", "ema"), ("", "swa"), ("optimizer=sgd", "ema")}
+    vs_ema = got["", "ema"]
+    assert (vs_ema["method_knobs"], vs_ema["versus_knobs"], vs_ema["seeds"]) == ("decay=0.5", "decay=0.9", 3)
+    diffs = [84 - (82 + seed) for seed in range(3)]  # 2, 1, 0
+    assert vs_ema["delta"] == pytest.approx(1.0) and vs_ema["win_rate"] == pytest.approx(2.5 / 3)
+    low, high = stats.t.interval(0.95, 2, loc=1.0, scale=stats.sem(diffs))
+    assert (vs_ema["ci_low"], vs_ema["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert vs_ema["p_value"] == pytest.approx(stats.ttest_rel([84] * 3, [82, 83, 84]).pvalue)
+    assert got["", "swa"]["delta"] == pytest.approx(-2.0) and got["", "swa"]["win_rate"] == 0
+    assert got["", "swa"]["ci_low"] is None  # every seed 2 behind: no spread, no interval
+    assert got["optimizer=sgd", "ema"]["delta"] == pytest.approx(-1.0)  # 75 against 77, 76, 75
+    table = versus.format_markdown(rows)
+    assert "| t | tiny | optimizer=sgd | top1↑ | sema | ema | 3 | -1 [" in table
+    assert "+1 [" in table and "(every seed equal: no interval)" in table
+
+
+def test_head_to_head_refuses_an_unknown_method(tmp_path: Path) -> None:
+    write_job(tmp_path, "none", 0, [50, 60])
+    out = tmp_path / "board.csv"
+    result = subprocess.run([sys.executable, "-m", "sema_suite.cli", "leaderboard", "--results-dir", str(tmp_path),
+                             "--out", str(out), "--versus", "semma"], capture_output=True, text=True)
+    assert result.returncode == 2 and "--versus semma: no such method" in result.stderr and "sema" in result.stderr
+    assert not out.exists()

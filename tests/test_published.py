@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sema_suite.results import leaderboard
+from sema_suite.results import leaderboard, versus
 
 REPO = Path(__file__).resolve().parent.parent
 PUBLISHED = REPO / "published"
@@ -16,8 +16,13 @@ TIERS = sorted(p.name for p in PUBLISHED.iterdir() if p.is_dir())
 
 
 @pytest.fixture(scope="module")
-def table() -> list[dict]:
-    return leaderboard.build(PUBLISHED)
+def rows() -> list[dict]:
+    return leaderboard.load(PUBLISHED)
+
+
+@pytest.fixture(scope="module")
+def table(rows: list[dict]) -> list[dict]:
+    return leaderboard.aggregate(rows, leaderboard.primary_metrics(rows))
 
 
 def test_leaderboard_csv_is_reproducible_from_the_committed_results(table: list[dict]) -> None:
@@ -33,6 +38,16 @@ def test_the_readme_tables_are_what_suite_leaderboard_prints(table: list[dict]) 
     assert len(readme) == len(TIERS)
     for block in readme:
         assert block in printed, f"the README's table starting {block.splitlines()[2]!r} is not suite's"
+
+
+def test_the_readme_head_to_head_is_what_suite_leaderboard_versus_prints(rows: list[dict]) -> None:
+    """The README's SEMA-against-each-method table is `suite leaderboard --results-dir published --versus sema`'s."""
+    printed = versus.format_markdown(versus.head_to_head(rows, "sema", leaderboard.primary_metrics(rows)))
+    readme = re.findall(r"^\| task \| preset \| setting \| metric \| sema \[knobs\] \|.*?(?=\n\n|\Z)",
+                        (REPO / "README.md").read_text(), re.M | re.S)
+    assert readme, "the README lost its head-to-head table"
+    for block in readme:
+        assert block in printed.split("\n\n"), f"the README's head-to-head row {block.splitlines()[2]!r} is not suite's"
 
 
 @pytest.mark.parametrize("tier", TIERS)

@@ -173,7 +173,7 @@ def conflicts(rows: list[dict[str, Any]]) -> list[str]:
     return newest_jobs(rows)[1]
 
 
-def _cells(rows: list[dict[str, Any]]) -> dict[Cell, dict[int, Curve]]:
+def seed_curves(rows: list[dict[str, Any]]) -> dict[Cell, dict[int, Curve]]:
     """Cell -> seed -> that seed's job's curve."""
     by_job, _ = newest_jobs(rows)
     cells: dict[Cell, dict[int, Curve]] = defaultdict(dict)
@@ -210,10 +210,25 @@ def _std(values: list[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else None
 
 
-def _paired(own: dict[int, Curve], base: dict[int, Curve], higher: bool) -> dict[str, Any]:
+class Paired(NamedTuple):
+    """One method against another over the seeds both have (each seed a pair: same initial weights and data
+    order): the mean per-seed difference with its 95% t interval, the paired t-test's p-value and the share of
+    seeds on which the first is better (ties count half)."""
+
+    delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    win_rate: float | None
+    seeds: int
+    base_mean: float | None  # the second's mean over those seeds
+
+
+def paired(own: dict[int, Curve], base: dict[int, Curve], higher: bool) -> Paired:
+    """``own``'s final values against ``base``'s, seed by seed (see :class:`Paired`)."""
     seeds = sorted(set(own) & set(base))
     if not seeds:
-        return {"paired_seeds": 0}
+        return Paired(None, None, None, None, None, 0, None)
     diffs = [own[s].values[-1] - base[s].values[-1] for s in seeds]
     delta, low, high = mean_ci(diffs)
     p_value = None
@@ -224,10 +239,18 @@ def _paired(own: dict[int, Curve], base: dict[int, Curve], higher: bool) -> dict
     elif len(seeds) > 1:  # every seed differs by the same amount: the t-test and its interval are undefined
         low = high = None
     wins = sum(1.0 if (d > 0) == higher and d != 0 else 0.5 if d == 0 else 0.0 for d in diffs)
-    base_mean = statistics.fmean(base[s].values[-1] for s in seeds)
-    return {"delta_vs_none": delta, "delta_ci_low": low, "delta_ci_high": high, "p_value": p_value,
-            "win_rate": wins / len(seeds), "paired_seeds": len(seeds),
-            "delta_vs_none_pct": 100.0 * delta / abs(base_mean) if base_mean else None}
+    return Paired(delta, low, high, p_value, wins / len(seeds), len(seeds),
+                  statistics.fmean(base[s].values[-1] for s in seeds))
+
+
+def _against_none(own: dict[int, Curve], base: dict[int, Curve], higher: bool) -> dict[str, Any]:
+    """The leaderboard's columns of :func:`paired` against ``none``."""
+    pair = paired(own, base, higher)
+    if not pair.seeds:
+        return {"paired_seeds": 0}
+    return {"delta_vs_none": pair.delta, "delta_ci_low": pair.ci_low, "delta_ci_high": pair.ci_high,
+            "p_value": pair.p_value, "win_rate": pair.win_rate, "paired_seeds": pair.seeds,
+            "delta_vs_none_pct": 100.0 * pair.delta / abs(pair.base_mean) if pair.base_mean else None}
 
 
 def _first_reaching(curve: Curve, target: float, higher: bool) -> tuple[float, float] | None:
@@ -285,7 +308,8 @@ def _row(selection: str, cell: Cell, seeds: dict[int, Curve], base: dict[int, Cu
         "epochs": max(c.epochs[-1] for c in seeds.values()),
     }
     if base is not None:
-        row |= _paired(seeds, base, higher) if cell.method != "none" else {"delta_vs_none": 0.0, "delta_vs_none_pct": 0.0}
+        none = {"delta_vs_none": 0.0, "delta_vs_none_pct": 0.0}
+        row |= _against_none(seeds, base, higher) if cell.method != "none" else none
         row |= _convergence(seeds, base, higher)
     return row
 
@@ -335,7 +359,7 @@ def grid_edges(chosen: str, candidates: list[str], shipped: dict[str, str]) -> s
     return "; ".join(marks)
 
 
-def _tuned_choices(cells: dict[Cell, dict[int, Curve]], primary: dict[tuple[str, str], str]
+def tuned_choices(cells: dict[Cell, dict[int, Curve]], primary: dict[tuple[str, str], str]
                    ) -> tuple[dict[tuple, Tuning], list[str]]:
     """(task, preset, training setting, method) -> its tuned variant; and a warning wherever candidates were run
     on different seeds.
@@ -372,8 +396,8 @@ def _tuned_choices(cells: dict[Cell, dict[int, Curve]], primary: dict[tuple[str,
 
 
 def tuning_warnings(rows: list[dict[str, Any]], primary: dict[tuple[str, str], str] | None = None) -> list[str]:
-    """What to say about tuning candidates run on different seeds (see :func:`_tuned_choices`)."""
-    return _tuned_choices(_cells(rows), primary_metrics(rows) if primary is None else primary)[1]
+    """What to say about tuning candidates run on different seeds (see :func:`tuned_choices`)."""
+    return tuned_choices(seed_curves(rows), primary_metrics(rows) if primary is None else primary)[1]
 
 
 def grid_extension(knob: str, value: float, side: str) -> list[float]:
@@ -418,12 +442,12 @@ def aggregate(rows: list[dict[str, Any]], primary: dict[tuple[str, str], str] | 
     ``primary``: (task, preset) -> its primary metric, which the tuned selection ranks by (see
     :func:`primary_metrics`); presets without one get no tuned rows.
     """
-    cells = _cells(rows)
+    cells = seed_curves(rows)
     table = []
     for cell, seeds in cells.items():
         base = cells.get(cell._replace(method="none", variant=baseline_variant(cell.variant)))
         table.append(_row("shipped" if cell.variant == "" else "sweep", cell, seeds, base))
-    choices, _ = _tuned_choices(cells, primary or {})
+    choices, _ = tuned_choices(cells, primary or {})
     for cell, seeds in cells.items():
         setting = baseline_variant(cell.variant)
         tuning = choices.get((cell.task, cell.preset, setting, cell.method))
@@ -447,7 +471,7 @@ def selected_jobs(rows: list[dict[str, Any]], selections: Iterable[str],
     selections = set(selections)
     tuned = set()
     if "tuned" in selections:
-        choices, _ = _tuned_choices(_cells(rows), primary_metrics(rows) if primary is None else primary)
+        choices, _ = tuned_choices(seed_curves(rows), primary_metrics(rows) if primary is None else primary)
         tuned = {(task, preset, tuning.variant, method) for (task, preset, _, method), tuning in choices.items()}
     chosen = set()
     for job_id, job_rows in newest_jobs(rows)[0].items():
@@ -518,14 +542,18 @@ def _pm(mean: float, std: float | None) -> str:
 def _delta(r: dict[str, Any]) -> str:
     if r["delta_vs_none"] is None or r["method"] == "none":
         return ""
-    if r["delta_ci_low"] is not None:
-        interval = f" [{r['delta_ci_low']:+.3g}, {r['delta_ci_high']:+.3g}]"
-    else:  # one seed, or every seed differing by the same amount (no spread: no t interval, no p)
-        interval = " (every seed equal: no interval)" if (r["paired_seeds"] or 0) > 1 else ""
-    return f"{r['delta_vs_none']:+.3g}{interval}"
+    return delta_text(r["delta_vs_none"], r["delta_ci_low"], r["delta_ci_high"], r["paired_seeds"] or 0)
 
 
-def _method_knobs(variant: str) -> str:
+def delta_text(delta: float, low: float | None, high: float | None, seeds: int) -> str:
+    """A paired difference as the tables print it: ``+0.12 [-0.03, +0.27]``."""
+    if low is not None:
+        return f"{delta:+.3g} [{low:+.3g}, {high:+.3g}]"
+    # one seed, or every seed differing by the same amount (no spread: no t interval, no p)
+    return f"{delta:+.3g}" + (" (every seed equal: no interval)" if seeds > 1 else "")
+
+
+def method_knobs(variant: str) -> str:
     """A variant less its training setting: what a method was tuned to (``decay=0.9`` of ``decay=0.9,optimizer=sgd``)."""
     setting = parse_variant(baseline_variant(variant))
     return format_variant({k: v for k, v in parse_variant(variant).items() if k not in setting})
@@ -536,7 +564,7 @@ def _texts(r: dict[str, Any]) -> dict[str, str]:
     return {
         "selection": r["selection"], "task": r["task"], "split": r["split"], "method": r["method"],
         "preset": r["preset"] + (f" [{r['variant']}]" if r["variant"] else ""),
-        "preset [knobs]": r["preset"] + (f" [{knobs}]" if (knobs := _method_knobs(r["variant"])) else ""),
+        "preset [knobs]": r["preset"] + (f" [{knobs}]" if (knobs := method_knobs(r["variant"])) else ""),
         "setting": baseline_variant(r["variant"]) or "as shipped",
         "metric": r["metric"] + ("↑" if r["higher_is_better"] else "↓"), "tuned over": _fmt(r["tuned_over"]),
         "seeds": str(r["seeds"]), "final": _pm(r["final_mean"], r["final_std"]), "delta [95% CI]": _delta(r),
@@ -574,7 +602,11 @@ def format_markdown(table: list[dict[str, Any]], split: str = "test") -> str:
                              and r["preset"] == preset and r["metric"] == primary.get((r["task"], r["preset"])),
                              MARKDOWN)
         if len(lines) > 1:
-            rows = [lines[0], tuple("---" for _ in lines[0]), *lines[1:]]
-            blocks.append("\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
-                                     for row in rows))
+            blocks.append(markdown(lines))
     return "\n\n".join(blocks)
+
+
+def markdown(lines: list[tuple[str, ...]]) -> str:
+    """A Markdown table of a header line and its rows."""
+    rows = [lines[0], tuple("---" for _ in lines[0]), *lines[1:]]
+    return "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows)
