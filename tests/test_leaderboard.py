@@ -235,6 +235,7 @@ def test_a_tuned_value_at_the_edge_of_its_grid_is_flagged(tmp_path: Path) -> Non
     assert tuned["sema"]["variant"] == "decay=0.7" and tuned["sema"]["tuned_at_edge"] == ""
     (note,) = leaderboard.edge_notes([tuned["ema"] | {"task": "cls", "preset": "tiny", "metric": "top1"}])
     assert "lowest value swept (0.5, 0.7, 0.9)" in note and "--set decay=0.3333,0.2" in note  # lags 1/2, 1/4
+    assert "at that end it becomes none (decay 0 keeps no average)" in note  # the row that brackets it
     assert leaderboard.grid_extension("switch_interval", 5, "highest") == [10, 20]
     assert leaderboard.grid_extension("switch_interval", 1, "lowest") == []  # nothing below 1
     assert leaderboard.grid_extension("lookahead_alpha", 0.8, "highest") == [0.9, 0.95]  # alpha stops at 1

@@ -14,7 +14,8 @@ from sema_suite.method.methods import Knob, Method, require
 # One meaning per knob in every loop kind. An "epoch" of an iteration-based loop (gen, COCO 90k) is one pass
 # over the training data (len(train_dataloader) iterations).
 AVERAGE_KNOBS = {
-    "decay": Knob(0.999, "avg <- decay * avg + (1 - decay) * w; close to 1"),
+    "decay": Knob(0.999, "avg <- decay * avg + (1 - decay) * w; close to 1",
+                  past_lowest="none (decay 0 keeps no average)"),
     "update_interval": Knob(1, "optimizer steps between averaging updates"),
     "average_buffers": Knob(True, "average float buffers (BatchNorm statistics) too, else copy them"),
     "ema_warmup_epochs": Knob(0, "linear decay warm-up over this many epochs, 0: none"),
@@ -22,7 +23,8 @@ AVERAGE_KNOBS = {
     "ema_warmup_factor": Knob(0.9, "the warm-up starts at ema_warmup_factor * decay (only with a warm-up)"),
 }
 SWITCH_KNOBS = {
-    "switch_interval": Knob(1, "switch every this many epochs"),
+    "switch_interval": Knob(1, "switch every this many epochs",
+                            past_highest="ema at the same decay (a sema that never switches)"),
     "switch_start": Knob(1, "first epoch (1-based) at whose end, or within which, switches may happen"),
     "switch_interval_iters": Knob(None, "switch every this many iterations instead of switch_interval; None: per epoch"),
 }
@@ -114,7 +116,8 @@ class Lookahead(Method):
     name = "lookahead"
     summary = "Lookahead: every lookahead_k steps the slow weights step lookahead_alpha toward the fast ones, which restart from them"
     knobs = {"lookahead_k": Knob(5, "fast optimizer steps between slow-weight updates (Lookahead's k)"),
-             "lookahead_alpha": Knob(0.5, "slow-weight step size (Lookahead's alpha), in (0, 1]", highest=1.0)}
+             "lookahead_alpha": Knob(0.5, "slow-weight step size (Lookahead's alpha), in (0, 1]", highest=1.0,
+                                     past_highest="none (at alpha 1 the slow weights are the fast ones)")}
 
     def effective(self, knobs: dict[str, Any]) -> dict[str, Any]:
         used = super().effective(knobs)

@@ -28,6 +28,8 @@ class Knob(NamedTuple):
     default: Any
     help: str
     highest: float | None = None  # the largest value that means anything (a sweep is never extended past it)
+    past_lowest: str = ""  # what the method becomes past its lowest value, when that is another method's row
+    past_highest: str = ""  # ... past its highest (a grid edge there is bracketed by that row)
 
 
 class Method:

@@ -429,6 +429,9 @@ def edge_notes(table: list[dict[str, Any]]) -> list[str]:
             side, _, swept = grid.rstrip(")").partition(" of ")
             extra = ",".join(f"{v:g}" for v in grid_extension(knob, float(value), side))
             advice = f"extend it (e.g. --set {knob}={extra})" if extra else "it cannot go further"
+            spec = knob_table().get(knob)
+            if beyond := spec and (spec.past_lowest if side == "lowest" else spec.past_highest):
+                advice += f"; at that end it becomes {beyond}: compare with that row first"
             setting = baseline_variant(r["variant"])  # the training setting it was tuned in (optimizer=sgd)
             where = f"{r['task']}/{r['preset']}" + (f" [{setting}]" if setting else "")
             notes.append(f"{where} {r['method']}: the tuned {knob}={value} is the {side} value swept "
