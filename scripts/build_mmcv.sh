@@ -25,7 +25,7 @@ cache="$CACHE_ROOT/wheels/$key"
 jobs_for_memory() {
   local kb cores
   kb=$(awk '/^MemAvailable:/ {print $2}' "${MEMINFO:-/proc/meminfo}" 2>/dev/null || echo 0)
-  cores=$(nproc)
+  cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc obeys both
   local by_memory=$(( kb / (3 * 1024 * 1024) ))
   (( by_memory < 1 )) && by_memory=1
   echo $(( by_memory < cores ? by_memory : cores ))

@@ -177,9 +177,10 @@ def test_mmcv_compile_jobs_follow_the_build_machines_memory(gigabytes: int, expe
     function = re.search(r"^jobs_for_memory\(\) \{.*?^\}", script, re.DOTALL | re.MULTILINE).group(0)
     meminfo = tmp_path / "meminfo"
     meminfo.write_text(f"MemTotal: {gigabytes * 2**20 + 1} kB\nMemAvailable: {gigabytes * 2**20} kB\n")
+    # OMP_NUM_THREADS=1 (a matrix's one thread per worker) must not shrink the build: nproc would obey it
     out = subprocess.run(["bash", "-c", f"{function}\njobs_for_memory"], capture_output=True, text=True,
-                         env={**os.environ, "MEMINFO": str(meminfo)})
-    cores = os.cpu_count() or 1
+                         env={**os.environ, "MEMINFO": str(meminfo), "OMP_NUM_THREADS": "1"})
+    cores = len(os.sched_getaffinity(0))  # the CPUs this process may run on, as nproc counts them
     assert int(out.stdout) == (cores if expected == "cores" else min(expected, cores)), out.stderr
     (arg,) = [args for op, args in instructions() if op == "ARG" and args.startswith("MAX_JOBS")]
     assert arg == "MAX_JOBS=", "the image derives its compile jobs from the build machine, not a fixed number"
