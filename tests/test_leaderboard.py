@@ -240,6 +240,8 @@ def test_a_tuned_value_at_the_edge_of_its_grid_is_flagged(tmp_path: Path) -> Non
     assert leaderboard.grid_extension("switch_interval", 1, "lowest") == []  # nothing below 1
     assert leaderboard.grid_extension("lookahead_alpha", 0.8, "highest") == [0.9, 0.95]  # alpha stops at 1
     assert leaderboard.grid_extension("lookahead_alpha", 1.0, "highest") == []
+    assert leaderboard.grid_extension("swa_start", 0.9, "highest") == [0.95, 0.975]  # a fraction stays one
+    assert leaderboard.grid_extension("swa_start", 0.5, "lowest") == [0.25, 0.125]
     (sgd,) = leaderboard.edge_notes([tuned["ema"] | {"task": "cls", "preset": "tiny", "metric": "top1",
                                                      "variant": "decay=0.5,optimizer=sgd"}])
     assert sgd.startswith("cls/tiny [optimizer=sgd] ema:")  # the training setting it was tuned in

@@ -142,7 +142,8 @@ class Swa(Method):
 
     name = "swa"
     summary = "SWA: an equal average of the epoch-end weights from swa_start on, under SWALR; BatchNorm recomputed"
-    knobs = {"swa_start": Knob(0.75, "first epoch whose end joins the average (>= 1), or a fraction of training (< 1)"),
+    knobs = {"swa_start": Knob(0.75, "first epoch whose end joins the average (>= 1), or a fraction of training (< 1)",
+                               fraction_below_one=True),
              "swa_lr": Knob(None, "SWALR's learning rate; None: half the preset's lr"),
              "swa_anneal_epochs": Knob(2, "epochs SWALR anneals (cosine) from the scheduled LR to swa_lr; 0: at once")}
 

@@ -30,6 +30,7 @@ class Knob(NamedTuple):
     highest: float | None = None  # the largest value that means anything (a sweep is never extended past it)
     past_lowest: str = ""  # what the method becomes past its lowest value, when that is another method's row
     past_highest: str = ""  # ... past its highest (a grid edge there is bracketed by that row)
+    fraction_below_one: bool = False  # a value under 1 is a fraction of training (a sweep of them stays under 1)
 
 
 class Method:

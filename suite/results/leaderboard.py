@@ -402,10 +402,14 @@ def tuning_warnings(rows: list[dict[str, Any]], primary: dict[tuple[str, str], s
 
 def grid_extension(knob: str, value: float, side: str) -> list[float]:
     """Two values past ``value`` on ``side`` ("lowest" or "highest") of a grid: a decay by halving (doubling) its
-    lag d/(1-d) twice, a knob with a largest meaningful value (``lookahead_alpha``'s 1) by halving the gap to it
-    twice (none at it), any other knob by halving (doubling) it twice (whole numbers stay whole, at least 1)."""
+    lag d/(1-d) twice, a knob with a largest meaningful value (``lookahead_alpha``'s 1, or a fraction of training
+    such as ``swa_start=0.9``) by halving the gap to it twice (none at it), any other knob by halving (doubling) it
+    twice (whole numbers stay whole, at least 1)."""
     factors = (0.5, 0.25) if side == "lowest" else (2.0, 4.0)
-    highest = knob_table()[knob].highest if knob in knob_table() else None
+    spec = knob_table().get(knob)
+    highest = spec.highest if spec else None
+    if spec and spec.fraction_below_one and 0 < value < 1:
+        highest = 1.0
     if side == "highest" and highest is not None:
         return [round(highest - (highest - value) * f, 4) for f in (0.5, 0.25)] if value < highest else []
     if knob == "decay":
