@@ -34,10 +34,7 @@ def jobs_by_method(results: Path, seed: int = 0) -> dict[str, JobDir]:
 
 
 def copy_jobs(jobs: list[JobDir], results: Path) -> None:
-    """Copy finished jobs into ``results``; mmengine's ``last_checkpoint`` marker holds an absolute path, so each
-    copy's marker is pointed at its own checkpoint."""
+    """Copy finished jobs into ``results`` (a checkpoint marker names its file relative to the work dir, so each copy
+    finds its own checkpoints)."""
     for job in jobs:
-        copy = JobDir(results, job.job_id)
-        shutil.copytree(job.path, copy.path)
-        marker = copy.work_dir / "last_checkpoint"
-        marker.write_text(str(copy.work_dir / Path(marker.read_text().strip()).name))
+        shutil.copytree(job.path, JobDir(results, job.job_id).path)

@@ -14,9 +14,8 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from sema_suite.method.checkpoints import trained_state
+from sema_suite.method.checkpoints import read_checkpoint, trained_state
 from sema_suite.results.store import JobDir
-from sema_suite.running.compat import trust_checkpoints_under
 from sema_suite.running.config import build_config
 from sema_suite.running.jobs import JobSpec
 
@@ -49,7 +48,6 @@ def train(task: str, overrides: tuple, results: Path, every: dict[str, Any] | No
     folder = JobDir(results, job.job_id)
     cfg = build_config(job, job.context(results / "data", folder.work_dir), results, checkpoint_every=every)
     cfg.experiment_name = f"{results.name}-{time.time_ns()}"  # one mmengine logger and visualizer per runner
-    trust_checkpoints_under(folder.work_dir)  # as the worker does: the suite wrote these checkpoints
     runner = Runner.from_cfg(cfg)
     if stop_after:
         runner.register_hook(StopAfter(stop_after))
@@ -63,8 +61,7 @@ def rows(job: JobDir) -> list[tuple]:
 
 
 def final_weights(job: JobDir) -> dict[str, torch.Tensor]:
-    checkpoint = torch.load(job.last_checkpoint(), map_location="cpu", weights_only=False)
-    return trained_state(checkpoint)
+    return trained_state(read_checkpoint(job.last_checkpoint()))
 
 
 @pytest.mark.parametrize("task, method, overrides, every", [

@@ -231,7 +231,8 @@ def analyze_job(results_dir: Path, job_id: str, settings: Settings, pairs: bool 
     checkpoint = last_path(job)
     runner = build_runner(resolved, job, Path(doc["data_root"]), download=False, single_process=True)
     hook_before_run(runner)
-    runner.load_checkpoint(str(checkpoint), map_location="cpu")
+    runner.load_checkpoint(str(checkpoint), map_location="cpu", strict=True)  # every weight, or a failure: never a
+    # measurement of the weights the model was built with
     if measure_weights:
         record_measures(runner, resolved.task, job, settings, final=True)
     if partners:

@@ -10,15 +10,18 @@ its own weights there. Checkpoints written before these conventions hold the tra
 ``state_dict`` and one average under ``averager``. A ``none`` checkpoint holds its trained weights, which are
 also the ones it reports.
 
-Only torch at import time, lazily: the CLI imports this module when it exports.
+Every checkpoint is read with torch's weights-only unpickler (:func:`read_checkpoint`): a file in a results folder
+can never run code. Only torch at import time, lazily: the CLI imports this module when it exports.
 """
 
 from __future__ import annotations
 
+import pickle
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sema_suite.errors import SuiteError
+from sema_suite.errors import SuiteError, UnsafeCheckpoint
 from sema_suite.results.store import JobDir, read_json
 
 PREFIX = "module."  # mmengine's EMAHook keys the other weights as its wrapper's, under "module."
@@ -85,11 +88,34 @@ def last_path(job: JobDir) -> Path:
     return path
 
 
-def load(job: JobDir) -> dict[str, Any]:
-    """A finished job's last checkpoint (one the suite wrote itself, so fully unpickled)."""
+@cache
+def _allowed_globals() -> tuple[Any, ...]:
+    """The types besides tensors that a suite checkpoint holds, none of which runs code when rebuilt: numpy arrays,
+    scalars and dtypes (the random state, mmengine's log history; see
+    :class:`sema_suite.running.compat.PlainCheckpointHook`)."""
+    import numpy as np
+
+    dtypes = tuple(getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType"))
+    return np._core.multiarray._reconstruct, np._core.multiarray.scalar, np.ndarray, np.dtype, *dtypes
+
+
+def read_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A checkpoint file, loaded without running any code from it (weights only, :func:`_allowed_globals` allowed);
+    a file that asks for anything else is refused with :class:`UnsafeCheckpoint`, and nothing in it runs."""
     import torch
 
-    return torch.load(last_path(job), map_location="cpu", weights_only=False)
+    try:
+        with torch.serialization.safe_globals(list(_allowed_globals())):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        allowed = {f"{g.__module__}.{g.__qualname__}" for g in _allowed_globals()}
+        asked = sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(path)) - allowed)
+        raise UnsafeCheckpoint(Path(path), asked) from None
+
+
+def load(job: JobDir) -> dict[str, Any]:
+    """A finished job's last checkpoint (:func:`read_checkpoint`)."""
+    return read_checkpoint(last_path(job))
 
 
 def export(results_dir: Path, job_id: str, weights: str | None, out: Path) -> tuple[str, int]:
@@ -108,7 +134,6 @@ def export(results_dir: Path, job_id: str, weights: str | None, out: Path) -> tu
     checkpoint = load(job)
     chosen = weights or ("trained" if method == "none" else "averaged")
     state = trained_state(checkpoint) if chosen == "trained" else reported_state(checkpoint, job_id, method)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     torch.save({k: v.detach().clone() for k, v in state.items()}, tmp)
     tmp.replace(out)  # a kill never leaves half a file under the name asked for

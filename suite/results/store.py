@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from sema_suite.errors import CorruptResults
+from sema_suite.errors import CorruptResults, SuiteError
 
 METRIC_COLUMNS = (
     "job_id", "run_id", "task", "preset", "dataset", "model", "method", "seed", "variant",
@@ -142,11 +142,41 @@ LANDSCAPE_NUMBERS = ("direction", "alpha", "loss")
 INTERPOLATION_NUMBERS = ("t", "value")
 
 
+MARKER = "last_checkpoint"  # in a work dir: the name of its newest checkpoint (mmengine's convention)
+
+
+def check_job_id(job_id: str) -> str:
+    """A job id is one folder name under the results folder: never a path (``../other/JOB``) that would read or
+    write outside it."""
+    if not job_id or job_id in (".", "..") or "/" in job_id or "\\" in job_id or "\0" in job_id:
+        raise SuiteError(f"{job_id!r} is not a job id: a job id is one folder name under --results-dir (e.g. "
+                         "cls-tiny-sema-s0-1a2b3c4d, as `suite leaderboard` and the dashboard list them), never a path")
+    return job_id
+
+
+def marked_checkpoint(work_dir: Path) -> Path | None:
+    """The checkpoint a work dir's :data:`MARKER` names, always inside ``work_dir``: the marker holds a file name
+    relative to it. A marker of an older version holds an absolute path; only its file name is used, so a copied or
+    moved results folder finds its own copy of the checkpoint, and a marker never leads out of the folder."""
+    marker = Path(work_dir) / MARKER
+    try:
+        text = marker.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    path = Path(work_dir) / Path(text).name if text else None
+    return path if path is not None and path.is_file() else None
+
+
+def mark_checkpoint(work_dir: Path, checkpoint: Path) -> None:
+    """Point ``work_dir``'s :data:`MARKER` at ``checkpoint`` (a file in it), by name."""
+    write_atomic(Path(work_dir) / MARKER, Path(checkpoint).name)
+
+
 class JobDir:
     """The files of one job, and the only code that writes them."""
 
     def __init__(self, results_dir: Path, job_id: str) -> None:
-        self.job_id = job_id
+        self.job_id = check_job_id(job_id)
         self.path = Path(results_dir) / job_id
         self.job_json = self.path / "job.json"
         self.status_json = self.path / "status.json"
@@ -161,7 +191,7 @@ class JobDir:
     def run_path(self) -> Path:
         """The folder of the run that trains this job: its own, or a shared run's (job.json names it)."""
         run_id = read_json(self.job_json).get("run_id") if self.job_json.exists() else None
-        return self.path if run_id in (None, self.job_id) else self.path.parent / run_id
+        return self.path if run_id in (None, self.job_id) else self.path.parent / check_job_id(str(run_id))
 
     @property
     def work_dir(self) -> Path:
@@ -227,19 +257,15 @@ class JobDir:
         empty, and mmengine would then try to resume from ''. (A kill while a checkpoint is written leaves the
         marker on the previous, complete one, which is kept: see ``sema_suite.running.config``.)
         """
-        marker = self.work_dir / "last_checkpoint"
+        marker = self.work_dir / MARKER
         if not marker.exists() or self.last_checkpoint() is not None:
             return
         saved = [path for path in self.work_dir.glob("*.pth") if re.fullmatch(r"(?:epoch|iter)_\d+\.pth", path.name)]
         if saved:  # the newest written: epoch_N and the periodic iter_N of one run do not count alike
-            write_atomic(marker, str(max(saved, key=lambda path: path.stat().st_mtime_ns).resolve()))
+            mark_checkpoint(self.work_dir, max(saved, key=lambda path: path.stat().st_mtime_ns))
         else:
             marker.unlink()
 
     def last_checkpoint(self) -> Path | None:
-        """mmengine records its newest checkpoint in ``work/last_checkpoint``."""
-        marker = self.work_dir / "last_checkpoint"
-        if not marker.exists():
-            return None
-        text = marker.read_text().strip()
-        return Path(text) if text and Path(text).is_file() else None
+        """The run's newest checkpoint (:func:`marked_checkpoint`), None when it has none."""
+        return marked_checkpoint(self.work_dir)

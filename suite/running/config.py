@@ -10,6 +10,7 @@ import sema_suite.analysis.hook  # noqa: F401  (registers the hooks and loops th
 import sema_suite.method.hooks  # noqa: F401
 import sema_suite.method.swa  # noqa: F401
 import sema_suite.results.hook  # noqa: F401
+import sema_suite.running.compat  # noqa: F401  (mmengine loads and finds checkpoints the suite's way)
 from sema_suite.errors import BadOverride
 from sema_suite.method.methods import averaging_hook
 from sema_suite.running.jobs import ResolvedJob
@@ -55,7 +56,7 @@ def build_config(run: Run | ResolvedJob, ctx: BuildContext, results_dir: Path, a
     interval = cfg.train_cfg.get("val_interval", 1)
     default_hooks = dict(cfg.get("default_hooks", {}))
     default_hooks["checkpoint"] = {
-        **default_hooks.get("checkpoint", {"type": "CheckpointHook"}),
+        **default_hooks.get("checkpoint", {}), "type": "CheckpointInFolderHook",
         "interval": interval, "by_epoch": by_epoch, "max_keep_ckpts": 2, "save_best": None,
     }
     default_hooks.setdefault("logger", {"type": "LoggerHook", "interval": 10})
@@ -66,6 +67,7 @@ def build_config(run: Run | ResolvedJob, ctx: BuildContext, results_dir: Path, a
         hooks.append(method)
     hooks.append({"type": "CostHook"})
     hooks.append({"type": "RandomStateHook"})
+    hooks.append({"type": "PlainCheckpointHook"})
     hooks.append({
         "type": "ResultsHook",
         "results_dir": str(results_dir),
@@ -119,8 +121,6 @@ def _mixed_precision(cfg: Config, amp: str, dry_run: bool) -> None:
 
     from sema_suite.task import AMP_DTYPES
 
-    if amp not in AMP_DTYPES:
-        raise BadOverride(f"amp={amp}: choose bf16, fp16 or none")
     if not dry_run and not torch.cuda.is_available():
         raise BadOverride(f"amp={amp} needs a GPU (mmengine's AmpOptimWrapper autocasts on CUDA); this machine has "
                           "none: drop it (--set amp=none)")

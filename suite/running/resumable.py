@@ -31,6 +31,8 @@ from mmengine.registry import DATA_SAMPLERS, HOOKS, LOOPS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from torch.utils.data import BatchSampler, DataLoader
 
+from sema_suite.results.store import mark_checkpoint, marked_checkpoint
+
 KEEP = 2  # periodic checkpoints kept: a kill while the newest is written leaves the one before
 
 
@@ -225,8 +227,7 @@ class PeriodicCheckpointHook(Hook):
         runner.save_checkpoint(runner.work_dir, f"iter_{done}.pth", by_epoch=False)
         runner.logger.info(f"periodic checkpoint after iteration {done}")
         if is_main_process():
-            work = Path(runner.work_dir)
-            (work / "last_checkpoint").write_text(str(work / f"iter_{done}.pth"))
+            mark_checkpoint(Path(runner.work_dir), Path(f"iter_{done}.pth"))
             self._remove(runner, keep=KEEP)
 
     def after_train(self, runner) -> None:
@@ -242,13 +243,24 @@ class PeriodicCheckpointHook(Hook):
     def _remove(runner, keep: int) -> None:
         """Delete this hook's checkpoints but the newest ``keep`` (never the one ``last_checkpoint`` names)."""
         work = Path(runner.work_dir)
-        marker = work / "last_checkpoint"
-        newest = marker.read_text().strip() if marker.exists() else ""
+        newest = marked_checkpoint(work)
         ours = sorted((int(m[1]), path) for path in work.glob("iter_*.pth")
                       if (m := re.fullmatch(r"iter_(\d+)\.pth", path.name)) and not _saved_anyway(runner, int(m[1])))
         for _, path in ours[:max(0, len(ours) - keep)]:
-            if str(path) != newest:
+            if path != newest:
                 path.unlink()
+
+
+@HOOKS.register_module()
+class CheckpointInFolderHook(CheckpointHook):
+    """mmengine's CheckpointHook, whose ``last_checkpoint`` marker names the checkpoint relative to the work dir
+    (mmengine writes an absolute path): a copied or moved results folder resumes, exports and measures its own
+    checkpoints, and nothing read from a results folder leads outside it."""
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        super()._save_checkpoint_with_step(runner, step, meta)
+        if is_main_process():
+            mark_checkpoint(Path(runner.work_dir), Path(self.last_ckpt))
 
 
 def _saved_anyway(runner, done: int) -> bool:
@@ -256,7 +268,7 @@ def _saved_anyway(runner, done: int) -> bool:
     loop = runner.train_loop
     if isinstance(loop, EpochBasedTrainLoop):
         return done % len(loop.dataloader) == 0
-    interval = next((h.interval for h in runner.hooks if isinstance(h, CheckpointHook)), None)
+    interval = next((h.interval for h in runner.hooks if isinstance(h, CheckpointHook)), None)  # ours included
     return done == loop.max_iters or (interval is not None and done % interval == 0)
 
 
