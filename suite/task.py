@@ -13,7 +13,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from sema_suite.knobs import TRAINING, Rule
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,13 @@ class Task(ABC):
     # whether a job may train on several processes (DDP, suite run --gpus-per-job): its metrics must be gathered
     # across processes by mmengine (everything they need in ``self.results``)
     multi_gpu: bool = False
+    # the values each of the task's own knobs takes (the training knobs of :data:`sema_suite.knobs.TRAINING` need
+    # none here), checked when a matrix is planned, before anything is written
+    rules: ClassVar[dict[str, Rule]] = {}
+
+    def rule(self, key: str) -> Rule | None:
+        """The values knob ``key`` takes: the task's own rule, or the shared training knob's."""
+        return self.rules.get(key) or TRAINING.get(key)
 
     @property
     def primary_metric(self) -> Metric:

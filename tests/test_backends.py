@@ -53,7 +53,8 @@ def test_ray_retries_a_job_whose_worker_was_killed(tmp_path: Path, reference: st
 
         # a job that fails by itself is recorded as failed, once: not a system failure, so not retried
         bad = subprocess.run([sys.executable, "-m", "sema_suite.cli", "run", "--task", "cls", "--method", "ema",
-                              "--set", "epochs=1", "--set", "lr=nan", "--results-dir", str(tmp_path / "bad"),
+                              "--set", "epochs=1", "--set", "cfg.optim_wrapper.optimizer.lr=nan",  # lr=nan is refused
+                              "--results-dir", str(tmp_path / "bad"),
                               "--backend", "ray", "--ray-address", address, "--max-retries", "2"],
                              capture_output=True, text=True, env=env(), timeout=600)
         assert bad.returncode == 1, bad.stderr

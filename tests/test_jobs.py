@@ -123,7 +123,7 @@ def test_the_optimizer_axis_takes_each_optimizers_own_hyper_parameters(tmp_path)
     assert (cfg.optim_wrapper.optimizer.type, cfg.optim_wrapper.optimizer.lr) == ("SGD", 0.1)
     with pytest.raises(BadOverride, match="momentum does nothing with optimizer=adam"):
         long(("momentum", 0.8))
-    with pytest.raises(BadOverride, match="offers adam, sgd, adamw"):
+    with pytest.raises(BadOverride, match="optimizer='lamb': optimizer takes one of sgd, adam, adamw"):
         long(("optimizer", "lamb"))
     matrix = expand_matrix(["cls"], ["none", "sema"], [0], "long", {"optimizer": ["adam", "sgd", "adamw"]})
     assert sorted({job.variant for job in matrix.jobs}) == ["", "optimizer=adamw", "optimizer=sgd"]

@@ -146,7 +146,7 @@ def test_methods_say_whether_they_share_a_run() -> None:
 
 @pytest.mark.parametrize("override, message", [
     (("lookahead_k", 0), "lookahead_k=0"), (("lookahead_alpha", 1.5), "lookahead_alpha=1.5"),
-    (("swa_start", 2.5), "swa_start=2.5"), (("swa_lr", -1), "swa_lr=-1:")])
+    (("swa_start", 2.5), "swa_start=2.5"), (("swa_lr", -1), "swa_lr=-1.0: swa_lr takes a number > 0")])
 def test_bad_method_knobs_are_named(override: tuple, message: str) -> None:
     method = "lookahead" if override[0].startswith("lookahead") else "swa"
     with pytest.raises(BadOverride, match=message):

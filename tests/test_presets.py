@@ -61,7 +61,7 @@ def test_amp_is_a_knob_of_every_paper_preset(tmp_path: Path) -> None:
     cfg = build_config(job, job.context(tmp_path, tmp_path / "work", dry_run=True), tmp_path)
     assert cfg.optim_wrapper.type == "AmpOptimWrapper" and cfg.optim_wrapper.dtype == AMP_DTYPES["bf16"]
     assert "amp" not in JobSpec("cls", "tiny", "sema", 0).resolve().params  # CPU presets do not offer it
-    with pytest.raises(Exception, match="choose one of none, bf16, fp16"):
+    with pytest.raises(Exception, match="amp='int8': amp takes one of none, bf16, fp16"):
         JobSpec("cls", "cifar100", "sema", 0, (("amp", "int8"),)).resolve()
     if not torch.cuda.is_available():  # on a GPU machine this would train
         done = subprocess.run([sys.executable, "-m", "sema_suite.cli", "run", "--task", "cls", "--preset", "cifar100",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sema_suite.method.checkpoints import trained_state
+from sema_suite.method.checkpoints import read_checkpoint, trained_state
 from sema_suite.results.store import JobDir, read_json, write_json
 from sema_suite.running.jobs import JobSpec
 from sema_suite.running.runs import plan
@@ -69,7 +69,7 @@ def test_kill_and_rerun_resumes_exactly(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_nan_loss_fails_that_job_and_the_others_go_on(tmp_path: Path) -> None:
     overrides = (("depths", [1]), ("width", 4), ("image_size", 8), ("batch_size", 128), ("epochs", 1))
-    bad = JobSpec("cls", "tiny", "ema", 0, (*overrides, ("lr", float("nan")))).resolve()
+    bad = JobSpec("cls", "tiny", "ema", 0, (*overrides, ("cfg.optim_wrapper.optimizer.lr", float("nan")))).resolve()
     good = JobSpec("cls", "tiny", "ema", 0, overrides).resolve()
     todo = prepare(plan([bad, good]), tmp_path, tmp_path / "data", download=False)
     outcomes = {o.job_id: o for o in run_jobs(todo, worker_slots(None, 1), poll_s=0.1)}
@@ -79,7 +79,7 @@ def test_nan_loss_fails_that_job_and_the_others_go_on(tmp_path: Path) -> None:
     assert JobDir(tmp_path, bad.job_id).status()["state"] == "failed"
 
     result = suite("run", "--task", "cls", "--method", "ema", "--results-dir", str(tmp_path),
-                   *[x for s in [*FAST, "epochs=1", "lr=nan"] for x in ("--set", s)])
+                   *[x for s in [*FAST, "epochs=1", "cfg.optim_wrapper.optimizer.lr=nan"] for x in ("--set", s)])
     assert result.returncode == 1
     assert "loss became nan" in result.stdout
 
@@ -105,7 +105,7 @@ def test_a_job_planned_by_other_code_is_refused_never_marked_done(tmp_path: Path
     (["--preset", "huge"], "valid preset of task 'cls's: cifar10, cifar100, long, tiny"),
     (["--set", "epoch=3"], "unknown override key for cls/tiny 'epoch'"),
     (["--set", "epochs"], "write it as key=value"),
-    (["--set", "epochs=many"], "epochs takes a int"),
+    (["--set", "epochs=many"], "epochs='many': epochs takes a whole number >= 1"),
     (["--preset", "cifar100", "--data-root", "/nonexistent"], "/nonexistent/cifar-100-python/"),
     (["--jobs-per-gpu", "2"], "without --gpus there is none to share"),
     (["--jobs-per-gpu", "2", "--backend", "slurm"], "a Slurm array task holds whole GPUs"),
@@ -163,7 +163,7 @@ def test_a_seed_gives_every_method_the_same_start_and_data_order(cls_jobs: Path)
 
     def weights(method: str, seed: int, epoch: int) -> dict[str, torch.Tensor]:
         (folder,) = cls_jobs.glob(f"cls-tiny-{method}-s{seed}-*")
-        return trained_state(torch.load(folder / "work" / f"epoch_{epoch}.pth", weights_only=False))
+        return trained_state(read_checkpoint(folder / "work" / f"epoch_{epoch}.pth"))
 
     def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
         return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

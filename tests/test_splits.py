@@ -167,10 +167,11 @@ def test_val_size_labels_the_final_run_test_and_rejects_impossible_sizes(task, p
     assert job.params["val_size"] > 0 and job.task.val_split(job.preset, job.params) == "val"
     final = JobSpec(task, preset, "none", 0, (("val_size", 0),)).resolve()
     assert final.task.val_split(final.preset, final.params) == "test"
-    for bad in (-1, 10_000_000):
-        wrong = JobSpec(task, preset, "none", 0, (("val_size", bad),)).resolve()
-        with pytest.raises(BadOverride, match="val_size=0"):
-            wrong.task.check_data(wrong.preset, wrong.context(tmp_path, tmp_path / "work", download=True))
+    with pytest.raises(BadOverride, match="val_size=-1: val_size takes a whole number >= 0"):  # refused at planning
+        JobSpec(task, preset, "none", 0, (("val_size", -1),)).resolve()
+    wrong = JobSpec(task, preset, "none", 0, (("val_size", 10_000_000),)).resolve()  # larger than the data: there
+    with pytest.raises(BadOverride, match="val_size=0"):
+        wrong.task.check_data(wrong.preset, wrong.context(tmp_path, tmp_path / "work", download=True))
 
 
 def test_tiny_presets_evaluate_val_every_time():

@@ -9,24 +9,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from sema_suite.knobs import FLAG, POSITIVE, Rule, count
 from sema_suite.method.methods import Knob, Method, require
 
 # One meaning per knob in every loop kind. An "epoch" of an iteration-based loop (gen, COCO 90k) is one pass
 # over the training data (len(train_dataloader) iterations).
 AVERAGE_KNOBS = {
     "decay": Knob(0.999, "avg <- decay * avg + (1 - decay) * w; close to 1",
-                  past_lowest="none (decay 0 keeps no average)"),
-    "update_interval": Knob(1, "optimizer steps between averaging updates"),
-    "average_buffers": Knob(True, "average float buffers (BatchNorm statistics) too, else copy them"),
-    "ema_warmup_epochs": Knob(0, "linear decay warm-up over this many epochs, 0: none"),
-    "ema_warmup_iters": Knob(0, "... or over this many iterations; takes precedence over ema_warmup_epochs"),
-    "ema_warmup_factor": Knob(0.9, "the warm-up starts at ema_warmup_factor * decay (only with a warm-up)"),
+                  past_lowest="none (decay 0 keeps no average)", rule=Rule(float, low=0, high=1, high_open=True)),
+    "update_interval": Knob(1, "optimizer steps between averaging updates", rule=count()),
+    "average_buffers": Knob(True, "average float buffers (BatchNorm statistics) too, else copy them", rule=FLAG),
+    "ema_warmup_epochs": Knob(0, "linear decay warm-up over this many epochs, 0: none", rule=count(0)),
+    "ema_warmup_iters": Knob(0, "... or over this many iterations; takes precedence over ema_warmup_epochs",
+                             rule=count(0)),
+    "ema_warmup_factor": Knob(0.9, "the warm-up starts at ema_warmup_factor * decay (only with a warm-up)",
+                              rule=Rule(float, low=0, high=1, low_open=True)),
 }
 SWITCH_KNOBS = {
     "switch_interval": Knob(1, "switch every this many epochs",
-                            past_highest="ema at the same decay (a sema that never switches)"),
-    "switch_start": Knob(1, "first epoch (1-based) at whose end, or within which, switches may happen"),
-    "switch_interval_iters": Knob(None, "switch every this many iterations instead of switch_interval; None: per epoch"),
+                            past_highest="ema at the same decay (a sema that never switches)", rule=count()),
+    "switch_start": Knob(1, "first epoch (1-based) at whose end, or within which, switches may happen", rule=count()),
+    "switch_interval_iters": Knob(None, "switch every this many iterations instead of switch_interval; None: per epoch",
+                                  rule=Rule(int, low=1, none=True)),
 }
 
 
@@ -115,17 +119,10 @@ class Lookahead(Method):
 
     name = "lookahead"
     summary = "Lookahead: every lookahead_k steps the slow weights step lookahead_alpha toward the fast ones, which restart from them"
-    knobs = {"lookahead_k": Knob(5, "fast optimizer steps between slow-weight updates (Lookahead's k)"),
+    knobs = {"lookahead_k": Knob(5, "fast optimizer steps between slow-weight updates (Lookahead's k)", rule=count()),
              "lookahead_alpha": Knob(0.5, "slow-weight step size (Lookahead's alpha), in (0, 1]", highest=1.0,
-                                     past_highest="none (at alpha 1 the slow weights are the fast ones)")}
-
-    def effective(self, knobs: dict[str, Any]) -> dict[str, Any]:
-        used = super().effective(knobs)
-        require(isinstance(used["lookahead_k"], int) and used["lookahead_k"] >= 1,
-                f"lookahead_k={used['lookahead_k']!r}: Lookahead's k is a whole number of steps >= 1 (e.g. 5)")
-        require(0 < used["lookahead_alpha"] <= 1,
-                f"lookahead_alpha={used['lookahead_alpha']!r}: Lookahead's alpha lies in (0, 1] (e.g. 0.5)")
-        return used
+                                     past_highest="none (at alpha 1 the slow weights are the fast ones)",
+                                     rule=Rule(float, low=0, high=1, low_open=True))}
 
     def hook(self, job_id: str, knobs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         k = knobs["lookahead_k"]
@@ -143,18 +140,17 @@ class Swa(Method):
     name = "swa"
     summary = "SWA: an equal average of the epoch-end weights from swa_start on, under SWALR; BatchNorm recomputed"
     knobs = {"swa_start": Knob(0.75, "first epoch whose end joins the average (>= 1), or a fraction of training (< 1)",
-                               fraction_below_one=True),
-             "swa_lr": Knob(None, "SWALR's learning rate; None: half the preset's lr"),
-             "swa_anneal_epochs": Knob(2, "epochs SWALR anneals (cosine) from the scheduled LR to swa_lr; 0: at once")}
+                               fraction_below_one=True, rule=POSITIVE),
+             "swa_lr": Knob(None, "SWALR's learning rate; None: half the preset's lr", rule=Rule(float, low=0,
+                                                                                                low_open=True, none=True)),
+             "swa_anneal_epochs": Knob(2, "epochs SWALR anneals (cosine) from the scheduled LR to swa_lr; 0: at once",
+                                       rule=count(0))}
 
     def effective(self, knobs: dict[str, Any]) -> dict[str, Any]:
         used = super().effective(knobs)
         start = used["swa_start"]
         require(0 < start < 1 or (start >= 1 and float(start).is_integer()),
                 f"swa_start={start!r}: give an epoch (a whole number >= 1) or a fraction of training in (0, 1)")
-        require(used["swa_lr"] is None or used["swa_lr"] > 0, f"swa_lr={used['swa_lr']!r}: a learning rate is > 0")
-        require(isinstance(used["swa_anneal_epochs"], int) and used["swa_anneal_epochs"] >= 0,
-                f"swa_anneal_epochs={used['swa_anneal_epochs']!r}: a whole number of epochs >= 0")
         return used
 
     def hook(self, job_id: str, knobs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

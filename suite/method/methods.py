@@ -22,6 +22,7 @@ from importlib.metadata import entry_points
 from typing import Any, ClassVar, NamedTuple
 
 from sema_suite.errors import BadOverride, SuiteError, UnknownChoice
+from sema_suite.knobs import Rule
 
 
 class Knob(NamedTuple):
@@ -31,6 +32,7 @@ class Knob(NamedTuple):
     past_lowest: str = ""  # what the method becomes past its lowest value, when that is another method's row
     past_highest: str = ""  # ... past its highest (a grid edge there is bracketed by that row)
     fraction_below_one: bool = False  # a value under 1 is a fraction of training (a sweep of them stays under 1)
+    rule: Rule | None = None  # the values it takes, checked when a matrix is planned (None: its default's type)
 
 
 class Method:

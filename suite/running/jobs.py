@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from sema_suite.errors import BadOverride, UnknownChoice
-from sema_suite.method.methods import averaging_defaults, effective_averaging, get_method
+from sema_suite.knobs import Rule
+from sema_suite.method.methods import averaging_defaults, effective_averaging, get_method, knob_table
 from sema_suite.optim import with_optimizer
 from sema_suite.registry import get_task
 from sema_suite.running.variants import format_variant, split_top_level
-from sema_suite.task import AMP_DTYPES, BuildContext, Preset, Task
+from sema_suite.task import BuildContext, Preset, Task
 
 CONFIG_PREFIX = "cfg."  # --set cfg.a.b=value edits the final mmengine config directly
 # Spellings that once named a training knob in some presets and an averaging knob in others: an error now.
@@ -76,6 +77,11 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     raise BadOverride(f"{key} takes a {type(default).__name__} (default {default!r}), got {value!r}")
 
 
+def _checked(key: str, value: Any, default: Any, rule: Rule | None) -> Any:
+    """``value`` for knob ``key``, checked against its rule (else against its default's type)."""
+    return rule.check(key, value) if rule is not None else _coerce(key, value, default)
+
+
 @dataclass(frozen=True)
 class JobSpec:
     task: str
@@ -103,9 +109,9 @@ class JobSpec:
             if key.startswith(CONFIG_PREFIX):
                 config_edits[key[len(CONFIG_PREFIX):]] = value
             elif key in params:
-                params[key] = _coerce(key, value, params[key])
+                params[key] = _checked(key, value, params[key], task.rule(key))
             elif key in averaging:
-                averaging[key] = _coerce(key, value, averaging[key])
+                averaging[key] = _checked(key, value, averaging[key], knob_table()[key].rule)
             elif key in AMBIGUOUS_KNOBS:
                 raise BadOverride(f"{key} is ambiguous (a training knob or an averaging knob); write "
                                   f"{AMBIGUOUS_KNOBS[key]}")
@@ -116,8 +122,6 @@ class JobSpec:
         if "optimizer" in params:
             overridden = {key for key, _ in self.overrides}
             params, reference = with_optimizer(preset.knobs, preset.optimizers, params, overridden)
-        if params.get("amp", "none") not in ("none", *AMP_DTYPES):
-            raise BadOverride(f"amp={params['amp']}: choose one of none, {', '.join(AMP_DTYPES)}")
         effective = effective_averaging(self.method, averaging)
         shipped = effective_averaging(self.method, {**averaging_defaults(), **preset.averaging})
         changed = {k: v for k, v in params.items() if v != reference[k]}
@@ -183,6 +187,11 @@ def expand_matrix(tasks: list[str], methods: list[str], seeds: list[int], preset
 
     Points that resolve to the same job (``none`` under a decay sweep) are one job.
     """
+    for kind, given in (("task", tasks), ("method", methods), ("seed", seeds)):
+        if not given:
+            raise BadOverride(f"no {kind} given: a matrix needs at least one (its jobs are tasks x methods x seeds)")
+    if bad := [seed for seed in seeds if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0]:
+        raise BadOverride(f"seed(s) {', '.join(map(repr, bad))}: a seed is a whole number >= 0 (e.g. 0,1,2)")
     keys = sorted(overrides)
     points = [tuple(zip(keys, values)) for values in itertools.product(*(overrides[k] for k in keys))]
     jobs: dict[str, ResolvedJob] = {}

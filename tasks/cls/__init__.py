@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sema_suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
+from sema_suite.knobs import count
 from sema_suite.optim import optimizer_config
 from sema_suite.task import BuildContext, Metric, Preset, Task, require_torchvision_folder
 
@@ -40,6 +41,7 @@ class Classification(HeldOutSplits, Task):
     name = "cls"
     description = "image classification (digits offline; CIFAR-10/100 ResNet-18)"
     metrics = (Metric("top1", higher_is_better=True, primary=True, description="top-1 accuracy, %"),)
+    rules = {"channels": count()}
     presets = {
         # A narrow ResNet on digits upsampled to 16x16 (1,079 train / 359 val / 359 test digits): 10 epochs of
         # 34 steps. With so few steps the paper's 0.999 would average over ~30 epochs, so the decay is 0.95 (a

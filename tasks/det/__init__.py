@@ -14,6 +14,7 @@ from typing import Any
 
 from sema_suite.data import HeldOutSplits, cache_dir, check_val_size
 from sema_suite.errors import DatasetMissing
+from sema_suite.knobs import count
 from sema_suite.task import BuildContext, Metric, Preset, Task
 
 # The shipped MMDetection config of each paper preset (they live inside the mmdet package).
@@ -68,6 +69,8 @@ class Detection(HeldOutSplits, Task):
         Metric("segm_mAP_50", higher_is_better=True, description="COCO mask AP@.5 (mask presets)"),
         Metric("segm_mAP_75", higher_is_better=True, description="COCO mask AP@.75 (mask presets)"),
     )
+    # iters 0: the tiny presets train by epoch
+    rules = {"iters": count(0), "channels": count(), "num_train": count(), "num_val": count(), "num_test": count()}
     presets = {
         "tiny": Preset(
             name="tiny",

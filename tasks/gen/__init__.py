@@ -14,6 +14,7 @@ from typing import Any
 
 from sema_suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
 from sema_suite.errors import DatasetMissing
+from sema_suite.knobs import Rule, count
 from sema_suite.optim import optimizer_config
 from sema_suite.task import BuildContext, Metric, Preset, Task
 
@@ -62,6 +63,8 @@ class Generation(HeldOutSplits, Task):
                            "preset; not comparable with Inception FID)"),
     )
     by_epoch = False
+    rules = {"channels": Rule(list), "num_train_timesteps": count(), "sampler": Rule(str, choices=("ddim", "ddpm")),
+             "sample_steps": count(), "fid_samples": count(0)}
     presets = {
         # 16x16 digits, a 0.2M-parameter UNet, Adam 2e-3 for 400 iterations of batch 64 (~24 passes over the
         # 1,079 training digits); every 100 iterations, 359 samples (one per validation digit) from 20 DDIM

@@ -12,6 +12,7 @@ from typing import Any
 
 from sema_suite.data import dataloader, evaluation_config
 from sema_suite.errors import BadOverride, DatasetMissing
+from sema_suite.knobs import FLAG, FRACTION, POSITIVE, Rule, count
 from sema_suite.optim import optimizer_config
 from sema_suite.task import BuildContext, Metric, Preset, Task
 
@@ -43,6 +44,10 @@ class LanguageModelling(Task):
                description="perplexity of the training split's token frequencies on the same tokens: the baseline"),
     )
     by_epoch = False
+    rules = {**{key: count() for key in ("context", "dim", "heads", "layers", "ffn", "train_tokens")},
+             "eval_context_window": count(0), "norm_first": FLAG, "xavier_init": FLAG, "warmup_init_lr": POSITIVE,
+             "schedule": Rule(str, choices=("cosine", "inverse_sqrt")), "attention_dropout": FRACTION,
+             "activation_dropout": FRACTION}
     presets = {
         # Byte-level, 128-byte context, 2 pre-norm layers 128 wide (0.4M parameters), AdamW 3e-3 with 50
         # warm-up steps and a cosine decay over 600 steps of 32 blocks (4,096 bytes): ~6 passes over the

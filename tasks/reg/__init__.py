@@ -18,6 +18,7 @@ from typing import Any
 
 from sema_suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
 from sema_suite.errors import DatasetMissing
+from sema_suite.knobs import POSITIVE, Rule
 from sema_suite.optim import optimizer_config
 from sema_suite.task import BuildContext, Metric, Preset, Task
 
@@ -37,6 +38,8 @@ class AttributeRegression(HeldOutSplits, Task):
         Metric("mae_constant", higher_is_better=False,
                description="MAE of predicting the training median on the test images; recorded once"),
     )
+    rules = {"backbone": Rule(str, choices=("cifar", "resnet18", "resnet50")), "max_angle": POSITIVE,
+             "target_center": Rule(float), "target_scale": POSITIVE, "spurious_ratio": Rule(float, low=0, high=1)}
     presets = {
         # Each digit is rotated by a fixed random angle in [-60, 60] degrees (no 6/9 or 0/1/8 symmetry
         # ambiguity in that range) and coloured with a random RGB colour; the constant predictor scores

@@ -21,6 +21,7 @@ from typing import Any
 
 from sema_suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
 from sema_suite.errors import BadOverride
+from sema_suite.knobs import POSITIVE, Rule, count
 from sema_suite.optim import optimizer_config
 from sema_suite.task import BuildContext, Metric, Preset, Task, require_torchvision_folder
 
@@ -99,6 +100,11 @@ class SelfSupervisedLearning(HeldOutSplits, Task):
         Metric("linear_probe", higher_is_better=True,
                description="linear-probe top-1 accuracy (%) on frozen backbone features, once at the end (test)"),
     )
+    rules = {"ssl_method": Rule(str, choices=("simclr", "mocov3", "byol")),
+             "backbone": Rule(str, choices=("cifar", "resnet18", "resnet50")),
+             **{key: count() for key in ("proj_hidden", "proj_dim", "pred_hidden", "knn_k")},
+             "knn_temperature": POSITIVE, "probe_c": POSITIVE, "temperature": POSITIVE,
+             "target_momentum": Rule(float, low=0, high=1)}
     presets = {
         "tiny": _tiny("simclr", {"lr": 0.3, "weight_decay": 5e-4, "temperature": 0.2}),
         "tiny-mocov3": _tiny("mocov3", {"lr": 0.3, "weight_decay": 5e-4, "pred_hidden": 128, "temperature": 0.2,

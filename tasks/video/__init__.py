@@ -14,6 +14,7 @@ from typing import Any
 
 from sema_suite.data import HeldOutSplits, check_val_size, dataloader, evaluation_config
 from sema_suite.errors import DatasetMissing
+from sema_suite.knobs import POSITIVE, count
 from sema_suite.optim import optimizer_config
 from sema_suite.task import BuildContext, Metric, Preset, Task
 
@@ -31,6 +32,9 @@ class VideoPrediction(HeldOutSplits, Task):
         Metric("mae", higher_is_better=False, description="absolute error per frame (summed over pixels)"),
         Metric("ssim", higher_is_better=True, description="structural similarity per frame (torchmetrics)"),
     )
+    rules = {**{key: count() for key in ("train_sequences", "val_sequences", "test_sequences", "frames_in",
+                                         "frames_out", "frame_size", "digit_size", "hid_s", "hid_t", "n_spatial",
+                                         "n_temporal")}, "mlp_ratio": POSITIVE}
     presets = {
         # Two 12x12 digits bouncing in 32x32 frames, 5 frames in -> 5 out; 1,024 fresh training sequences per
         # epoch (32 steps of 32), 10 epochs, scored on 256 fixed sequences of the val digits every epoch and on
