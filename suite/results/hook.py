@@ -11,7 +11,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from sema_suite.errors import NonFiniteLoss
+from sema_suite.errors import NonFiniteLoss, SuiteError
 from sema_suite.method.hooks import evaluated_member
 from sema_suite.results.store import JobDir, utc_stamp
 from sema_suite.running.costs import ledger_of
@@ -32,7 +32,12 @@ class ResultsHook(Hook):
     A shared run (:mod:`sema_suite.running.runs`) writes each member's rows into that member's job folder; a row's
     ``wall_time_s`` leaves out the time the run spent evaluating and averaging for the other members, so it
     reads as the clock of a run of the member's own. Rows an earlier run wrote into a member's folder (another
-    ``run_id``: the matrix was planned differently then) are dropped when the run starts.
+    ``run_id``: the matrix was planned differently then) are dropped when the run starts. A member that is already
+    done when the run starts (another process trained it while this run waited for its lock) rides along: the run
+    trains the trajectory again for its other members, and that member's rows and status stay as they are.
+
+    An evaluation that reports none of the task's metrics (a plugin whose evaluator names them otherwise) stops
+    the run with an error naming both lists, rather than finishing a job with no rows.
     """
 
     priority = "LOW"  # after SemaHook has swapped the averaged weights in
@@ -44,7 +49,10 @@ class ResultsHook(Hook):
         self.val_split = val_split  # "test" when a final run's val loop evaluates the test split
         # per member job: the constant columns (job_id, run_id, task, preset, dataset, model, method, seed, variant)
         self.rows = {row["job_id"]: row for row in rows}
-        self.jobs = {job_id: JobDir(results_dir, job_id) for job_id in self.rows}
+        members = {job_id: JobDir(results_dir, job_id) for job_id in self.rows}
+        # the members this run records: all but those already done (riders), on the process that keeps records
+        self.jobs = {job_id: job for job_id, job in members.items()
+                     if is_main_process() and job.status().get("state") != "done"}
         self.metrics = metrics  # metric name -> higher_is_better
         self.by_epoch = by_epoch
         self.elapsed_before = 0.0  # training wall time of earlier (interrupted) attempts
@@ -84,7 +92,7 @@ class ResultsHook(Hook):
         self.started = time.monotonic()
         epoch, iteration = self._position(runner)
         replay = bool(iteration) and self._val_due(runner)
-        for job in self.jobs.values() if is_main_process() else ():
+        for job in self.jobs.values():
             job.drop_metrics(lambda r: r["run_id"] == self.run_id and (
                 r["split"] != self.val_split  # the test pass's rows stay
                 or (r["iter"] < iteration if replay else r["iter"] <= iteration)))
@@ -136,8 +144,8 @@ class ResultsHook(Hook):
 
     def after_test_epoch(self, runner, metrics: dict[str, float] | None = None) -> None:
         _, iteration = self._position(runner)  # a re-run of a finished job tests again: keep one row each
-        if is_main_process():
-            self._job(runner).drop_metrics(lambda r: not (r["split"] == "test" and r["iter"] == iteration))
+        if (job := self.jobs.get(self._member(runner))) is not None:
+            job.drop_metrics(lambda r: not (r["split"] == "test" and r["iter"] == iteration))
         rows = self._record(runner, "test", metrics or {})
         if rows and (visualizer := getattr(runner, "visualizer", None)) is not None:  # mmengine logs val, not test
             visualizer.add_scalars({f"test/{r['metric']}": r["value"] for r in rows}, step=iteration)
@@ -146,9 +154,6 @@ class ResultsHook(Hook):
         """The job whose weights are being evaluated."""
         member = evaluated_member(runner)
         return member if member in self.rows else next(iter(self.rows))
-
-    def _job(self, runner) -> JobDir:
-        return self.jobs[self._member(runner)]
 
     def _record(self, runner, split: str, metrics: dict[str, float]) -> list[dict[str, Any]]:
         epoch, iteration = self._position(runner)
@@ -162,7 +167,12 @@ class ResultsHook(Hook):
                 rows.append({**self.rows[member], "epoch": epoch, "iter": iteration, "split": split, "metric": name,
                              "value": float(value), "higher_is_better": self.metrics[name],
                              "wall_time_s": wall, "timestamp": stamp})
-        if is_main_process():
+        if metrics and not rows:
+            reported = ", ".join(sorted(key.rsplit("/", 1)[-1] for key in metrics))
+            raise SuiteError(f"the {split} evaluation reported {reported}, none of which the task declares "
+                             f"({', '.join(self.metrics)}): name the task's Metric()s as its evaluator reports them "
+                             "(or the evaluator's keys as the metrics), else no row can be recorded")
+        if member in self.jobs:
             self.jobs[member].append_metrics(rows)
         self._progress(runner, epoch, iteration)
         return rows

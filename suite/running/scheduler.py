@@ -21,13 +21,13 @@ from sema_suite.results.store import JobDir, read_json, write_json
 from sema_suite.running.environment import environment
 from sema_suite.running.jobs import ResolvedJob
 from sema_suite.running.runs import Run, members, run_json, write_run
-from sema_suite.running.worker import EXIT_LOCKED, LAUNCHED
+from sema_suite.running.worker import EXIT_LOCKED, LAUNCHED, locked_elsewhere
 
 
 @dataclass
 class Outcome:
     job_id: str
-    state: str  # done | skipped | failed | busy (running in another process)
+    state: str  # done | skipped | failed
     error: str | None = None
     seconds: float | None = None
 
@@ -76,6 +76,8 @@ def prepare(runs: list[Run], results_dir: Path, data_root: Path, download: bool,
         doc["world_size"] = run.lead.spec.world_size  # processes the worker starts (torchrun when > 1)
         for job in run.members:
             folder = JobDir(results_dir, job.job_id)
+            if locked_elsewhere(folder):  # another command's worker trains it and says where: it waits for that one
+                continue
             write_json(folder.job_json, {"job_id": job.job_id, "run_id": run.run_id, "spec": job.as_dict(), **doc})
             if not folder.status_json.exists():
                 folder.update_status(state="pending")
@@ -105,6 +107,7 @@ class Progress:
 
     def __init__(self, total: int) -> None:
         self.bar = None
+        self._waited: set[str] = set()
         if sys.stderr.isatty() and total:
             from tqdm import tqdm
 
@@ -120,6 +123,13 @@ class Progress:
         else:
             extra = f": {outcome.error}" if outcome.error else ""
             print(f"  {outcome.state:6s} {outcome.job_id}{extra}", file=sys.stderr, flush=True)
+
+    def waiting(self, job: JobDir) -> None:
+        """A unit whose job another process is training: said once, then it waits its turn."""
+        if job.job_id not in self._waited:
+            self._waited.add(job.job_id)
+            print(f"  wait   {job.job_id}: another process is training it (or one of its jobs); this command "
+                  "waits for it", file=sys.stderr, flush=True)
 
     def running(self, active: dict[str, JobDir]) -> None:
         """``active``: where each running job runs (a worker slot, a cluster) -> the job."""
@@ -140,8 +150,6 @@ class Progress:
 
 def job_outcome(job: JobDir, returncode: int | None, lost: str | None = None) -> Outcome:
     """What a finished worker (exit code) or a job a backend gave up on (``lost``: why) leaves behind."""
-    if returncode == EXIT_LOCKED:
-        return Outcome(job.job_id, "busy", "running in another process")
     status = job.status()
     if returncode in (0, None) and status.get("state") == "done":
         return Outcome(job.job_id, "done", seconds=status.get("seconds"))
@@ -184,16 +192,16 @@ def start_worker(job: JobDir, env: dict[str, str]) -> subprocess.Popen:
             env={**os.environ, **env, "SUITE_PARENT_PID": str(os.getpid()), LAUNCHED: repr(time.time())})
 
 
-def run_worker(job: JobDir, env: dict[str, str], lock_wait_s: float = 60.0) -> int:
+def run_worker(job: JobDir, env: dict[str, str], stop_wait_s: float = 60.0, busy_wait_s: float = 5.0) -> int:
     """Run a job's worker to its end, for backends whose tasks each run one job.
 
     If this process is interrupted (preempted, cancelled: an exception raised here by a signal handler), the
-    worker is stopped and waited for before the exception goes on, so the job's lock is free for whatever
-    runs the job next. A retried task can still start while the worker of the attempt it replaces records
-    that it was stopped (the Ray worker running it was killed); the lock is then busy for a moment, so
-    wait for it (``lock_wait_s``).
+    worker is stopped and waited for (up to ``stop_wait_s``) before the exception goes on, so the job's lock is
+    free for whatever runs the job next. While another process holds the lock of the job or of one of its
+    members (the worker of an attempt this one replaces, still recording that it was stopped; another matrix
+    training the same job), the worker is tried again every ``busy_wait_s``, as the local backend does: a job
+    trains once, and this task then finds it done.
     """
-    deadline = time.monotonic() + lock_wait_s
     while True:
         proc = start_worker(job, env)
         try:
@@ -202,22 +210,30 @@ def run_worker(job: JobDir, env: dict[str, str], lock_wait_s: float = 60.0) -> i
             if proc.poll() is None:
                 proc.terminate()  # the worker records that it was stopped, keeping its last checkpoint
                 try:
-                    proc.wait(timeout=lock_wait_s)
+                    proc.wait(timeout=stop_wait_s)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-        if returncode != EXIT_LOCKED or time.monotonic() > deadline:
+        if returncode != EXIT_LOCKED:
             return returncode
-        time.sleep(1.0)
+        time.sleep(busy_wait_s)
 
 
-def run_jobs(todo: list[JobDir], slots: list[dict[str, str]], poll_s: float = 0.5) -> list[Outcome]:
+def run_jobs(todo: list[JobDir], slots: list[dict[str, str]], poll_s: float = 0.5,
+             busy_wait_s: float = 5.0) -> list[Outcome]:
+    """Run every unit of ``todo`` on the worker ``slots``. A unit whose job another process is training (another
+    `suite run` on the same folder) waits for it and is tried again every ``busy_wait_s``: the job trains once,
+    and this command then finds it done."""
     queue = deque(todo)
     active: dict[int, tuple[subprocess.Popen, JobDir]] = {}
+    waiting: list[tuple[float, JobDir]] = []  # (when to try again, unit)
     outcomes: list[Outcome] = []
     progress = Progress(len(todo))
     try:
-        while queue or active:
+        while queue or active or waiting:
+            now = time.monotonic()
+            queue.extend(job for due, job in waiting if due <= now)
+            waiting = [(due, job) for due, job in waiting if due > now]
             for slot in range(len(slots)):
                 if slot not in active and queue:
                     job = queue.popleft()
@@ -226,6 +242,10 @@ def run_jobs(todo: list[JobDir], slots: list[dict[str, str]], poll_s: float = 0.
             for slot, (proc, job) in list(active.items()):
                 if proc.poll() is not None:
                     del active[slot]
+                    if proc.returncode == EXIT_LOCKED:
+                        progress.waiting(job)
+                        waiting.append((time.monotonic() + busy_wait_s, job))
+                        continue
                     outcome = job_outcome(job, proc.returncode)
                     outcomes.append(outcome)
                     progress.finished(outcome)

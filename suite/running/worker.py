@@ -20,7 +20,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sema_suite.analysis.measure import pending, requested, run_analysis
 from sema_suite.errors import SuiteError
@@ -46,13 +46,11 @@ def build_runner(run: Run | ResolvedJob, job: JobDir, data_root: Path, download:
     trackers of ``log_to``, and the periodic checkpoints of ``checkpoint_every``)."""
     from mmengine.runner import Runner
 
-    from sema_suite.running.compat import trust_checkpoints_under
     from sema_suite.running.config import build_config
 
     run = run if isinstance(run, Run) else Run((run,))
     ctx = run.lead.context(data_root, job.work_dir, download=download)
     run.lead.task.check_data(run.lead.preset, ctx)
-    trust_checkpoints_under(job.work_dir)
     return Runner.from_cfg(build_config(run, ctx, job.path.parent, analysis, log_to, single_process,
                                      checkpoint_every))
 
@@ -186,19 +184,43 @@ def _other_rank(unit: JobDir, jobs: list[JobDir]) -> int:
     return 0
 
 
+def lock_jobs(folders: list[JobDir]) -> list[IO] | None:
+    """Take the lock of each folder (a run's own and each of its jobs'), held until this process ends; None, with
+    every lock released, when another process holds one: a job trains in one process at a time, whichever matrix
+    or shared run asks for it."""
+    held = []
+    for folder in dict.fromkeys(folder.path for folder in folders):
+        handle = open(folder / ".lock", "w")  # noqa: SIM115  (held for the whole process)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            for other in held:
+                other.close()
+            return None
+        held.append(handle)
+    return held
+
+
+def locked_elsewhere(folder: JobDir) -> bool:
+    """Whether another process holds ``folder``'s lock now (is training or measuring that job)."""
+    held = lock_jobs([folder]) if (folder.path / ".lock").exists() else []
+    for handle in held or ():
+        handle.close()
+    return held is None
+
+
 def run_job(results_dir: Path, run_id: str) -> int:
     signal.signal(signal.SIGTERM, _terminated)  # the scheduler stops workers with SIGTERM: record it
     _stop_with_parent()
     unit = JobDir(results_dir, run_id)
     if RANK:
         return _other_rank(unit, members(unit))
-    lock = open(unit.path / ".lock", "w")  # noqa: SIM115  (held for the whole process)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"run {run_id} is running in another process", file=sys.stderr)
-        return EXIT_LOCKED
     jobs = members(unit)
+    locks = lock_jobs([unit, *jobs])
+    if locks is None:
+        print(f"run {run_id} (or one of its jobs) is running in another process", file=sys.stderr)
+        return EXIT_LOCKED
     if all(job.status().get("state") == "done" for job in jobs):  # `suite analyze`, or a retried task whose run
         for job in jobs:                                             # finished meanwhile
             doc = read_json(job.job_json)
@@ -215,7 +237,10 @@ def run_job(results_dir: Path, run_id: str) -> int:
     from sema_suite.running.environment import device_info
 
     started = time.time()
-    folders = [unit, *(job for job in jobs if job.path != unit.path)]  # the run's status, then its members'
+    if riders := [job.job_id for job in jobs if job.status().get("state") == "done"]:  # trained meanwhile elsewhere
+        print(f"{', '.join(riders)} finished in another process: this run trains the trajectory again for its other "
+              "jobs and leaves their rows as they are", file=sys.stderr)
+    folders = [unit, *(job for job in jobs if job.path != unit.path and job.job_id not in riders)]  # run's, members'
     attempts = unit.status().get("attempts", 0) + 1
     unit.repair_checkpoint_marker()
     resumed_from = unit.last_checkpoint()
@@ -229,8 +254,8 @@ def run_job(results_dir: Path, run_id: str) -> int:
         run, docs = _load_run(jobs)
         device = device_info()
         for job, doc in zip(jobs, docs):
-            doc["environment"]["device"] = device
-            write_json(job.job_json, doc)
+            if job.job_id not in riders:  # this process trains it: it is the one that says where (run, device)
+                write_json(job.job_json, {**doc, "run_id": run_id, "environment": {**doc["environment"], "device": device}})
         doc = docs[0]
         import mmengine.runner  # noqa: F401  (imports count as start-up, the runner as building)
 
