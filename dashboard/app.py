@@ -50,9 +50,10 @@ def show_problems(snapshot: Snapshot) -> None:
         st.warning(f"Provenance: {warning}.", icon="⚠️")
     if not snapshot.problems:
         return
-    st.warning(f"Skipped {len(snapshot.problems)} unreadable results file(s); the rest of the page is complete "
-               "without them.", icon="⚠️")
-    with st.expander("Unreadable files"):
+    st.warning(f"{len(snapshot.problems)} thing(s) in the results that the tables leave out (unreadable files, jobs "
+               "or seeds without rows), each said below with what to do; the rest of the page is complete without "
+               "them.", icon="⚠️")
+    with st.expander("What is left out, and why"):
         for problem in snapshot.problems[:50]:
             st.text(problem)
         if len(snapshot.problems) > 50:
@@ -375,6 +376,19 @@ def jobs_view(snapshot: Snapshot) -> None:
                 st.code(job.status["error"], language=None)
 
 
+def show_sample(path: Path) -> None:
+    """One sample image, or a warning naming the file when it cannot be read (a torn or hand-edited PNG)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, UnidentifiedImageError) as err:
+        st.warning(f"skipped {path}: not a readable image ({err}); it is rewritten when its job runs again", icon="⚠️")
+        return
+    st.image(str(path), caption=path.name, width="stretch", output_format="PNG")
+
+
 def samples_view(snapshot: Snapshot, task: str, preset: str) -> None:
     jobs = [j for j in snapshot.jobs if j.get("task") == task and j.get("preset") == preset and j.samples]
     if not jobs:
@@ -398,7 +412,7 @@ def samples_view(snapshot: Snapshot, task: str, preset: str) -> None:
             match = [s for s in job.samples if s.step == step] or ([] if steps else list(job.samples[-1:]))
             st.markdown(f"**{tables.series_label(str(job.get('method')), job.get('variant'))}** · seed {seed}")
             if match:
-                st.image(str(match[-1].path), caption=match[-1].path.name, width="stretch", output_format="PNG")
+                show_sample(match[-1].path)
             else:
                 st.caption(f"no sample at {step:g}")
 

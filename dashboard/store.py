@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from sema_suite.errors import CorruptResults
-from sema_suite.results.leaderboard import MEASURED as MEASURED_ROW
 from sema_suite.results.leaderboard import SELECTION_ORDER, aggregate, newest_jobs, primary_metrics
+from sema_suite.results.reading import MEASURED as MEASURED_ROW
+from sema_suite.results.reading import Seen, lost_results
 from sema_suite.results.store import (
     INTERPOLATION_NUMBERS,
     LANDSCAPE_NUMBERS,
@@ -243,7 +244,9 @@ class ResultsStore:
         return cached[1]
 
     def _build(self, folders: list[Path], keys: dict[str, tuple]) -> Snapshot:
-        jobs, problems = [], []
+        """The snapshot of these job folders; unreadable files and results a table would lose are its problems,
+        named as ``suite leaderboard`` names them (:mod:`sema_suite.results.reading`)."""
+        jobs, problems, seen = [], [], []
         for folder in folders:
             job = JobDir(self.results_dir, folder.name)
             k_job, k_status, k_metrics, k_samples, *k_measured = keys[folder.name]
@@ -254,7 +257,9 @@ class ResultsStore:
                         for (name, reader), key in zip(MEASURED.items(), k_measured)]
             for value in (doc, status, rows, *measured):
                 if isinstance(value, CorruptResults):
-                    problems.append(str(value))
+                    problems.append(f"skipped {value}")
+            if not isinstance(status, CorruptResults) and isinstance(rows, list) and (k_status or rows):
+                seen.append(Seen(folder.name, status.get("state") if k_status else None, rows))
             analysis, barriers, landscape, interpolation = (v if isinstance(v, list) else [] for v in measured)
             if isinstance(status, CorruptResults):
                 status = {"state": "unreadable", "error": str(status)}
@@ -271,4 +276,4 @@ class ResultsStore:
                 environment=(doc.get("environment") or {}) if isinstance(doc, dict) else {},
                 stamp=keys[folder.name],
             ))
-        return Snapshot(self.results_dir, jobs, problems, board=self._board)
+        return Snapshot(self.results_dir, jobs, problems + lost_results(seen), board=self._board)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from sema_suite.errors import SuiteError
@@ -19,9 +20,12 @@ def _csv(text: str) -> list[str]:
 
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(s) for s in _csv(text)]
+        seeds = [int(s) for s in _csv(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {text!r}") from None
+        seeds = []
+    if not seeds or any(seed < 0 for seed in seeds):
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers >= 0 separated by commas (e.g. 0,1,2), got {text!r}")
+    return seeds
 
 
 def _selections(text: str) -> list[str]:
@@ -53,6 +57,7 @@ def _interval(text: str) -> dict[str, float]:
 def cmd_run(args: argparse.Namespace) -> int:
     from sema_suite.analysis.measure import Settings
     from sema_suite.results import leaderboard
+    from sema_suite.results.reading import read_results
     from sema_suite.running import tracking
     from sema_suite.running.backends import make_backend
     from sema_suite.running.jobs import expand_matrix, parse_overrides
@@ -97,11 +102,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SuiteError("--analyze every_eval measures during training in one process; a job on several "
                          "(--gpus-per-job) is measured at its end: drop every_eval")
     log_to = tracking.check(args.log_to)
-    todo = prepare(runs, args.results_dir, args.data_root, args.download, analysis, log_to, args.checkpoint_every)
+    todo = _prepare(args.results_dir, lambda: prepare(runs, args.results_dir, args.data_root, args.download, analysis,
+                                                    log_to, args.checkpoint_every))
     print(f"{len(jobs)} job(s): {len(todo_jobs)} to run, {len(skipped)} already done; "
           f"{_describe_runs(runs)}; results in {args.results_dir}/", file=sys.stderr)
     outcomes = skipped + job_outcomes(backend.run(todo), args.results_dir)
-    counts = {state: sum(o.state == state for o in outcomes) for state in ("done", "skipped", "failed", "busy")}
+    counts = {state: sum(o.state == state for o in outcomes) for state in ("done", "skipped", "failed")}
     print("\n" + ", ".join(f"{n} {state}" for state, n in counts.items() if n))
     for outcome in outcomes:
         if outcome.error:
@@ -110,16 +116,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         for job_id, error in failed:
             print(f"  analysis failed: {job_id}: {error}")
         counts["failed"] += len(failed)
-    rows = leaderboard.load(args.results_dir, [job.job_id for job in jobs])
-    table = leaderboard.aggregate(rows, leaderboard.primary_metrics(rows))
+    reading = read_results(args.results_dir, [job.job_id for job in jobs])
+    table = leaderboard.aggregate(reading.rows, leaderboard.primary_metrics(reading.rows))
     if table:
         print("\n" + leaderboard.format_table(table))
-        for note in leaderboard.edge_notes(table):
-            print(f"note: {note}")
-        for warning in leaderboard.provenance_warnings(
-                leaderboard.environments(leaderboard.used_jobs([args.results_dir], rows))):
-            print(f"warning: {warning}")
-    return 1 if counts["failed"] or counts["busy"] else 0
+    for note in [*leaderboard.edge_notes(table), *filter(None, [leaderboard.printed_table_note(table)])]:
+        print(f"note: {note}")
+    for warning in [*reading.warnings(), *leaderboard.provenance_warnings(leaderboard.used_environments(reading))]:
+        print(f"warning: {warning}")
+    return 1 if counts["failed"] else 0
 
 
 def _describe_runs(runs: list) -> str:
@@ -150,7 +155,7 @@ def _analysis_pass(jobs: list, results_dir: Path, settings, backend) -> list[tup
     with its ``none``/``ema`` partners from the matrix, which may have finished after it."""
     from sema_suite.analysis.interpolation import partner_ids
     from sema_suite.analysis.measure import pending
-    from sema_suite.results.leaderboard import finished_jobs
+    from sema_suite.results.reading import finished_jobs
     from sema_suite.results.store import JobDir, read_json
 
     ids = {job.job_id for job in jobs}
@@ -167,7 +172,7 @@ def _analysis_pass(jobs: list, results_dir: Path, settings, backend) -> list[tup
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from sema_suite.analysis.measure import Settings, pending
-    from sema_suite.results.leaderboard import finished_jobs
+    from sema_suite.results.reading import finished_jobs
     from sema_suite.results.store import read_json
     from sema_suite.running.backends import make_backend
 
@@ -209,9 +214,30 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _check_out(out: Path) -> None:
+    """An output file goes into a folder that exists: a typo in ``--out`` never creates folders."""
+    if not out.parent.is_dir():
+        raise SuiteError(f"{out}: its folder {out.parent}/ does not exist; create it first or write elsewhere")
+    if out.is_dir():
+        raise SuiteError(f"{out} is a folder: give a file name")
+
+
+def _prepare(results_dir: Path, prepare: Callable[[], list]) -> list:
+    """``prepare()``, which writes the jobs' files under ``results_dir``: a folder that is a file or cannot be
+    written is one clear error, before any job starts."""
+    if results_dir.exists() and not results_dir.is_dir():
+        raise SuiteError(f"--results-dir {results_dir} is a file, not a folder: give a folder (it is made if absent)")
+    try:
+        return prepare()
+    except OSError as err:
+        raise SuiteError(f"cannot write the jobs' files under {results_dir}/ ({err.strerror}: {err.filename}): give "
+                         "a --results-dir you can write to, or fix its permissions") from None
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from sema_suite.method.checkpoints import export
 
+    _check_out(args.out)
     weights, tensors = export(args.results_dir, args.job, args.weights, args.out)
     print(f"wrote the {weights} weights of {args.job} ({tensors} tensors, a plain state dict) to {args.out}")
     return 0
@@ -220,21 +246,29 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from sema_suite.method.methods import method_names
     from sema_suite.results import leaderboard, versus
+    from sema_suite.results.reading import Reading, read_results
 
     if args.versus and args.versus not in method_names():
         raise SuiteError(f"--versus {args.versus}: no such method; choose one of {', '.join(method_names())} "
                          "(`suite list` describes them)")
     folders = args.results_dir or [DEFAULT_RESULTS]
-    rows = [row for folder in folders for row in leaderboard.load(folder)]
+    _check_out(args.out)
+    reading = Reading()
+    for folder in folders:
+        reading += read_results(folder)
+    rows = reading.rows
+    for message in reading.warnings():
+        print(f"suite: warning: {message}", file=sys.stderr)
     if not rows:
-        raise SuiteError(f"no finished jobs under {', '.join(f'{f}/' for f in folders)}; run `suite run` first "
-                         f"(the existing {args.out} is left as it is)")
+        found = f"{len(reading.seen)} job(s), none done with readable rows" if reading.seen else "no finished jobs"
+        raise SuiteError(f"{found} under {', '.join(f'{f}/' for f in folders)}; run `suite run` first (the existing "
+                         f"{args.out} is left as it is)")
     warnings = [*leaderboard.conflicts(rows), *leaderboard.tuning_warnings(rows),
-                *leaderboard.provenance_warnings(leaderboard.environments(leaderboard.used_jobs(folders, rows)))]
+                *leaderboard.provenance_warnings(leaderboard.used_environments(reading))]
     for message in warnings:
         print(f"suite: warning: {message}", file=sys.stderr)
     table = leaderboard.aggregate(rows, leaderboard.primary_metrics(rows))
-    for note in leaderboard.edge_notes(table):
+    for note in [*leaderboard.edge_notes(table), *filter(None, [leaderboard.printed_table_note(table)])]:
         print(f"suite: note: {note}", file=sys.stderr)
     leaderboard.write(table, args.out)
     print(leaderboard.format_markdown(table) if args.markdown else leaderboard.format_table(table))
@@ -357,7 +391,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--download", action="store_true", help="download datasets that allow it into --data-root")
     where = run.add_mutually_exclusive_group()
     where.add_argument("--gpus", type=_csv, help="GPU ids, one worker pinned to each (e.g. 0,1)")
-    where.add_argument("--workers", type=int, default=1, help="number of CPU worker processes (default: 1)")
+    where.add_argument("--workers", type=_positive, default=1, help="number of CPU worker processes (default: 1)")
     add_backend_arguments(run)
     run.add_argument("--no-share", action="store_true",
                      help="one training run per job; by default a none job and every ema job of the same seed and "
@@ -389,7 +423,7 @@ def parser() -> argparse.ArgumentParser:
                          "rho_average, steps, average_samples, directions, points, span, interpolation_points (see the README)")
     where = analyze.add_mutually_exclusive_group()
     where.add_argument("--gpus", type=_csv, help="GPU ids, one worker pinned to each (e.g. 0,1)")
-    where.add_argument("--workers", type=int, default=1, help="number of CPU worker processes (default: 1)")
+    where.add_argument("--workers", type=_positive, default=1, help="number of CPU worker processes (default: 1)")
     add_backend_arguments(analyze)
     analyze.set_defaults(func=cmd_analyze)
 
@@ -444,7 +478,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--task", default="cls", help="matrix: the task (tiny preset unless --set says otherwise)")
     bench.add_argument("--decays", default="0.9,0.95,0.99", help="matrix: the decay sweep of ema and sema")
     bench.add_argument("--seeds", default="0", help="matrix: seeds, comma-separated")
-    bench.add_argument("--workers", type=int, default=1, help="matrix: CPU worker processes")
+    bench.add_argument("--workers", type=_positive, default=1, help="matrix: CPU worker processes")
     bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="matrix: more overrides")
     bench.add_argument("--jobs", type=lambda text: [_positive(x) for x in _csv(text)], default=[200, 1000],
                        help="dashboard: numbers of synthetic jobs, comma-separated")

@@ -64,7 +64,9 @@ def holdout(count: int, size: int, labels: Sequence[int] | None = None, seed: in
 
     Without ``labels`` the held-out slice is a random one; with them it is class-balanced: the classes take
     turns, each giving its next example in one fixed random order (so every class gets ``size / classes``
-    while it has examples). It depends only on ``count``, ``size``, ``labels`` and ``seed``.
+    while it has examples). Balanced, not stratified: on an imbalanced dataset the held-out split has equal
+    counts per class rather than the data's class mix (a caller whose val split should follow an imbalanced mix
+    passes no ``labels``). It depends only on ``count``, ``size``, ``labels`` and ``seed``.
     """
     import numpy as np
 

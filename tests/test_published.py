@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sema_suite.results import leaderboard, versus
+from sema_suite.results import leaderboard, reading, versus
+from sema_suite.results.store import JobDir
 
 REPO = Path(__file__).resolve().parent.parent
 PUBLISHED = REPO / "published"
@@ -26,7 +27,7 @@ def table(rows: list[dict]) -> list[dict]:
 
 
 def test_leaderboard_csv_is_reproducible_from_the_committed_results(table: list[dict]) -> None:
-    assert leaderboard.result_folders(PUBLISHED) == [PUBLISHED / tier for tier in TIERS]
+    assert reading.result_folders(PUBLISHED) == [PUBLISHED / tier for tier in TIERS]
     assert (REPO / "leaderboard.csv").read_text() == leaderboard.to_csv(table)
 
 
@@ -54,7 +55,7 @@ def test_the_readme_head_to_head_is_what_suite_leaderboard_versus_prints(rows: l
 def test_only_small_finished_files_are_committed(tier: str) -> None:
     kinds = {p.suffix for p in (PUBLISHED / tier).rglob("*") if p.is_file()}
     assert kinds <= {".json", ".csv", ".png"}, kinds
-    assert all(leaderboard.JobDir(PUBLISHED / tier, d.name).status()["state"] == "done"
+    assert all(JobDir(PUBLISHED / tier, d.name).status()["state"] == "done"
                for d in (PUBLISHED / tier).iterdir())
 
 

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from sema_suite.method.methods import BUILTIN, averaging_defaults, knob_table
-from sema_suite.results.store import JobDir, read_json, write_atomic
+from sema_suite.results.reading import MEASURED, Reading, read_results
+from sema_suite.results.store import write_atomic
 from sema_suite.running.variants import format_value, format_variant, parse_variant
 
 TARGETS = (90, 99)  # percent of none's improvement over its first evaluation
@@ -50,33 +51,6 @@ COLUMNS = (
 )
 METHOD_ORDER = {name: rank for rank, name in enumerate(BUILTIN)}  # built-in methods first, in their order
 SELECTION_ORDER = {"shipped": 0, "tuned": 1, "sweep": 2}
-
-
-def result_folders(path: Path) -> list[Path]:
-    """``path`` when it holds job folders; else its subfolders that do -- the tiers of a parent such as
-    ``published/`` (``published/tiny``, ``published/long``), whose leaderboards are one table (the preset column
-    tells them apart)."""
-    path = Path(path)
-    if any(path.glob("*/status.json")):
-        return [path]
-    return [folder for folder in sorted(path.iterdir()) if any(folder.glob("*/status.json"))] if path.is_dir() else []
-
-
-def finished_jobs(results_dir: Path, job_ids: Iterable[str] | None = None) -> Iterable[JobDir]:
-    """Jobs whose status is done (all of them, or those of ``job_ids``). A corrupt file raises CorruptResults."""
-    if job_ids is None:  # every job folder (a shared run's own folder, with run.json, holds no results)
-        jobs = [JobDir(folder, p.parent.name) for folder in result_folders(results_dir)
-                for p in sorted(folder.glob("*/status.json")) if not (p.parent / "run.json").exists()]
-    else:
-        jobs = [JobDir(results_dir, name) for name in job_ids]
-    for job in jobs:
-        if job.status().get("state") == "done":
-            yield job
-
-
-def environments(jobs: Iterable[JobDir]) -> list[dict[str, Any]]:
-    """Each job's recorded environment (job.json), {} where there is none."""
-    return [(read_json(job.job_json) if job.job_json.exists() else {}).get("environment") or {} for job in jobs]
 
 
 def provenance_warnings(envs: list[dict[str, Any]]) -> list[str]:
@@ -105,12 +79,6 @@ def provenance_warnings(envs: list[dict[str, Any]]) -> list[str]:
     return warnings
 
 
-def used_jobs(folders: Iterable[Path], rows: list[dict[str, Any]]) -> list[JobDir]:
-    """The finished jobs under ``folders`` whose rows a table uses: the newest of each claim (:func:`newest_jobs`)."""
-    kept = newest_jobs(rows)[0]
-    return [job for folder in folders for job in finished_jobs(folder) if job.job_id in kept]
-
-
 class Cell(NamedTuple):
     """What one leaderboard row aggregates over seeds: a metric of one method in one setting."""
 
@@ -137,8 +105,6 @@ class Curve:
 def _claim(row: dict[str, Any]) -> tuple:
     return row["task"], row["preset"], row.get("variant", ""), row["method"], row["seed"]
 
-
-MEASURED = "measured"  # marks a row of `suite analyze` (flatness, barriers) among a job's training rows
 
 
 def trained_at(rows: list[dict[str, Any]]) -> str:
@@ -512,9 +478,23 @@ def primary_metrics(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], str
 
 def load(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Every metrics row of the finished jobs under ``results_dir`` (or of ``job_ids``), their flatness rows
-    (``suite analyze``, split ``train``) and a ``sema`` job's interpolation barriers (splits ``train``, ``val``)."""
-    return [row for job in finished_jobs(results_dir, job_ids)
-            for row in (*job.metrics(), *({**r, MEASURED: True} for r in (*job.analysis(), *job.barriers())))]
+    (``suite analyze``, split ``train``) and a ``sema`` job's interpolation barriers (splits ``train``, ``val``);
+    unreadable files skipped (:func:`sema_suite.results.reading.read_results` names them)."""
+    return read_results(results_dir, job_ids).rows
+
+
+def used_environments(reading: Reading) -> list[dict[str, Any]]:
+    """The recorded environments of the jobs a table uses: the newest of each claim (:func:`newest_jobs`)."""
+    return [reading.environments.get(job_id, {}) for job_id in newest_jobs(reading.rows)[0]]
+
+
+def printed_table_note(table: list[dict[str, Any]]) -> str | None:
+    """Why the printed table (its shipped and tuned rows) is empty while the CSV is not, if it is."""
+    if table and not any(r["selection"] in ("shipped", "tuned") for r in table):
+        return ("every job ran with training knobs set (--set), so each row is a sweep row, which the printed table "
+                "leaves out (it shows each preset as shipped and each method's tuned variant): the sweep rows are "
+                "in the CSV; run the preset as shipped too to compare against it")
+    return None
 
 
 def build(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
