@@ -23,23 +23,10 @@ from typing import Any
 from sema_suite.errors import CorruptResults
 from sema_suite.results.leaderboard import SELECTION_ORDER, aggregate, newest_jobs, primary_metrics
 from sema_suite.results.reading import MEASURED as MEASURED_ROW
+from sema_suite.results.reading import MEASURED_FILES as MEASURED
 from sema_suite.results.reading import Seen, lost_results
-from sema_suite.results.store import (
-    INTERPOLATION_NUMBERS,
-    LANDSCAPE_NUMBERS,
-    JobDir,
-    read_json,
-    read_metrics,
-    read_table,
-)
+from sema_suite.results.store import JobDir, read_json, read_metrics
 
-# what suite analyze writes, and how to read it
-MEASURED: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
-    "analysis.csv": read_metrics,
-    "barriers.csv": read_metrics,
-    "landscape.csv": lambda path: read_table(path, LANDSCAPE_NUMBERS),
-    "interpolation.csv": lambda path: read_table(path, INTERPOLATION_NUMBERS),
-}
 FILES = ("job.json", "status.json", "metrics.csv", "samples", *MEASURED)
 RUN_FILE = "run.json"  # marks a shared run's own folder, which is not a job
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?)(?!.*\d)")  # the last number in a file name: "epoch_12" -> 12

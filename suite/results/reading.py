@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from sema_suite.errors import CorruptResults
 from sema_suite.results.store import (
@@ -29,6 +29,13 @@ from sema_suite.results.store import (
 
 MEASURED = "measured"  # marks a row of `suite analyze` (flatness, barriers) among a job's training rows
 JOB_FILES = ("job.json", "status.json", "metrics.csv")  # any of them makes a folder a job's
+# what suite analyze writes into a job's folder, and how to read each
+MEASURED_FILES: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
+    "analysis.csv": read_metrics,
+    "barriers.csv": read_metrics,
+    "landscape.csv": lambda path: read_table(path, LANDSCAPE_NUMBERS),
+    "interpolation.csv": lambda path: read_table(path, INTERPOLATION_NUMBERS),
+}
 
 
 def result_folders(path: Path) -> list[Path]:
@@ -89,7 +96,7 @@ class Reading:
     def warnings(self) -> list[str]:
         return [*self.problems, *lost_results(self.seen)]
 
-    def __iadd__(self, other: Reading) -> Reading:
+    def __iadd__(self, other: Reading) -> Self:
         self.done += other.done
         self.rows += other.rows
         self.environments |= other.environments
@@ -106,9 +113,8 @@ def read_results(results_dir: Path, job_ids: Iterable[str] | None = None) -> Rea
         doc = _read(reading, job.job_json, read_json) if job.job_json.exists() else None
         status = _read(reading, job.status_json, read_json) if job.status_json.exists() else None
         rows = _read(reading, job.metrics_csv, read_metrics)
-        analysis, barriers = (_read(reading, path, read_metrics) or [] for path in (job.analysis_csv, job.barriers_csv))
-        for path, numbers in ((job.landscape_csv, LANDSCAPE_NUMBERS), (job.interpolation_csv, INTERPOLATION_NUMBERS)):
-            _read(reading, path, lambda p, n=numbers: read_table(p, n))  # what the dashboard draws: checked alike
+        analysis, barriers, _, _ = (_read(reading, job.path / name, reader) or []  # all read, as the dashboard
+                                    for name, reader in MEASURED_FILES.items())  # does: the same problems named
         if rows is None or (job.status_json.exists() and status is None) or (status is None and not rows):
             continue  # an unreadable file (named in the problems), or a job planned and never started
         reading.seen.append(Seen(job.job_id, None if status is None else status.get("state"), rows))

@@ -21,7 +21,7 @@ BACKENDS = ("local", "ray", "slurm")
 
 class Backend(Protocol):
     def run(self, todo: list[JobDir]) -> list[Outcome]:
-        """Run every job to its end (done, failed or busy) and say how each ended."""
+        """Run every job to its end (done or failed) and say how each ended."""
 
 
 def add_arguments(run: argparse.ArgumentParser) -> None:
