@@ -157,6 +157,13 @@ def test_corrupt_files_warn_and_the_rest_renders(results: Path, monkeypatch) -> 
     assert dict(zip(board["method"], board["seeds"])) == {"sema": 2, "ema": 3, "none": 3}
 
 
+def test_a_corrupt_sample_is_a_warning_naming_it(results: Path, monkeypatch) -> None:
+    torn = sorted((results / "gen-tiny-sema-s0-fixture" / "samples").glob("*.png"))[-1]
+    torn.write_bytes(torn.read_bytes()[:40])  # half-copied
+    at = run_app(results, monkeypatch, view="Samples", task="gen")  # no exception: run_app asserts it
+    assert len(at.get("image")) == 2 and any(f"skipped {torn}: not a readable image" in w.value for w in at.warning)
+
+
 def test_the_dashboard_never_writes_into_the_results(tmp_path: Path, monkeypatch) -> None:
     results = make_results(tmp_path / "results", sweep=(0.8,))
     before = snapshot_files(results)
