@@ -43,15 +43,20 @@ def _positive(text: str) -> int:
 
 
 def _interval(text: str) -> dict[str, float]:
-    """``--checkpoint-every``: ``500`` (iterations), ``30m`` or ``2h`` (wall time)."""
-    unit = {"m": 1.0, "h": 60.0}.get(text.strip()[-1:].lower())
+    """``--checkpoint-every``: ``500`` (iterations), ``90s``, ``30m`` or ``2h`` (wall time since the last checkpoint),
+    or ``eval`` (at each evaluation interval only)."""
+    text = text.strip().lower()
+    if text == "eval":
+        return {"eval": True}
+    unit = {"s": 1.0, "m": 60.0, "h": 3600.0}.get(text[-1:])
     try:
-        value = float(text.strip()[:-1]) if unit else int(text)
+        value = float(text[:-1]) if unit else int(text)
     except ValueError:
         value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give iterations (500) or minutes/hours of training (30m, 2h)")
-    return {"minutes": value * unit} if unit else {"iters": value}
+    if value <= 0 or value != value:
+        raise argparse.ArgumentTypeError(f"{text!r}: give iterations (500), seconds, minutes or hours of training "
+                                         "(90s, 30m, 2h), or eval")
+    return {"seconds": value * unit} if unit else {"iters": value}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -405,9 +410,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--log-to", type=_csv, default=[], metavar="TRACKERS",
                      help="also log every job to these trackers: tensorboard, mlflow, wandb (comma list; needs the "
                      "track extra). MLFLOW_TRACKING_URI and WANDB_MODE/WANDB_PROJECT are honoured")
-    run.add_argument("--checkpoint-every", type=_interval, metavar="N|Mm|Hh",
-                     help="also checkpoint every N iterations or M minutes / H hours of training, between the "
-                     "checkpoints at each evaluation, so a preempted job loses at most that (e.g. 2000, 30m)")
+    run.add_argument("--checkpoint-every", type=_interval, metavar="N|Ss|Mm|Hh|eval",
+                     help="how much work a kill may lose: a checkpoint once this much wall time has passed since the "
+                     "last (90s, 30m, 2h; default 60s), or every N iterations and at each evaluation (2000), or at "
+                     "each evaluation only (eval); always one at the end")
     run.set_defaults(func=cmd_run)
 
     analyze = sub.add_parser("analyze", help="measure flatness and sharpness of finished jobs' reported weights")

@@ -23,7 +23,8 @@ def sets(pairs: list[str]) -> list[str]:
 def train(results: Path) -> None:
     for methods, seeds in TRAINED:
         done = subprocess.run([sys.executable, "-m", "sema_suite.cli", "run", "--task", "cls", "--method", methods,
-                               "--seeds", seeds, "--no-share", "--results-dir", str(results), *sets(CLS_FAST)],
+                               "--seeds", seeds, "--no-share", "--checkpoint-every", "eval",  # epoch_1.pth too
+                               "--results-dir", str(results), *sets(CLS_FAST)],
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
 

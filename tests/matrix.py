@@ -20,8 +20,8 @@ from sema_suite.results.store import JobDir
 from sema_suite.running.runs import members
 
 SETTINGS = ["epochs=3", "depths=[1]", "width=8", "image_size=8", "batch_size=64"]
-MATRIX = ["run", "--task", "cls", "--method", "none,ema,sema", "--seeds", "0",
-          *[x for s in SETTINGS for x in ("--set", s)]]
+MATRIX = ["run", "--task", "cls", "--method", "none,ema,sema", "--seeds", "0", "--checkpoint-every", "eval",
+          *[x for s in SETTINGS for x in ("--set", s)]]  # a checkpoint each epoch: a kill resumes from one
 
 
 def env() -> dict[str, str]:

@@ -255,7 +255,7 @@ def test_iteration_based_tiny_switches_every_pass(tmp_path):
 def test_interrupted_tiny_job_resumes_and_records_each_evaluation_once(tmp_path):
     results = tmp_path / "results"
     command = [sys.executable, "-m", "sema_suite.cli", "run", "--task", "det", "--method", "sema",
-               "--results-dir", str(results), *_sets(QUICK)]
+               "--results-dir", str(results), "--checkpoint-every", "eval", *_sets(QUICK)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     job = None

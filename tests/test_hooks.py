@@ -73,7 +73,7 @@ def test_none_has_no_averaging_hook(tmp_path: Path) -> None:
     job = JobSpec("cls", "tiny", "none", 0, FAST).resolve()
     cfg = build_config(job, job.context(tmp_path, tmp_path / "work"), tmp_path)
     assert [h["type"] for h in cfg.custom_hooks] == ["CostHook", "RandomStateHook", "PlainCheckpointHook",
-                                                      "ResultsHook"]
+                                                      "ResultsHook", "PeriodicCheckpointHook"]
 
 
 def test_iteration_switches(tmp_path: Path) -> None:

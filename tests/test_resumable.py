@@ -65,10 +65,10 @@ def final_weights(job: JobDir) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("task, method, overrides, every", [
-    ("cls", "sema", CLS, {"minutes": 1e-9}),  # every iteration: the newest two are kept
+    ("cls", "sema", CLS, {"seconds": 1e-9}),  # every iteration: the newest two are kept
     ("lm", "sema", LM, {"iters": 4}),
-    ("cls", "swa", (*CLS, ("swa_start", 1)), {"minutes": 1e-9}),
-    ("cls", "lookahead", (*CLS, ("lookahead_k", 3)), {"minutes": 1e-9}),
+    ("cls", "swa", (*CLS, ("swa_start", 1)), {"seconds": 1e-9}),
+    ("cls", "lookahead", (*CLS, ("lookahead_k", 3)), {"seconds": 1e-9}),
 ])
 def test_a_job_stopped_mid_pass_resumes_from_its_periodic_checkpoint_exactly(
         tmp_path: Path, task: str, method: str, overrides: tuple, every: dict[str, Any]) -> None:
@@ -78,7 +78,7 @@ def test_a_job_stopped_mid_pass_resumes_from_its_periodic_checkpoint_exactly(
     assert stop % per_pass and stop < reference.train_loop.max_iters
 
     _, stopped = train(task, overrides, tmp_path / "stopped", every, stop_after=stop, method=method)
-    newest = stop if "minutes" in every else stop - stop % every["iters"]
+    newest = stop if "seconds" in every else stop - stop % every["iters"]
     assert stopped.last_checkpoint().name == f"iter_{newest}.pth"
     own = {"iter_15.pth", "iter_30.pth"} if task == "lm" else set()  # mmengine's, at the evaluations
     periodic = sorted(p.name for p in stopped.work_dir.glob("iter_*.pth") if p.name not in own)
@@ -92,3 +92,41 @@ def test_a_job_stopped_mid_pass_resumes_from_its_periodic_checkpoint_exactly(
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
     left = {p.name for p in stopped.work_dir.glob("iter_*.pth")}
     assert left == own  # the periodic ones are gone once the job is done
+
+
+class IterationClock(Hook):
+    """A clock that reads the iterations done (one "second" each), so the test times nothing; it ticks first."""
+
+    priority = "HIGHEST"
+    done = 0
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self.done += 1
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        self.saved = [*getattr(self, "saved", []), self.done]
+
+
+@pytest.mark.parametrize("seconds", [4, 7])
+def test_a_kill_loses_at_most_the_configured_interval_of_work(tmp_path: Path, seconds: int) -> None:
+    """By default a job checkpoints once ``seconds`` of training have passed since its last checkpoint -- at an
+    epoch's end or in the middle of a pass -- and at the end, never more often: a run stopped at any iteration has
+    a checkpoint at most that far behind it."""
+    from sema_suite.running.resumable import CheckpointInFolderHook, PeriodicCheckpointHook
+
+    job = JobSpec("cls", "tiny", "sema", 0, CLS).resolve()
+    folder = JobDir(tmp_path, job.job_id)
+    cfg = build_config(job, job.context(tmp_path / "data", folder.work_dir), tmp_path,
+                       checkpoint_every={"seconds": seconds})
+    runner = Runner.from_cfg(cfg)
+    clock = IterationClock()
+    runner.register_hook(clock)
+    for hook in runner.hooks:
+        if isinstance(hook, (CheckpointInFolderHook, PeriodicCheckpointHook)):
+            hook.now = lambda: float(clock.done)
+    per_pass = len(runner.train_dataloader)
+    runner.register_hook(StopAfter(stop := 2 * per_pass - 1))  # the middle of the last pass: no final checkpoint
+    with contextlib.suppress(Preempted):
+        runner.train()
+    assert clock.saved and stop - clock.saved[-1] <= seconds, (clock.saved, stop)
+    assert all(b - a >= seconds for a, b in zip([0, *clock.saved], clock.saved)), clock.saved

@@ -40,10 +40,10 @@ def build_config(run: Run | ResolvedJob, ctx: BuildContext, results_dir: Path, a
     evaluate each member in turn (:class:`sema_suite.method.hooks.MembersLoop`). A job on several processes gets DDP
     (:func:`_distributed`) unless ``single_process`` (``suite analyze`` measures its weights in one process).
 
-    Checkpoints are written every epoch (or every evaluation interval of an iteration-based task) so an
-    interrupted job loses at most that much work, and with ``checkpoint_every`` (``suite run --checkpoint-every``)
-    also every N iterations or minutes in between; the loops resume from either exactly
-    (:mod:`sema_suite.running.resumable`). ``analysis``: the job's requested analysis settings, which
+    Checkpoints are written at most once a minute of training by default, at an evaluation point or in the middle
+    of a pass, and at the end, so an interrupted job loses at most that much work; ``checkpoint_every`` (``suite run
+    --checkpoint-every``) sets another interval, or every N iterations, or each evaluation; the loops resume from
+    any of them exactly (:mod:`sema_suite.running.resumable`). ``analysis``: the job's requested analysis settings, which
     add :class:`sema_suite.analysis.hook.AnalysisHook` when they measure during training (``every_eval``); ``log_to``: the
     trackers the job also logs to (:mod:`sema_suite.running.tracking`). The newest two are kept: mmengine deletes the oldest
     before it writes the next one, so with one kept a kill in between would leave nothing to resume from.

@@ -1,6 +1,6 @@
 """A run stopped anywhere continues as if it had not stopped: random state in every checkpoint, checkpoints
-every N iterations or minutes (``suite run --checkpoint-every``), and training loops that resume from one in
-the middle of a pass over the data.
+at most every minute of training by default or as ``suite run --checkpoint-every`` says (every N iterations or
+seconds, or at each evaluation), and training loops that resume from one in the middle of a pass over the data.
 
 mmengine resumes an epoch-based loop at the start of the checkpoint's epoch and an iteration-based one by
 loading every batch trained so far. :class:`ResumableEpochLoop` and :class:`ResumableIterLoop` instead start
@@ -195,30 +195,45 @@ class ResumableIterLoop(IterBasedTrainLoop):
         return self.runner.model
 
 
+DEFAULT_EVERY = {"seconds": 60.0}  # a checkpoint at most every minute of training, and one at the end
+
+
+class _Clock:
+    """The time since the run's last checkpoint, whichever hook wrote it."""
+
+    seconds: float | None = None  # None: no clock (every chance is taken)
+    now = staticmethod(time.monotonic)  # what the clock reads (a test may read training progress instead)
+    _last = 0.0
+
+    def before_train(self, runner) -> None:
+        self._last = self.now()
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._last = self.now()  # any checkpoint restarts the clock
+
+    def _due_by_clock(self) -> bool:
+        return self.seconds is None or self.now() - self._last >= self.seconds
+
+
 @HOOKS.register_module()
-class PeriodicCheckpointHook(Hook):
-    """A checkpoint every ``iters`` training iterations or ``minutes`` of wall time since the last one, between
-    the ones mmengine writes at each evaluation interval, so a preempted job loses at most that much.
+class PeriodicCheckpointHook(_Clock, Hook):
+    """A checkpoint every ``iters`` training iterations, or once ``seconds`` of wall time have passed since the
+    last one, in the middle of a pass too, so a preempted job loses at most that much.
 
     It writes ``iter_<N>.pth`` with the run's full state (the other hooks add theirs: averages, random state,
     results), points ``last_checkpoint`` at it, keeps the newest :data:`KEEP` of its own, and removes them when
-    training ends (the final checkpoint is newer). It skips the iterations where mmengine's hook saves anyway
-    (and an epoch's last batch: the epoch's switch and checkpoint follow), so its files are told apart by name.
+    training ends (the final checkpoint is newer). It leaves an epoch's last batch and an iteration loop's
+    evaluation points to :class:`CheckpointInFolderHook` (an epoch's switch and evaluation follow them), so its
+    files are told apart by name. ``minutes``: how job files of older versions said ``seconds``.
     """
 
     priority = "VERY_LOW"  # after the update, the switch and the other hooks' per-iteration work
 
-    def __init__(self, iters: int | None = None, minutes: float | None = None) -> None:
-        if (iters is None) == (minutes is None):
-            raise ValueError("PeriodicCheckpointHook needs exactly one of iters, minutes")
-        self.iters, self.minutes = iters, minutes
-        self._last = time.monotonic()
-
-    def before_train(self, runner) -> None:
-        self._last = time.monotonic()
-
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        self._last = time.monotonic()  # any checkpoint restarts the clock
+    def __init__(self, iters: int | None = None, seconds: float | None = None, minutes: float | None = None) -> None:
+        seconds = minutes * 60 if minutes is not None else seconds
+        if (iters is None) == (seconds is None):
+            raise ValueError("PeriodicCheckpointHook needs exactly one of iters, seconds")
+        self.iters, self.seconds = iters, seconds
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         done = runner.iter + 1
@@ -235,9 +250,7 @@ class PeriodicCheckpointHook(Hook):
             self._remove(runner, keep=0)
 
     def _due(self, done: int) -> bool:
-        if self.iters is not None:
-            return done % self.iters == 0
-        return time.monotonic() - self._last >= self.minutes * 60
+        return done % self.iters == 0 if self.iters is not None else self._due_by_clock()
 
     @staticmethod
     def _remove(runner, keep: int) -> None:
@@ -252,10 +265,27 @@ class PeriodicCheckpointHook(Hook):
 
 
 @HOOKS.register_module()
-class CheckpointInFolderHook(CheckpointHook):
-    """mmengine's CheckpointHook, whose ``last_checkpoint`` marker names the checkpoint relative to the work dir
-    (mmengine writes an absolute path): a copied or moved results folder resumes, exports and measures its own
-    checkpoints, and nothing read from a results folder leads outside it."""
+class CheckpointInFolderHook(_Clock, CheckpointHook):
+    """mmengine's CheckpointHook at each evaluation interval (an epoch's end, after its switch), and at the end of
+    training; with ``seconds``, only where that long has passed since the last checkpoint (the end always).
+
+    Its ``last_checkpoint`` marker names the checkpoint relative to the work dir (mmengine writes an absolute
+    path): a copied or moved results folder resumes, exports and measures its own checkpoints, and nothing read
+    from a results folder leads outside it."""
+
+    def __init__(self, *args: Any, seconds: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seconds = seconds
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        CheckpointHook.before_train(self, runner)
+
+    def every_n_epochs(self, runner, n: int, start: int = 0) -> bool:
+        return super().every_n_epochs(runner, n, start) and self._due_by_clock()
+
+    def every_n_train_iters(self, runner, n: int, start: int = 0) -> bool:
+        return super().every_n_train_iters(runner, n, start) and self._due_by_clock()
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         super()._save_checkpoint_with_step(runner, step, meta)
@@ -273,8 +303,11 @@ def _saved_anyway(runner, done: int) -> bool:
 
 
 def make_resumable(cfg, by_epoch: bool, checkpoint_every: dict[str, float] | None) -> None:
-    """Give an mmengine config (in place) the loop and sampler above, and with ``checkpoint_every``
-    (``{"iters": N}`` or ``{"minutes": M}``) the periodic checkpoints. A loop of another type is left alone."""
+    """Give an mmengine config (in place) the loop and sampler above, and its checkpoints: ``checkpoint_every``
+    ``{"seconds": S}`` (the default, :data:`DEFAULT_EVERY`) checkpoints once S seconds have passed since the last
+    checkpoint, at an evaluation point or in the middle of a pass, and at the end; ``{"iters": N}`` every N
+    iterations and at each evaluation interval; ``{"eval": True}`` at each evaluation interval only. A loop of
+    another type is left alone."""
     loop = cfg.train_cfg.get("type")
     if loop in (None, "EpochBasedTrainLoop", "mmengine.EpochBasedTrainLoop", "IterBasedTrainLoop",
                 "mmengine.IterBasedTrainLoop"):
@@ -283,5 +316,10 @@ def make_resumable(cfg, by_epoch: bool, checkpoint_every: dict[str, float] | Non
     sampler = cfg.train_dataloader.get("sampler") or {}
     if sampler.get("type") in ("DefaultSampler", "mmengine.DefaultSampler"):
         cfg.train_dataloader.sampler = {**sampler, "type": "SkippingSampler"}
-    if checkpoint_every:
-        cfg.custom_hooks = [*cfg.get("custom_hooks", []), {"type": "PeriodicCheckpointHook", **checkpoint_every}]
+    every = dict(checkpoint_every or DEFAULT_EVERY)
+    if "minutes" in every:  # a job planned by an older version
+        every = {"seconds": every["minutes"] * 60}
+    if "seconds" in every:
+        cfg.default_hooks.checkpoint = {**cfg.default_hooks.checkpoint, "seconds": every["seconds"]}
+    if not every.get("eval"):
+        cfg.custom_hooks = [*cfg.get("custom_hooks", []), {"type": "PeriodicCheckpointHook", **every}]

@@ -64,8 +64,8 @@ def prepare(runs: list[Run], results_dir: Path, data_root: Path, download: bool,
 
     The data root is stored absolute: a worker on a cluster node runs in another directory. ``analysis``:
     the flatness settings to measure each job with when it finishes (``suite run --analyze``); ``log_to``: the
-    trackers each job also logs to (``suite run --log-to``); ``checkpoint_every``: ``{"iters": N}`` or
-    ``{"minutes": M}`` between the evaluation-interval checkpoints (``suite run --checkpoint-every``).
+    trackers each job also logs to (``suite run --log-to``); ``checkpoint_every``: how often a job checkpoints
+    (``suite run --checkpoint-every``; :func:`sema_suite.running.resumable.make_resumable`), None for the default.
     """
     doc = {"data_root": str(Path(data_root).expanduser().resolve()), "download": download,
            "environment": environment(), **({"analysis": analysis} if analysis else {}),
