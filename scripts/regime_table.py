@@ -13,7 +13,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from sema_suite.results import leaderboard
+from sema_suite.results import leaderboard, reading
 from sema_suite.results.store import read_json
 
 
@@ -24,7 +24,7 @@ def main(folder: Path) -> None:
           "`none` val | `none` test |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for task in sorted({r["task"] for r in table}):
-        jobs = [job for job in leaderboard.finished_jobs(folder) if job.job_id.startswith(f"{task}-long-sema-")]
+        jobs = [job for job in reading.finished_jobs(folder) if job.job_id.startswith(f"{task}-long-sema-")]
         shipped = [job for job in jobs if read_json(job.job_json)["spec"]["variant"] == ""]
         if not shipped:
             continue

@@ -224,13 +224,12 @@ class PeriodicCheckpointHook(_Clock, Hook):
     results), points ``last_checkpoint`` at it, keeps the newest :data:`KEEP` of its own, and removes them when
     training ends (the final checkpoint is newer). It leaves an epoch's last batch and an iteration loop's
     evaluation points to :class:`CheckpointInFolderHook` (an epoch's switch and evaluation follow them), so its
-    files are told apart by name. ``minutes``: how job files of older versions said ``seconds``.
+    files are told apart by name.
     """
 
     priority = "VERY_LOW"  # after the update, the switch and the other hooks' per-iteration work
 
-    def __init__(self, iters: int | None = None, seconds: float | None = None, minutes: float | None = None) -> None:
-        seconds = minutes * 60 if minutes is not None else seconds
+    def __init__(self, iters: int | None = None, seconds: float | None = None) -> None:
         if (iters is None) == (seconds is None):
             raise ValueError("PeriodicCheckpointHook needs exactly one of iters, seconds")
         self.iters, self.seconds = iters, seconds
