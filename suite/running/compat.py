@@ -2,7 +2,7 @@
 
 torch 2.6 made ``torch.load(weights_only=True)`` the default, and mmengine calls ``torch.load`` without the
 argument. Its checkpoints hold a few objects besides tensors (its message hub's history buffers and numpy values),
-so a plain weights-only load fails. Loading with ``weights_only=False`` would run whatever a file in a results
+so a plain weights-only load fails. Unpickling them in full would run whatever a file in a results
 folder says (a shared or downloaded folder can hold a crafted one), so mmengine's local-file loader is replaced by
 :func:`sema_suite.method.checkpoints.read_checkpoint`: weights-only, with those few types allowed.
 
