@@ -491,9 +491,9 @@ def used_environments(reading: Reading) -> list[dict[str, Any]]:
 def printed_table_note(table: list[dict[str, Any]]) -> str | None:
     """Why the printed table (its shipped and tuned rows) is empty while the CSV is not, if it is."""
     if table and not any(r["selection"] in ("shipped", "tuned") for r in table):
-        return ("every job ran with training knobs set (--set), so each row is a sweep row, which the printed table "
-                "leaves out (it shows each preset as shipped and each method's tuned variant): the sweep rows are "
-                "in the CSV; run the preset as shipped too to compare against it")
+        return ("no row is shipped or tuned: every job ran with knobs set (--set), so each row is a sweep row, which "
+                "the printed table leaves out, and no tuned row could be chosen (it needs each method's variants "
+                "scored on val and test): the sweep rows are in the CSV; run the preset as shipped too to compare")
     return None
 
 

@@ -60,10 +60,15 @@ def job_folders(results_dir: Path) -> list[JobDir]:
             if not (folder / name / "run.json").exists()]
 
 
+def _jobs(results_dir: Path, job_ids: Iterable[str] | None) -> list[JobDir]:
+    """Every job folder under ``results_dir``, or those of ``job_ids``."""
+    return job_folders(results_dir) if job_ids is None else [JobDir(results_dir, name) for name in job_ids]
+
+
 def finished_jobs(results_dir: Path, job_ids: Iterable[str] | None = None) -> list[JobDir]:
     """Jobs whose status is done (all of them, or those of ``job_ids``); one whose status cannot be read is left
     out (:func:`read_results` says so)."""
-    jobs = job_folders(results_dir) if job_ids is None else [JobDir(results_dir, name) for name in job_ids]
+    jobs = _jobs(results_dir, job_ids)
     return [job for job in jobs if _state(job) == "done"]
 
 
@@ -108,7 +113,7 @@ class Reading:
 def read_results(results_dir: Path, job_ids: Iterable[str] | None = None) -> Reading:
     """Every job folder under ``results_dir`` (or those of ``job_ids``), each unreadable file skipped and named."""
     reading = Reading()
-    jobs = job_folders(results_dir) if job_ids is None else [JobDir(results_dir, name) for name in job_ids]
+    jobs = _jobs(results_dir, job_ids)
     for job in jobs:  # every file read, in the dashboard's order, so both name the same problems
         doc = _read(reading, job.job_json, read_json) if job.job_json.exists() else None
         status = _read(reading, job.status_json, read_json) if job.status_json.exists() else None
